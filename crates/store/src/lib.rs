@@ -1,0 +1,152 @@
+//! Storage: the only crate that speaks SQL.
+//!
+//! Repository traits describe every fact custos keeps; one SQL engine
+//! implements them for SQLite (embedded default) and PostgreSQL. Anything that
+//! must hold across replicas — single-use `jti`s, revocation, key rotation — is
+//! decided by the database atomically, never by a process cache.
+//!
+//! Times are `i64` seconds since the Unix epoch unless a name says `_ms`.
+
+mod model;
+pub use model::*;
+
+use async_trait::async_trait;
+use custos_governance::{AuditEvent, EventFilter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row with the same key already exists.
+    #[error("already exists")]
+    Conflict,
+    /// The database could not be reached or answered with an error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The stored data could not be decoded.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+    /// The URL or settings given to [`connect`] are not usable.
+    #[error("{0}")]
+    Config(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait ClientRepo: Send + Sync {
+    /// Inserts a new client; `Conflict` if the client_id exists.
+    async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
+    /// Replaces every column of an existing client; false if it does not exist.
+    async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool>;
+    /// Every client, disabled ones included, ordered by created_at then client_id.
+    async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
+}
+
+#[async_trait]
+pub trait SigningKeyRepo: Send + Sync {
+    /// Every stored signing key, oldest first (created_at, then kid).
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// In one transaction: sets `retired_at = new_key.activates_at` on every
+    /// key whose `retired_at` is NULL, then inserts `new_key`.
+    async fn rotate_signing_key(&self, new_key: &SigningKeyRecord) -> StoreResult<()>;
+    /// Inserts `key` only if no key exists at all (first start); returns
+    /// whether it was inserted. Two replicas racing at first start must not
+    /// both fail; at most a duplicate active key results, which is harmless.
+    async fn insert_first_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool>;
+    /// Deletes keys with `retired_at` not NULL and `retired_at + max_token_ttl <= now`.
+    async fn delete_expired_signing_keys(&self, now: i64, max_token_ttl: i64) -> StoreResult<u64>;
+}
+
+#[async_trait]
+pub trait ResourceRepo: Send + Sync {
+    /// `Conflict` if the uri exists.
+    async fn insert_resource(&self, resource: &ResourceRecord) -> StoreResult<()>;
+    async fn get_resource(&self, uri: &str) -> StoreResult<Option<ResourceRecord>>;
+    async fn list_resources(&self) -> StoreResult<Vec<ResourceRecord>>;
+}
+
+#[async_trait]
+pub trait UserRepo: Send + Sync {
+    /// `Conflict` if the username exists.
+    async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+}
+
+#[async_trait]
+pub trait InitialAccessTokenRepo: Send + Sync {
+    async fn insert_initial_access_token(&self, token: &InitialAccessTokenRecord) -> StoreResult<()>;
+    async fn get_initial_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<InitialAccessTokenRecord>>;
+}
+
+#[async_trait]
+pub trait ReplayRepo: Send + Sync {
+    /// Records that `jti` was used within `namespace` (e.g. "client_assertion:<client_id>")
+    /// until `expires_at`. Returns true if this is the first use, false if it
+    /// was already recorded and has not expired. Atomic across replicas: of
+    /// two concurrent calls with the same key exactly one returns true.
+    async fn record_jti_once(&self, namespace: &str, jti: &str, expires_at: i64, now: i64) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait RevocationRepo: Send + Sync {
+    /// Marks a token `jti` revoked until `expires_at` (idempotent).
+    async fn revoke_token(&self, revoked: &RevokedToken) -> StoreResult<()>;
+    async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+}
+
+#[async_trait]
+pub trait AuditRepo: Send + Sync {
+    /// Appends events in one transaction; the store assigns ids in order.
+    async fn append_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
+    /// Matching events ordered by id ascending (newest last). When more than
+    /// `filter.limit` match, the newest `limit` are returned.
+    async fn query_events(&self, filter: &EventFilter) -> StoreResult<Vec<AuditEvent>>;
+    /// For each client: time (ms) of its most recent `token.issued` event.
+    async fn client_last_used(&self) -> StoreResult<Vec<(String, i64)>>;
+}
+
+#[async_trait]
+pub trait Maintenance: Send + Sync {
+    /// Deletes expired replay records, revocations and initial access tokens.
+    async fn prune_expired(&self, now: i64) -> StoreResult<u64>;
+    /// Closes the pool cleanly (waits for connections to be returned).
+    async fn close(&self);
+    /// "sqlite" or "postgres".
+    fn engine(&self) -> Engine;
+}
+
+/// Everything custos stores, behind one object.
+pub trait Store:
+    ClientRepo
+    + SigningKeyRepo
+    + ResourceRepo
+    + UserRepo
+    + InitialAccessTokenRepo
+    + ReplayRepo
+    + RevocationRepo
+    + AuditRepo
+    + Maintenance
+{
+}
+
+impl<T> Store for T where
+    T: ClientRepo
+        + SigningKeyRepo
+        + ResourceRepo
+        + UserRepo
+        + InitialAccessTokenRepo
+        + ReplayRepo
+        + RevocationRepo
+        + AuditRepo
+        + Maintenance
+{
+}
+
+/// How to open the store.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `sqlite://PATH` (file created if missing) or `postgres://…`.
+    pub url: String,
+    /// Upper bound on pooled connections.
+    pub max_connections: u32,
+}
