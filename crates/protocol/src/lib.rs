@@ -1,14 +1,30 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The OAuth 2.1 protocol core of custos: pure functions from facts to
+//! decisions.
+//!
+//! Architecture invariant: nothing here performs I/O, reads a clock, draws
+//! randomness or reads the environment. Time (`now`, seconds since the Unix
+//! epoch), random values (token ids) and keys are arguments. Nothing here
+//! `.await`s. That makes every rule testable by a table and fuzzable.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub mod access_token;
+pub mod client_auth;
+pub mod discovery;
+pub mod error;
+pub mod form;
+pub mod grant;
+pub mod introspection;
+pub mod jws;
+pub mod metadata;
+pub mod redirect;
+pub mod scope;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
+pub use error::{ErrorCode, OAuthError};
+
+/// Registered extension grant and assertion type names.
+pub mod names {
+    pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
+    pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
+    pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+    pub const CLIENT_ASSERTION_TYPE_JWT_BEARER: &str =
+        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 }

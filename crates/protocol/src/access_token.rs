@@ -1,0 +1,176 @@
+//! JWT access tokens (RFC 9068).
+//!
+//! §2.1: the header `typ` is `at+jwt`. §2.2: `iss`, `exp`, `aud`, `sub`,
+//! `client_id`, `iat` and `jti` are required; `scope` is present when scopes
+//! were granted. For a client acting for itself (client credentials) `sub`
+//! is the client_id.
+
+use crate::grant::Grant;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The JOSE `typ` of access tokens (RFC 9068 §2.1).
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// `aud`: one string when there is one audience, else an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience(pub Vec<String>);
+
+impl Audience {
+    pub fn contains(&self, value: &str) -> bool {
+        self.0.iter().any(|a| a == value)
+    }
+}
+
+impl Serialize for Audience {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => serializer.serialize_str(one),
+            many => many.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(one) => Audience(vec![one]),
+            OneOrMany::Many(many) => Audience(many),
+        })
+    }
+}
+
+/// The claims of a custos access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub client_id: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+impl AccessTokenClaims {
+    /// The claims for a grant decided at `now`, with a fresh random `jti`.
+    pub fn for_grant(issuer: &str, client_id: &str, grant: &Grant, now: i64, jti: String) -> Self {
+        AccessTokenClaims {
+            iss: issuer.to_owned(),
+            sub: grant.subject.clone(),
+            aud: Audience(grant.audience.clone()),
+            client_id: client_id.to_owned(),
+            iat: now,
+            exp: now + i64::from(grant.lifetime),
+            jti,
+            scope: (!grant.scopes.is_empty()).then(|| grant.scopes.join(" ")),
+        }
+    }
+}
+
+/// A public key that may have signed an access token.
+pub struct VerificationKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    pub key: DecodingKey,
+}
+
+/// Checks an access token this server issued: the header (`typ` at+jwt, a
+/// known `kid`, its algorithm), the signature, `iss`, and `exp` at `now`.
+/// Any failure means "not an active token of ours" and yields `None`: the
+/// caller (introspection, revocation) must not say why.
+pub fn verify_access_token(
+    token: &str,
+    keys: &[VerificationKey],
+    issuer: &str,
+    now: i64,
+) -> Option<AccessTokenClaims> {
+    if token.len() > 8192 {
+        return None;
+    }
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if !header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case(ACCESS_TOKEN_TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+    }) {
+        return None;
+    }
+    let kid = header.kid.as_deref()?;
+    let key = keys.iter().find(|k| k.kid == kid && k.alg == header.alg)?;
+    let mut validation = Validation::new(key.alg);
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<AccessTokenClaims>(token, &key.key, &validation)
+        .ok()?
+        .claims;
+    (claims.iss == issuer && claims.exp > now).then_some(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(audience: &[&str]) -> Grant {
+        Grant {
+            subject: "c1".into(),
+            scopes: vec!["read".into()],
+            audience: audience.iter().map(|s| s.to_string()).collect(),
+            lifetime: 300,
+        }
+    }
+
+    #[test]
+    fn rfc9068_2_2_required_claims_present() {
+        let claims = AccessTokenClaims::for_grant(
+            "https://as",
+            "c1",
+            &grant(&["https://api"]),
+            1000,
+            "j".into(),
+        );
+        let json = serde_json::to_value(&claims).unwrap();
+        for name in ["iss", "exp", "aud", "sub", "client_id", "iat", "jti"] {
+            assert!(json.get(name).is_some(), "{name}");
+        }
+        assert_eq!(json["aud"], "https://api");
+        assert_eq!(json["exp"], 1300);
+        assert_eq!(json["scope"], "read");
+    }
+
+    #[test]
+    fn audience_array_when_many() {
+        let claims = AccessTokenClaims::for_grant(
+            "https://as",
+            "c1",
+            &grant(&["https://a", "https://b"]),
+            0,
+            "j".into(),
+        );
+        let json = serde_json::to_value(&claims).unwrap();
+        assert_eq!(json["aud"], serde_json::json!(["https://a", "https://b"]));
+        let back: AccessTokenClaims = serde_json::from_value(json).unwrap();
+        assert_eq!(back, claims);
+    }
+
+    #[test]
+    fn junk_tokens_are_not_active() {
+        for junk in [
+            "",
+            "x",
+            "a.b.c",
+            "eyJhbGciOiJub25lIn0.e30.",
+            &"a".repeat(10_000),
+        ] {
+            assert!(verify_access_token(junk, &[], "https://as", 0).is_none());
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! Authorization server metadata (RFC 8414 §2), built from what this server
+//! really supports — nothing is advertised that does not work.
+
+use crate::grant::SUPPORTED_GRANT_TYPES;
+use crate::metadata::AuthMethod;
+use serde_json::{json, Value};
+
+/// Endpoint paths, relative to the issuer.
+pub mod paths {
+    pub const TOKEN: &str = "/token";
+    pub const JWKS: &str = "/jwks";
+    pub const REGISTRATION: &str = "/register";
+    pub const INTROSPECTION: &str = "/introspect";
+    pub const REVOCATION: &str = "/revoke";
+}
+
+/// Algorithms accepted on `private_key_jwt` assertions.
+pub const ASSERTION_SIGNING_ALGS: [&str; 8] = [
+    "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "EdDSA",
+];
+
+/// The metadata document for `issuer` (no trailing slash), whose tokens are
+/// signed with `signing_alg`.
+pub fn authorization_server_metadata(issuer: &str, signing_alg: &str) -> Value {
+    let endpoint = |path: &str| format!("{issuer}{path}");
+    let auth_methods: Vec<&str> = AuthMethod::SUPPORTED
+        .iter()
+        .filter(|m| **m != AuthMethod::None)
+        .map(|m| m.as_str())
+        .collect();
+    json!({
+        "issuer": issuer,
+        "token_endpoint": endpoint(paths::TOKEN),
+        "jwks_uri": endpoint(paths::JWKS),
+        "registration_endpoint": endpoint(paths::REGISTRATION),
+        "introspection_endpoint": endpoint(paths::INTROSPECTION),
+        "revocation_endpoint": endpoint(paths::REVOCATION),
+        "grant_types_supported": SUPPORTED_GRANT_TYPES,
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": auth_methods,
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
+        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
+        "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
+        "access_token_signing_alg_values_supported": [signing_alg],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc8414_2_required_fields_and_oauth21_values() {
+        let doc = authorization_server_metadata("https://as.example", "ES256");
+        assert_eq!(doc["issuer"], "https://as.example");
+        assert_eq!(doc["token_endpoint"], "https://as.example/token");
+        assert_eq!(doc["response_types_supported"], json!(["code"]));
+        assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
+        let grants = doc["grant_types_supported"].as_array().unwrap();
+        assert!(!grants.iter().any(|g| g == "password" || g == "implicit"));
+    }
+}

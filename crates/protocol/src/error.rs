@@ -1,0 +1,113 @@
+//! OAuth errors (RFC 6749 §5.2, RFC 7591 §3.2.2, RFC 8707 §2, RFC 7009 §2.2.1).
+//!
+//! Domain errors know nothing of HTTP; the HTTP crate maps each code to a
+//! status in one place.
+
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    /// RFC 8707: the requested resource is invalid, unknown or not allowed.
+    InvalidTarget,
+    /// RFC 7009: the server does not support revoking this token type.
+    UnsupportedTokenType,
+    /// RFC 7591.
+    InvalidRedirectUri,
+    /// RFC 7591.
+    InvalidClientMetadata,
+    /// RFC 6750: a bearer token (initial access token, registration access
+    /// token, admin token) is missing, expired or wrong.
+    InvalidToken,
+    AccessDenied,
+    /// Not an OAuth code: the addressed object does not exist (admin API, RFC 7592).
+    NotFound,
+    /// Not an OAuth code: the object already exists (admin API).
+    Conflict,
+    /// Too many attempts; try later.
+    TemporarilyUnavailable,
+    ServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
+            ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::ServerError => "server_error",
+        }
+    }
+}
+
+/// An error answer: a code and a human-readable description that helps the
+/// client developer. Descriptions never contain secrets or tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthError {
+    pub code: ErrorCode,
+    pub description: String,
+}
+
+impl OAuthError {
+    pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
+        OAuthError {
+            code,
+            description: description.into(),
+        }
+    }
+    pub fn invalid_request(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, description)
+    }
+    pub fn invalid_client(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidClient, description)
+    }
+    pub fn invalid_scope(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidScope, description)
+    }
+    pub fn invalid_target(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidTarget, description)
+    }
+    pub fn invalid_client_metadata(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidClientMetadata, description)
+    }
+    pub fn invalid_redirect_uri(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRedirectUri, description)
+    }
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::UnauthorizedClient, description)
+    }
+    pub fn invalid_token(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidToken, description)
+    }
+    pub fn not_found(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::NotFound, description)
+    }
+    pub fn server_error(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::ServerError, description)
+    }
+}
+
+impl fmt::Display for OAuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.description)
+    }
+}
+
+impl std::error::Error for OAuthError {}

@@ -1,0 +1,128 @@
+//! Form parameters (`application/x-www-form-urlencoded`) as OAuth reads them.
+//!
+//! RFC 6749 §3.1 and §3.2: parameters sent without a value are treated as
+//! omitted, and request parameters MUST NOT be included more than once. RFC
+//! 8707 makes `resource` the exception: it may repeat.
+
+use crate::OAuthError;
+use std::collections::BTreeMap;
+
+/// Most distinct parameters a request may carry; a defence against
+/// parameter floods, far above anything a real client sends.
+pub const MAX_PARAMETERS: usize = 64;
+
+/// Parameter names that may legitimately appear more than once.
+const MULTI_VALUED: &[&str] = &["resource"];
+
+/// Parsed form parameters: at most one value per name, except the
+/// multi-valued names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormParams {
+    values: BTreeMap<String, Vec<String>>,
+}
+
+impl FormParams {
+    /// Parses a form body. Repeated single-valued parameters are refused with
+    /// `invalid_request`; empty values are dropped.
+    pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {
+        let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut count = 0usize;
+        for (name, value) in form_urlencoded::parse(body) {
+            count += 1;
+            if count > MAX_PARAMETERS {
+                return Err(OAuthError::invalid_request(format!(
+                    "too many parameters (at most {MAX_PARAMETERS})"
+                )));
+            }
+            if value.is_empty() {
+                continue;
+            }
+            let entry = values.entry(name.into_owned()).or_default();
+            entry.push(value.into_owned());
+        }
+        for (name, list) in &values {
+            if list.len() > 1 && !MULTI_VALUED.contains(&name.as_str()) {
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter '{}' is included more than once",
+                    printable(name)
+                )));
+            }
+        }
+        Ok(FormParams { values })
+    }
+
+    /// The single value of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .get(name)
+            .and_then(|list| list.first())
+            .map(String::as_str)
+    }
+
+    /// The value of `name`, or `invalid_request` naming it.
+    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
+        self.get(name).ok_or_else(|| {
+            OAuthError::invalid_request(format!("missing required parameter '{name}'"))
+        })
+    }
+
+    /// Every value of a multi-valued parameter, in order.
+    pub fn all(&self, name: &str) -> &[String] {
+        self.values.get(name).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.values.contains_key(name)
+    }
+}
+
+/// A parameter name made safe to echo in an error description.
+fn printable(name: &str) -> String {
+    name.chars().filter(|c| !c.is_control()).take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+
+    #[test]
+    fn rfc6749_3_2_repeated_parameter_is_refused() {
+        let err = FormParams::parse(b"grant_type=client_credentials&scope=a&scope=b").unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        assert!(err.description.contains("scope"));
+    }
+
+    #[test]
+    fn rfc6749_3_1_empty_value_is_treated_as_omitted() {
+        let form = FormParams::parse(b"grant_type=client_credentials&scope=").unwrap();
+        assert_eq!(form.get("scope"), None);
+        assert_eq!(form.get("grant_type"), Some("client_credentials"));
+    }
+
+    #[test]
+    fn rfc8707_resource_may_repeat() {
+        let form = FormParams::parse(b"resource=https%3A%2F%2Fa&resource=https%3A%2F%2Fb").unwrap();
+        assert_eq!(form.all("resource"), ["https://a", "https://b"]);
+    }
+
+    #[test]
+    fn percent_and_plus_decoding() {
+        let form = FormParams::parse(b"scope=read+write&x=%41").unwrap();
+        assert_eq!(form.get("scope"), Some("read write"));
+        assert_eq!(form.get("x"), Some("A"));
+    }
+
+    #[test]
+    fn parameter_flood_is_refused() {
+        let body: String = (0..100).map(|i| format!("p{i}=v&")).collect();
+        assert!(FormParams::parse(body.as_bytes()).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_never_panics(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = FormParams::parse(&body);
+        }
+    }
+}

@@ -1,0 +1,542 @@
+//! Client metadata (RFC 7591 §2) validated by OAuth 2.1's rules.
+//!
+//! `validate_registration` turns the JSON a client sends into the normalised
+//! [`ClientMetadata`] custos stores, or the RFC 7591 §3.2.2 error that says
+//! what is wrong. Defaults follow RFC 7591: `token_endpoint_auth_method`
+//! `client_secret_basic`, `grant_types` `["authorization_code"]`,
+//! `response_types` `["code"]` when the code grant is used.
+
+use crate::names::{GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN};
+use crate::redirect::{is_loopback, validate_redirect_uri};
+use crate::scope::parse_scope;
+use crate::OAuthError;
+use jsonwebtoken::jwk::JwkSet;
+use serde::{Deserialize, Serialize};
+
+/// Default access token lifetime in seconds (5 minutes).
+pub const DEFAULT_ACCESS_TOKEN_LIFETIME: u32 = 300;
+/// Longest access token lifetime a client may register (1 hour).
+pub const MAX_ACCESS_TOKEN_LIFETIME: u32 = 3600;
+/// At most this many redirect URIs per client.
+pub const MAX_REDIRECT_URIS: usize = 32;
+
+/// How a client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMethod {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
+}
+
+impl AuthMethod {
+    /// Every method this server accepts, as advertised in discovery.
+    pub const SUPPORTED: [AuthMethod; 4] = [
+        AuthMethod::ClientSecretBasic,
+        AuthMethod::ClientSecretPost,
+        AuthMethod::PrivateKeyJwt,
+        AuthMethod::None,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::None => "none",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::SUPPORTED.into_iter().find(|m| m.as_str() == text)
+    }
+
+    /// Does this method authenticate with a server-issued shared secret?
+    pub fn uses_secret(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
+}
+
+/// Grant types a client may register.
+pub const REGISTRABLE_GRANT_TYPES: [&str; 3] = [
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_AUTHORIZATION_CODE,
+    GRANT_REFRESH_TOKEN,
+];
+
+/// Validated, normalised client metadata as stored and returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redirect_uris: Vec<String>,
+    pub token_endpoint_auth_method: AuthMethod,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_uri: Option<String>,
+    /// Space-separated scopes the client may ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tos_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<JwkSet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub software_version: Option<String>,
+    /// custos extension: lifetime of this client's access tokens, seconds.
+    pub access_token_lifetime: u32,
+}
+
+impl ClientMetadata {
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant_type)
+    }
+
+    /// The registered scopes as a list (empty if none registered).
+    pub fn scopes(&self) -> Vec<String> {
+        self.scope
+            .as_deref()
+            .and_then(|s| parse_scope(s).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// What a client sends: every field optional, unknown fields ignored
+/// (RFC 7591 §2: the server MUST ignore metadata it does not understand).
+#[derive(Debug, Deserialize)]
+struct RawMetadata {
+    redirect_uris: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+    grant_types: Option<Vec<String>>,
+    response_types: Option<Vec<String>>,
+    client_name: Option<String>,
+    client_uri: Option<String>,
+    logo_uri: Option<String>,
+    scope: Option<String>,
+    contacts: Option<Vec<String>>,
+    tos_uri: Option<String>,
+    policy_uri: Option<String>,
+    jwks_uri: Option<String>,
+    jwks: Option<serde_json::Value>,
+    software_id: Option<String>,
+    software_version: Option<String>,
+    access_token_lifetime: Option<u32>,
+}
+
+/// Validates registration metadata (RFC 7591 §2, OAuth 2.1).
+pub fn validate_registration(json: &serde_json::Value) -> Result<ClientMetadata, OAuthError> {
+    if !json.is_object() {
+        return Err(OAuthError::invalid_client_metadata(
+            "the registration request must be a JSON object",
+        ));
+    }
+    let raw: RawMetadata = serde_json::from_value(json.clone()).map_err(|e| {
+        OAuthError::invalid_client_metadata(format!("malformed client metadata: {e}"))
+    })?;
+
+    let method = match raw.token_endpoint_auth_method.as_deref() {
+        None => AuthMethod::ClientSecretBasic,
+        Some(text) => AuthMethod::parse(text).ok_or_else(|| {
+            OAuthError::invalid_client_metadata(format!(
+                "token_endpoint_auth_method '{}' is not supported; supported: {}",
+                short(text),
+                AuthMethod::SUPPORTED.map(AuthMethod::as_str).join(", ")
+            ))
+        })?,
+    };
+
+    let grant_types = dedup(
+        raw.grant_types
+            .unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.to_owned()]),
+    );
+    if grant_types.is_empty() {
+        return Err(OAuthError::invalid_client_metadata(
+            "grant_types must not be empty",
+        ));
+    }
+    for grant in &grant_types {
+        match grant.as_str() {
+            "password" | "implicit" => {
+                return Err(OAuthError::invalid_client_metadata(format!(
+                    "grant type '{grant}' was removed by OAuth 2.1 and is not supported"
+                )))
+            }
+            g if REGISTRABLE_GRANT_TYPES.contains(&g) => {}
+            other => {
+                return Err(OAuthError::invalid_client_metadata(format!(
+                    "grant type '{}' is not supported; supported: {}",
+                    short(other),
+                    REGISTRABLE_GRANT_TYPES.join(", ")
+                )))
+            }
+        }
+    }
+    let uses_code = grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE);
+
+    let response_types = dedup(raw.response_types.unwrap_or_else(|| {
+        if uses_code {
+            vec!["code".to_owned()]
+        } else {
+            Vec::new()
+        }
+    }));
+    for response_type in &response_types {
+        if response_type != "code" {
+            return Err(OAuthError::invalid_client_metadata(format!(
+                "response type '{}' is not supported: OAuth 2.1 allows only 'code'",
+                short(response_type)
+            )));
+        }
+    }
+    if uses_code != !response_types.is_empty() {
+        return Err(OAuthError::invalid_client_metadata(
+            "grant_types and response_types are inconsistent: the authorization_code grant goes with response type 'code' (RFC 7591 §2.1)",
+        ));
+    }
+    if grant_types.iter().any(|g| g == GRANT_REFRESH_TOKEN) && !uses_code {
+        return Err(OAuthError::invalid_client_metadata(
+            "refresh_token is only issued with the authorization_code grant",
+        ));
+    }
+
+    let redirect_uris = dedup(raw.redirect_uris.unwrap_or_default());
+    if redirect_uris.len() > MAX_REDIRECT_URIS {
+        return Err(OAuthError::invalid_redirect_uri(format!(
+            "at most {MAX_REDIRECT_URIS} redirect_uris may be registered"
+        )));
+    }
+    for uri in &redirect_uris {
+        validate_redirect_uri(uri)?;
+    }
+    if uses_code && redirect_uris.is_empty() {
+        return Err(OAuthError::invalid_redirect_uri(
+            "the authorization_code grant requires at least one redirect_uri",
+        ));
+    }
+
+    if method == AuthMethod::None && grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) {
+        return Err(OAuthError::invalid_client_metadata(
+            "a public client (token_endpoint_auth_method 'none') cannot use the client_credentials grant",
+        ));
+    }
+
+    if raw.jwks.is_some() && raw.jwks_uri.is_some() {
+        return Err(OAuthError::invalid_client_metadata(
+            "jwks and jwks_uri must not both be present (RFC 7591 §2)",
+        ));
+    }
+    let jwks = raw.jwks.map(|value| validate_jwks(&value)).transpose()?;
+    if let Some(uri) = &raw.jwks_uri {
+        validate_https_uri("jwks_uri", uri, true)?;
+    }
+    if method == AuthMethod::PrivateKeyJwt && jwks.is_none() && raw.jwks_uri.is_none() {
+        return Err(OAuthError::invalid_client_metadata(
+            "private_key_jwt requires jwks or jwks_uri",
+        ));
+    }
+
+    let scope = match raw.scope {
+        Some(text) => {
+            let scopes = parse_scope(&text).map_err(|e| {
+                OAuthError::invalid_client_metadata(format!("scope: {}", e.description))
+            })?;
+            (!scopes.is_empty()).then(|| scopes.join(" "))
+        }
+        None => None,
+    };
+
+    let access_token_lifetime = raw
+        .access_token_lifetime
+        .unwrap_or(DEFAULT_ACCESS_TOKEN_LIFETIME);
+    if access_token_lifetime == 0 || access_token_lifetime > MAX_ACCESS_TOKEN_LIFETIME {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "access_token_lifetime must be between 1 and {MAX_ACCESS_TOKEN_LIFETIME} seconds"
+        )));
+    }
+
+    for (name, value) in [
+        ("client_uri", &raw.client_uri),
+        ("logo_uri", &raw.logo_uri),
+        ("tos_uri", &raw.tos_uri),
+        ("policy_uri", &raw.policy_uri),
+    ] {
+        if let Some(uri) = value {
+            validate_https_uri(name, uri, false)?;
+        }
+    }
+    for (name, value) in [
+        ("client_name", &raw.client_name),
+        ("software_id", &raw.software_id),
+        ("software_version", &raw.software_version),
+    ] {
+        if value
+            .as_ref()
+            .is_some_and(|v| v.len() > 256 || v.chars().any(char::is_control))
+        {
+            return Err(OAuthError::invalid_client_metadata(format!(
+                "{name} must be at most 256 characters without control characters"
+            )));
+        }
+    }
+    let contacts = raw.contacts.unwrap_or_default();
+    if contacts.len() > 16 || contacts.iter().any(|c| c.len() > 256) {
+        return Err(OAuthError::invalid_client_metadata(
+            "contacts: at most 16 entries of at most 256 characters",
+        ));
+    }
+
+    Ok(ClientMetadata {
+        redirect_uris,
+        token_endpoint_auth_method: method,
+        grant_types,
+        response_types,
+        client_name: raw.client_name,
+        client_uri: raw.client_uri,
+        logo_uri: raw.logo_uri,
+        scope,
+        contacts,
+        tos_uri: raw.tos_uri,
+        policy_uri: raw.policy_uri,
+        jwks_uri: raw.jwks_uri,
+        jwks,
+        software_id: raw.software_id,
+        software_version: raw.software_version,
+        access_token_lifetime,
+    })
+}
+
+/// A client's public keys: a JWK Set with no private key material.
+pub fn validate_jwks(value: &serde_json::Value) -> Result<JwkSet, OAuthError> {
+    let keys = value
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .ok_or_else(|| {
+            OAuthError::invalid_client_metadata("jwks must be a JWK Set: {\"keys\": [...]}")
+        })?;
+    if keys.is_empty() || keys.len() > 16 {
+        return Err(OAuthError::invalid_client_metadata(
+            "jwks must hold between 1 and 16 keys",
+        ));
+    }
+    for key in keys {
+        for private_member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
+            if key.get(private_member).is_some() {
+                return Err(OAuthError::invalid_client_metadata(
+                    "jwks must contain public keys only (a private or symmetric key member was found)",
+                ));
+            }
+        }
+    }
+    serde_json::from_value(value.clone()).map_err(|e| {
+        OAuthError::invalid_client_metadata(format!("jwks is not a valid JWK Set: {e}"))
+    })
+}
+
+fn validate_https_uri(name: &str, uri: &str, allow_loopback_http: bool) -> Result<(), OAuthError> {
+    let url = url::Url::parse(uri).map_err(|_| {
+        OAuthError::invalid_client_metadata(format!("{name} must be an absolute URI"))
+    })?;
+    let ok = url.scheme() == "https"
+        || (allow_loopback_http && url.scheme() == "http" && is_loopback(&url));
+    if !ok || url.host().is_none() || uri.len() > 2000 {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "{name} must be an https URI"
+        )));
+    }
+    Ok(())
+}
+
+fn dedup(list: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(list.len());
+    for item in list {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+fn short(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(80).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorCode;
+    use serde_json::json;
+
+    fn code_of(json: serde_json::Value) -> Option<ErrorCode> {
+        validate_registration(&json).err().map(|e| e.code)
+    }
+
+    #[test]
+    fn rfc7591_defaults() {
+        let m =
+            validate_registration(&json!({"redirect_uris": ["https://app.example/cb"]})).unwrap();
+        assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
+        assert_eq!(m.grant_types, vec!["authorization_code"]);
+        assert_eq!(m.response_types, vec!["code"]);
+        assert_eq!(m.access_token_lifetime, DEFAULT_ACCESS_TOKEN_LIFETIME);
+    }
+
+    #[test]
+    fn client_credentials_client_needs_no_redirect() {
+        let m = validate_registration(
+            &json!({"grant_types": ["client_credentials"], "scope": "read write"}),
+        )
+        .unwrap();
+        assert!(m.response_types.is_empty());
+        assert_eq!(m.scope.as_deref(), Some("read write"));
+    }
+
+    #[test]
+    fn oauth21_password_and_implicit_grants_are_refused() {
+        assert_eq!(
+            code_of(json!({"grant_types": ["password"]})),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert_eq!(
+            code_of(json!({"grant_types": ["implicit"]})),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+    }
+
+    #[test]
+    fn oauth21_token_response_type_is_refused() {
+        assert_eq!(
+            code_of(
+                json!({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]})
+            ),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert_eq!(
+            code_of(
+                json!({"redirect_uris": ["https://a.example/cb"], "response_types": ["code token"]})
+            ),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+    }
+
+    #[test]
+    fn rfc7591_bad_redirect_uri_is_invalid_redirect_uri() {
+        for uri in [
+            "http://a.example/cb",
+            "https://a.example/cb#x",
+            "https://*.a.example/cb",
+            "/cb",
+        ] {
+            assert_eq!(
+                code_of(json!({"redirect_uris": [uri]})),
+                Some(ErrorCode::InvalidRedirectUri),
+                "{uri}"
+            );
+        }
+        assert_eq!(
+            code_of(json!({"grant_types": ["authorization_code"]})),
+            Some(ErrorCode::InvalidRedirectUri)
+        );
+    }
+
+    #[test]
+    fn rfc7591_2_1_inconsistent_grant_and_response_types() {
+        assert_eq!(
+            code_of(json!({"grant_types": ["client_credentials"], "response_types": ["code"]})),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+    }
+
+    #[test]
+    fn rfc7591_2_jwks_and_jwks_uri_are_exclusive() {
+        let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]});
+        assert_eq!(
+            code_of(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks, "jwks_uri": "https://a.example/jwks"})
+            ),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert!(validate_registration(&json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks})).is_ok());
+    }
+
+    #[test]
+    fn private_key_jwt_requires_keys_and_refuses_private_members() {
+        assert_eq!(
+            code_of(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"})
+            ),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert_eq!(
+            code_of(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
+                "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}})
+            ),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+    }
+
+    #[test]
+    fn public_client_cannot_use_client_credentials() {
+        assert_eq!(
+            code_of(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"})
+            ),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+    }
+
+    #[test]
+    fn unknown_auth_method_and_bad_types_are_refused() {
+        assert_eq!(
+            code_of(json!({"token_endpoint_auth_method": "client_secret_jwt"})),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert_eq!(
+            code_of(json!({"redirect_uris": "https://a.example/cb"})),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert_eq!(
+            code_of(json!([1, 2])),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+        assert_eq!(
+            code_of(json!({"grant_types": ["client_credentials"], "access_token_lifetime": 7200})),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+    }
+
+    #[test]
+    fn unknown_metadata_is_ignored() {
+        assert!(validate_registration(
+            &json!({"grant_types": ["client_credentials"], "x_custom": 1})
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn stored_form_round_trips() {
+        let m = validate_registration(
+            &json!({"grant_types": ["client_credentials"], "client_name": "n"}),
+        )
+        .unwrap();
+        let text = serde_json::to_string(&m).unwrap();
+        let back: ClientMetadata = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, m);
+    }
+}
