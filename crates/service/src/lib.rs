@@ -1,14 +1,181 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! Use cases: each public method of [`Service`] loads what it needs from the
+//! store, decides with the pure `protocol` crate, persists, and records an
+//! audit event. No HTTP here: callers pass plain values and get plain values
+//! or an `OAuthError` back.
+
+pub mod admin;
+pub mod audit;
+mod authenticate;
+pub mod clock;
+pub mod crypto;
+pub mod keyring;
+pub mod registration;
+pub mod token;
+pub mod token_state;
+
+use audit::{AuditSink, AuditWriter};
+use clock::Clock;
+use crypto::{KeyError, MasterKey};
+use custos_governance::{AuditEvent, Outcome};
+use custos_protocol::OAuthError;
+use custos_store::{Store, StoreError};
+use keyring::{KeyRing, SigningAlg};
+use std::sync::Arc;
+
+pub use authenticate::{JwksFetcher, NoJwksFetching};
+pub use custos_protocol::client_auth::Secret;
+
+/// Settings the service needs, checked by the binary before it gets here.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The issuer identifier, without a trailing slash.
+    pub issuer: String,
+    pub signing_alg: SigningAlg,
+    /// Seconds between publishing a new signing key and signing with it.
+    pub key_activation_delay: i64,
+    /// Bearer token for the admin API; also accepted as an initial access token.
+    pub admin_token: Option<Secret>,
+    /// Seconds a rotated-out client secret keeps working.
+    pub secret_rotation_grace: i64,
+    /// Longest accepted remaining lifetime of a client assertion, seconds.
+    pub assertion_max_lifetime: i64,
+    /// Clock skew tolerated on assertion times, seconds.
+    pub clock_leeway: i64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+impl ServiceConfig {
+    pub fn new(issuer: impl Into<String>) -> Self {
+        ServiceConfig {
+            issuer: issuer.into(),
+            signing_alg: SigningAlg::Es256,
+            key_activation_delay: 90,
+            admin_token: None,
+            secret_rotation_grace: 86_400,
+            assertion_max_lifetime: 3_600,
+            clock_leeway: 30,
+        }
     }
+}
+
+/// Who is calling, as far as the transport knows.
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    pub source_addr: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Key(#[from] KeyError),
+}
+
+pub struct Service {
+    store: Arc<dyn Store>,
+    config: ServiceConfig,
+    master: MasterKey,
+    keys: KeyRing,
+    audit: AuditSink,
+    clock: Arc<dyn Clock>,
+    jwks_fetcher: Arc<dyn JwksFetcher>,
+    /// The token endpoint URL, an accepted client assertion audience.
+    token_endpoint: String,
+}
+
+impl Service {
+    /// Loads (on first start: creates) the signing keys and starts the audit
+    /// writer. Drop every `Arc<Service>`, then `finish` the writer, to shut
+    /// down without losing events.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        config: ServiceConfig,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        jwks_fetcher: Arc<dyn JwksFetcher>,
+    ) -> Result<(Arc<Service>, AuditWriter), StartError> {
+        let now = clock.now();
+        if store.list_signing_keys().await?.is_empty() {
+            let first = keyring::generate_key(config.signing_alg, &master, now, now)?;
+            store.insert_first_signing_key(&first).await?;
+        }
+        let keys = KeyRing::empty();
+        keys.load(&store.list_signing_keys().await?, &master, now)?;
+        let (audit, writer) = AuditSink::start(store.clone());
+        let token_endpoint = format!(
+            "{}{}",
+            config.issuer,
+            custos_protocol::discovery::paths::TOKEN
+        );
+        let service = Service {
+            store,
+            config,
+            master,
+            keys,
+            audit,
+            clock,
+            jwks_fetcher,
+            token_endpoint,
+        };
+        Ok((Arc::new(service), writer))
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.config.issuer
+    }
+
+    /// The RFC 8414 metadata document.
+    pub fn discovery_document(&self) -> serde_json::Value {
+        custos_protocol::discovery::authorization_server_metadata(
+            &self.config.issuer,
+            self.config.signing_alg.as_str(),
+        )
+    }
+
+    /// The published JWK Set.
+    pub fn jwks(&self) -> Arc<serde_json::Value> {
+        self.keys.jwks()
+    }
+
+    /// Re-reads the signing keys (rotations made by other replicas) and
+    /// forgets keys whose tokens have all expired. Call periodically.
+    pub async fn refresh_keys(&self) -> Result<(), OAuthError> {
+        let now = self.clock.now();
+        self.store
+            .delete_expired_signing_keys(now, keyring::MAX_TOKEN_LIFETIME)
+            .await
+            .map_err(internal)?;
+        let records = self.store.list_signing_keys().await.map_err(internal)?;
+        self.keys
+            .load(&records, &self.master, now)
+            .map_err(internal)
+    }
+
+    /// Deletes expired replay records, revocations and initial access tokens.
+    pub async fn prune(&self) -> Result<u64, OAuthError> {
+        self.store
+            .prune_expired(self.clock.now())
+            .await
+            .map_err(internal)
+    }
+
+    async fn record(&self, event: AuditEvent) {
+        self.audit.record(event).await;
+    }
+
+    fn event(&self, event_type: &str, outcome: Outcome, ctx: &RequestContext) -> AuditEvent {
+        let mut event = AuditEvent::new(event_type, self.clock.now_ms(), outcome);
+        event.source_addr = ctx.source_addr.clone();
+        event
+    }
+}
+
+/// Logs an internal failure and answers `server_error` without details.
+pub(crate) fn internal(error: impl std::fmt::Display) -> OAuthError {
+    tracing::error!(error = %error, "internal error");
+    OAuthError::server_error("the server could not complete the request")
 }

@@ -1,0 +1,335 @@
+//! The admin API's use cases: people, resources, initial access tokens, the
+//! client inventory, the audit trail, secret rotation, client removal and
+//! signing-key rotation. Callers have already checked the admin token with
+//! [`Service::authorize_admin`].
+
+use crate::crypto::{constant_time_eq, random_token, sha256};
+use crate::keyring::{generate_key, KeyInfo};
+use crate::{internal, RequestContext, Service};
+use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+use argon2::Argon2;
+use custos_governance::{event_type, AuditEvent, EventFilter, Outcome};
+use custos_protocol::metadata::ClientMetadata;
+use custos_protocol::scope::is_scope_token;
+use custos_protocol::{ErrorCode, OAuthError};
+use custos_store::{InitialAccessTokenRecord, ResourceRecord, StoreError, UserRecord};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+/// Longest lifetime of an initial access token: 30 days.
+const MAX_INITIAL_ACCESS_TOKEN_LIFETIME: i64 = 30 * 86_400;
+
+impl Service {
+    /// Checks the admin bearer token in constant time.
+    pub fn authorize_admin(&self, bearer: Option<&str>) -> Result<(), OAuthError> {
+        match bearer {
+            Some(token) if self.is_admin_token(token) => Ok(()),
+            _ => Err(OAuthError::invalid_token(
+                "a valid admin bearer token is required",
+            )),
+        }
+    }
+
+    pub fn admin_enabled(&self) -> bool {
+        self.config.admin_token.is_some()
+    }
+
+    pub(crate) fn is_admin_token(&self, token: &str) -> bool {
+        self.config
+            .admin_token
+            .as_ref()
+            .is_some_and(|admin| constant_time_eq(&sha256(admin.expose()), &sha256(token)))
+    }
+
+    /// `POST /admin/users`: a person who can log in; the password is stored
+    /// as an Argon2id hash.
+    pub async fn create_user(
+        &self,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, OAuthError> {
+        #[derive(Deserialize)]
+        struct NewUser {
+            username: String,
+            password: String,
+        }
+        let user: NewUser = parse_body(body)?;
+        let username = user.username.trim();
+        if username.is_empty() || username.len() > 128 || username.chars().any(char::is_control) {
+            return Err(OAuthError::invalid_request(
+                "username must be 1 to 128 characters without control characters",
+            ));
+        }
+        if user.password.chars().count() < 8 || user.password.len() > 1024 {
+            return Err(OAuthError::invalid_request(
+                "password must be 8 to 1024 characters",
+            ));
+        }
+        let salt = SaltString::generate(&mut OsRng);
+        let password_hash = Argon2::default()
+            .hash_password(user.password.as_bytes(), &salt)
+            .map_err(internal)?
+            .to_string();
+        let now = self.clock.now();
+        let record = UserRecord {
+            username: username.to_owned(),
+            password_hash,
+            created_at: now,
+        };
+        self.store
+            .insert_user(&record)
+            .await
+            .map_err(conflict_as("a user with this username already exists"))?;
+        let mut event = self.event(event_type::USER_CREATED, Outcome::Success, ctx);
+        event.reason = Some(format!("user {username}"));
+        self.record(event).await;
+        Ok(json!({"username": username, "created_at": now}))
+    }
+
+    /// `POST /admin/resources`: a protected resource (RFC 8707 target).
+    pub async fn create_resource(
+        &self,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, OAuthError> {
+        #[derive(Deserialize)]
+        struct NewResource {
+            uri: String,
+            #[serde(default)]
+            scopes: Vec<String>,
+        }
+        let resource: NewResource = parse_body(body)?;
+        let valid_uri = url::Url::parse(&resource.uri).is_ok()
+            && !resource.uri.contains('#')
+            && resource.uri.len() <= 2000;
+        if !valid_uri {
+            return Err(OAuthError::invalid_request(
+                "uri must be an absolute URI without a fragment (RFC 8707 §2)",
+            ));
+        }
+        if let Some(bad) = resource.scopes.iter().find(|s| !is_scope_token(s)) {
+            return Err(OAuthError::invalid_request(format!(
+                "'{}' is not a valid scope token (RFC 6749 §3.3)",
+                bad.escape_debug()
+            )));
+        }
+        let mut scopes: Vec<String> = Vec::new();
+        for scope in resource.scopes {
+            if !scopes.contains(&scope) {
+                scopes.push(scope);
+            }
+        }
+        let now = self.clock.now();
+        let record = ResourceRecord {
+            uri: resource.uri,
+            scopes,
+            created_at: now,
+        };
+        self.store
+            .insert_resource(&record)
+            .await
+            .map_err(conflict_as("this resource is already registered"))?;
+        let mut event = self.event(event_type::RESOURCE_CREATED, Outcome::Success, ctx);
+        event.resource = Some(record.uri.clone());
+        event.scope = Some(record.scopes.join(" "));
+        self.record(event).await;
+        Ok(json!({"uri": record.uri, "scopes": record.scopes, "created_at": now}))
+    }
+
+    /// `GET /admin/resources`.
+    pub async fn list_resources(&self) -> Result<Value, OAuthError> {
+        let resources = self.store.list_resources().await.map_err(internal)?;
+        Ok(Value::Array(
+            resources
+                .into_iter()
+                .map(|r| json!({"uri": r.uri, "scopes": r.scopes, "created_at": r.created_at}))
+                .collect(),
+        ))
+    }
+
+    /// `POST /admin/initial-access-tokens`: `{"expires_in"?, "description"?}`.
+    pub async fn create_initial_access_token(&self, body: &[u8]) -> Result<Value, OAuthError> {
+        #[derive(Deserialize, Default)]
+        struct NewToken {
+            expires_in: Option<i64>,
+            description: Option<String>,
+        }
+        let request: NewToken = if body.iter().all(u8::is_ascii_whitespace) {
+            NewToken::default()
+        } else {
+            parse_body(body)?
+        };
+        let expires_in = request.expires_in.unwrap_or(86_400);
+        if !(1..=MAX_INITIAL_ACCESS_TOKEN_LIFETIME).contains(&expires_in) {
+            return Err(OAuthError::invalid_request(format!(
+                "expires_in must be between 1 and {MAX_INITIAL_ACCESS_TOKEN_LIFETIME} seconds"
+            )));
+        }
+        let token = random_token(32);
+        let now = self.clock.now();
+        let record = InitialAccessTokenRecord {
+            token_hash: sha256(&token),
+            created_at: now,
+            expires_at: now + expires_in,
+            description: request.description.map(|d| d.chars().take(256).collect()),
+        };
+        self.store
+            .insert_initial_access_token(&record)
+            .await
+            .map_err(internal)?;
+        Ok(json!({"initial_access_token": token, "expires_at": record.expires_at}))
+    }
+
+    /// `GET /admin/clients`: the inventory, one entry per client.
+    pub async fn client_inventory(&self) -> Result<Value, OAuthError> {
+        let now = self.clock.now();
+        let clients = self.store.list_clients().await.map_err(internal)?;
+        let last_used: HashMap<String, i64> = self
+            .store
+            .client_last_used()
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .collect();
+        let mut out = Vec::with_capacity(clients.len());
+        for client in clients {
+            let metadata: ClientMetadata =
+                serde_json::from_str(&client.metadata_json).map_err(internal)?;
+            let method = metadata.token_endpoint_auth_method;
+            out.push(json!({
+                "client_id": client.client_id,
+                "client_name": metadata.client_name,
+                "status": if client.disabled_at.is_some() { "disabled" } else { "active" },
+                "token_endpoint_auth_method": method.as_str(),
+                "uses_static_secret": method.uses_secret(),
+                "grant_types": metadata.grant_types,
+                "redirect_uris": metadata.redirect_uris,
+                "scope": metadata.scope,
+                "contacts": metadata.contacts,
+                "access_token_lifetime": metadata.access_token_lifetime,
+                "created_at": client.created_at,
+                "updated_at": client.updated_at,
+                "disabled_at": client.disabled_at,
+                "secret_created_at": client.secret_created_at,
+                "secret_age_days": client.secret_created_at.map(|t| (now - t).max(0) / 86_400),
+                "previous_secret_expires_at": client.previous_secret_expires_at.filter(|t| *t > now),
+                "last_used_at": last_used.get(&client.client_id).map(|ms| ms / 1000),
+            }));
+        }
+        Ok(Value::Array(out))
+    }
+
+    /// `GET /admin/events`.
+    pub async fn audit_events(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>, OAuthError> {
+        self.store.query_events(filter).await.map_err(internal)
+    }
+
+    /// `POST /admin/clients/{id}/rotate-secret`: a new secret; the old one
+    /// keeps working for the grace period so deployments can roll over.
+    pub async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<Value, OAuthError> {
+        let mut record = self
+            .store
+            .get_client(client_id)
+            .await
+            .map_err(internal)?
+            .filter(|c| c.disabled_at.is_none())
+            .ok_or_else(|| OAuthError::not_found("no active client with this client_id"))?;
+        let metadata: ClientMetadata =
+            serde_json::from_str(&record.metadata_json).map_err(internal)?;
+        if !metadata.token_endpoint_auth_method.uses_secret() {
+            return Err(OAuthError::invalid_request(format!(
+                "this client authenticates with {} and has no secret",
+                metadata.token_endpoint_auth_method.as_str()
+            )));
+        }
+        let now = self.clock.now();
+        let secret = random_token(32);
+        let previous_expires_at = now + self.config.secret_rotation_grace;
+        record.previous_secret_hash = record.secret_hash.take();
+        record.previous_secret_expires_at = Some(previous_expires_at);
+        record.secret_hash = Some(self.master.hash_client_secret(&secret));
+        record.secret_created_at = Some(now);
+        record.updated_at = now;
+        if !self.store.update_client(&record).await.map_err(internal)? {
+            return Err(OAuthError::not_found(
+                "no active client with this client_id",
+            ));
+        }
+        let mut event = self.event(event_type::CLIENT_SECRET_ROTATED, Outcome::Success, ctx);
+        event.client_id = Some(client_id.to_owned());
+        self.record(event).await;
+        Ok(json!({"client_secret": secret, "previous_expires_at": previous_expires_at}))
+    }
+
+    /// `DELETE /admin/clients/{id}` (and RFC 7592 delete): the client can no
+    /// longer authenticate, manage itself or hold an active token.
+    pub async fn disable_client(
+        &self,
+        client_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), OAuthError> {
+        let mut record = self
+            .store
+            .get_client(client_id)
+            .await
+            .map_err(internal)?
+            .filter(|c| c.disabled_at.is_none())
+            .ok_or_else(|| OAuthError::not_found("no active client with this client_id"))?;
+        let now = self.clock.now();
+        record.disabled_at = Some(now);
+        record.updated_at = now;
+        record.registration_token_hash = None;
+        self.store.update_client(&record).await.map_err(internal)?;
+        let mut event = self.event(event_type::CLIENT_DELETED, Outcome::Success, ctx);
+        event.client_id = Some(client_id.to_owned());
+        self.record(event).await;
+        Ok(())
+    }
+
+    /// `POST /admin/keys/rotate`: publishes a new signing key now; it signs
+    /// after the activation delay, and the current key retires then.
+    pub async fn rotate_signing_key(&self, ctx: &RequestContext) -> Result<KeyInfo, OAuthError> {
+        let now = self.clock.now();
+        let activates_at = now + self.config.key_activation_delay;
+        let record = generate_key(self.config.signing_alg, &self.master, now, activates_at)
+            .map_err(internal)?;
+        self.store
+            .rotate_signing_key(&record)
+            .await
+            .map_err(internal)?;
+        self.refresh_keys().await?;
+        let mut event = self.event(event_type::KEY_ROTATED, Outcome::Success, ctx);
+        event.reason = Some(format!("new key {} signs from {activates_at}", record.kid));
+        self.record(event).await;
+        Ok(KeyInfo {
+            kid: record.kid,
+            alg: record.alg,
+            created_at: now,
+            activates_at,
+            retired_at: None,
+            published_until: None,
+        })
+    }
+
+    /// `GET /admin/keys`.
+    pub fn signing_keys(&self) -> Vec<KeyInfo> {
+        self.keys.infos()
+    }
+}
+
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OAuthError> {
+    serde_json::from_slice(body)
+        .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))
+}
+
+fn conflict_as(description: &'static str) -> impl Fn(StoreError) -> OAuthError {
+    move |error| match error {
+        StoreError::Conflict => OAuthError::new(ErrorCode::Conflict, description),
+        other => internal(other),
+    }
+}

@@ -1,0 +1,72 @@
+//! The audit trail's writer: events are queued and written in batches, so
+//! recording an event costs the token path a channel send, not a database
+//! transaction. The queue is bounded (back-pressure, never silent loss) and
+//! drained completely at shutdown.
+
+use custos_governance::AuditEvent;
+use custos_store::Store;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Events waiting to be written, at most.
+const QUEUE_CAPACITY: usize = 65_536;
+/// Events written per transaction, at most.
+const BATCH: usize = 2_048;
+
+/// Where the service sends events. Cloning is cheap.
+#[derive(Clone)]
+pub struct AuditSink {
+    sender: mpsc::Sender<AuditEvent>,
+}
+
+/// The task that writes events; `finish` waits until everything queued
+/// before the last sink was dropped is written.
+pub struct AuditWriter {
+    handle: JoinHandle<()>,
+}
+
+impl AuditSink {
+    pub fn start(store: Arc<dyn Store>) -> (AuditSink, AuditWriter) {
+        let (sender, receiver) = mpsc::channel(QUEUE_CAPACITY);
+        let handle = tokio::spawn(write_batches(store, receiver));
+        (AuditSink { sender }, AuditWriter { handle })
+    }
+
+    /// Queues an event; waits only if the queue is full.
+    pub async fn record(&self, event: AuditEvent) {
+        if self.sender.send(event).await.is_err() {
+            tracing::error!("audit writer has stopped; an audit event was not recorded");
+        }
+    }
+}
+
+impl AuditWriter {
+    pub async fn finish(self) {
+        if let Err(e) = self.handle.await {
+            tracing::error!(error = %e, "audit writer task failed");
+        }
+    }
+}
+
+async fn write_batches(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<AuditEvent>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while receiver.recv_many(&mut batch, BATCH).await > 0 {
+        let mut attempt = 0;
+        loop {
+            match store.append_events(&batch).await {
+                Ok(()) => break,
+                Err(e) if attempt < 3 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "writing audit events failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, lost = batch.len(), "audit events could not be written");
+                    break;
+                }
+            }
+        }
+        batch.clear();
+    }
+}

@@ -1,0 +1,273 @@
+//! Dynamic client registration (RFC 7591) and its management protocol
+//! (RFC 7592).
+//!
+//! Registration needs an initial access token (the admin token counts as
+//! one). Management needs the client's registration access token. Secrets
+//! and tokens are returned once and stored only as hashes.
+
+use crate::crypto::{constant_time_eq, random_token, sha256};
+use crate::token::bounded;
+use crate::{internal, RequestContext, Service};
+use custos_governance::{event_type, Outcome};
+use custos_protocol::discovery::paths;
+use custos_protocol::metadata::{validate_registration, ClientMetadata};
+use custos_protocol::{ErrorCode, OAuthError};
+use custos_store::ClientRecord;
+use serde_json::{json, Value};
+
+/// Bytes of randomness in a client_id.
+const CLIENT_ID_BYTES: usize = 16;
+/// Bytes of randomness in secrets and bearer tokens: 256 bits.
+const SECRET_BYTES: usize = 32;
+
+impl Service {
+    /// RFC 7591 §3: registers a client and returns the §3.2.1 response body.
+    pub async fn register_client(
+        &self,
+        bearer: Option<&str>,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, OAuthError> {
+        let result = self.register_checked(bearer, body).await;
+        let mut event = match &result {
+            Ok(_) => self.event(event_type::CLIENT_REGISTERED, Outcome::Success, ctx),
+            Err(_) => self.event(event_type::REGISTRATION_REFUSED, Outcome::Failure, ctx),
+        };
+        match &result {
+            Ok(body) => {
+                event.client_id = body["client_id"].as_str().map(str::to_owned);
+                event.scope = body["scope"].as_str().map(str::to_owned);
+                event.reason = body["token_endpoint_auth_method"]
+                    .as_str()
+                    .map(|m| format!("token_endpoint_auth_method {m}"));
+            }
+            Err(error) => event.reason = Some(bounded(&error.to_string())),
+        }
+        self.record(event).await;
+        result
+    }
+
+    async fn register_checked(
+        &self,
+        bearer: Option<&str>,
+        body: &[u8],
+    ) -> Result<Value, OAuthError> {
+        self.check_initial_access_token(bearer).await?;
+        let metadata = validate_registration(&parse_json(body)?)?;
+        let now = self.clock.now();
+        let secret = metadata
+            .token_endpoint_auth_method
+            .uses_secret()
+            .then(|| random_token(SECRET_BYTES));
+        let registration_token = random_token(SECRET_BYTES);
+        let record = ClientRecord {
+            client_id: random_token(CLIENT_ID_BYTES),
+            metadata_json: serde_json::to_string(&metadata).map_err(internal)?,
+            secret_hash: secret.as_deref().map(|s| self.master.hash_client_secret(s)),
+            secret_created_at: secret.as_ref().map(|_| now),
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            registration_token_hash: Some(sha256(&registration_token)),
+            created_at: now,
+            updated_at: now,
+            disabled_at: None,
+        };
+        self.store.insert_client(&record).await.map_err(internal)?;
+        Ok(self.client_information(
+            &record,
+            &metadata,
+            secret.as_deref(),
+            Some(&registration_token),
+        ))
+    }
+
+    /// RFC 7592 §2.1: the client's current configuration.
+    pub async fn read_registration(
+        &self,
+        client_id: &str,
+        bearer: Option<&str>,
+    ) -> Result<Value, OAuthError> {
+        let (record, metadata) = self.managed_client(client_id, bearer).await?;
+        Ok(self.client_information(&record, &metadata, None, None))
+    }
+
+    /// RFC 7592 §2.2: replaces the client's metadata. The body must name the
+    /// client; a `client_secret` in it must be the current one. A new secret
+    /// is issued only when the client moves to a secret-based method.
+    pub async fn update_registration(
+        &self,
+        client_id: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, OAuthError> {
+        let (mut record, _) = self.managed_client(client_id, bearer).await?;
+        let mut json = parse_json(body)?;
+        let object = json.as_object_mut().ok_or_else(|| {
+            OAuthError::invalid_client_metadata("the request must be a JSON object")
+        })?;
+        if object.get("client_id").and_then(Value::as_str) != Some(client_id) {
+            return Err(OAuthError::invalid_request(
+                "the request must include this client's client_id (RFC 7592 §2.2)",
+            ));
+        }
+        for forbidden in [
+            "registration_access_token",
+            "registration_client_uri",
+            "client_secret_expires_at",
+            "client_id_issued_at",
+        ] {
+            if object.contains_key(forbidden) {
+                return Err(OAuthError::invalid_request(format!(
+                    "{forbidden} must not be sent in an update (RFC 7592 §2.2)"
+                )));
+            }
+        }
+        if let Some(secret) = object.get("client_secret") {
+            let matches = secret
+                .as_str()
+                .zip(record.secret_hash.as_deref())
+                .is_some_and(|(s, h)| self.master.verify_client_secret(s, h));
+            if !matches {
+                return Err(OAuthError::invalid_request(
+                    "client_secret does not match the current secret",
+                ));
+            }
+        }
+        let metadata = validate_registration(&json)?;
+        let now = self.clock.now();
+        let mut new_secret = None;
+        if metadata.token_endpoint_auth_method.uses_secret() {
+            if record.secret_hash.is_none() {
+                let secret = random_token(SECRET_BYTES);
+                record.secret_hash = Some(self.master.hash_client_secret(&secret));
+                record.secret_created_at = Some(now);
+                new_secret = Some(secret);
+            }
+        } else {
+            record.secret_hash = None;
+            record.secret_created_at = None;
+            record.previous_secret_hash = None;
+            record.previous_secret_expires_at = None;
+        }
+        record.metadata_json = serde_json::to_string(&metadata).map_err(internal)?;
+        record.updated_at = now;
+        if !self.store.update_client(&record).await.map_err(internal)? {
+            return Err(invalid_registration_token());
+        }
+        let mut event = self.event(event_type::CLIENT_UPDATED, Outcome::Success, ctx);
+        event.client_id = Some(client_id.to_owned());
+        self.record(event).await;
+        Ok(self.client_information(&record, &metadata, new_secret.as_deref(), None))
+    }
+
+    /// RFC 7592 §2.3: deprovisions the client (disabled; its tokens stop
+    /// being active everywhere).
+    pub async fn delete_registration(
+        &self,
+        client_id: &str,
+        bearer: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<(), OAuthError> {
+        self.managed_client(client_id, bearer).await?;
+        self.disable_client(client_id, ctx).await
+    }
+
+    /// Loads a client for RFC 7592 management, checking its registration
+    /// access token. Every failure is the same 401 (§2: do not reveal
+    /// whether the client exists).
+    async fn managed_client(
+        &self,
+        client_id: &str,
+        bearer: Option<&str>,
+    ) -> Result<(ClientRecord, ClientMetadata), OAuthError> {
+        let bearer = bearer.ok_or_else(invalid_registration_token)?;
+        let record = self
+            .store
+            .get_client(client_id)
+            .await
+            .map_err(internal)?
+            .filter(|c| c.disabled_at.is_none())
+            .ok_or_else(invalid_registration_token)?;
+        let stored = record
+            .registration_token_hash
+            .as_deref()
+            .ok_or_else(invalid_registration_token)?;
+        if !constant_time_eq(&sha256(bearer), stored) {
+            return Err(invalid_registration_token());
+        }
+        let metadata = serde_json::from_str(&record.metadata_json).map_err(internal)?;
+        Ok((record, metadata))
+    }
+
+    /// The admin token, or an unexpired stored initial access token.
+    async fn check_initial_access_token(&self, bearer: Option<&str>) -> Result<(), OAuthError> {
+        let bearer = bearer.ok_or_else(|| {
+            OAuthError::invalid_token(
+                "registration requires an initial access token as a Bearer token",
+            )
+        })?;
+        if self.is_admin_token(bearer) {
+            return Ok(());
+        }
+        let found = self
+            .store
+            .get_initial_access_token(&sha256(bearer))
+            .await
+            .map_err(internal)?;
+        match found {
+            Some(token) if token.expires_at > self.clock.now() => Ok(()),
+            _ => Err(OAuthError::invalid_token(
+                "the initial access token is invalid or expired",
+            )),
+        }
+    }
+
+    /// RFC 7591 §3.2.1 client information response.
+    fn client_information(
+        &self,
+        record: &ClientRecord,
+        metadata: &ClientMetadata,
+        secret: Option<&str>,
+        registration_token: Option<&str>,
+    ) -> Value {
+        let mut body = serde_json::to_value(metadata).unwrap_or_else(|_| json!({}));
+        if let Some(object) = body.as_object_mut() {
+            object.insert("client_id".into(), record.client_id.clone().into());
+            object.insert("client_id_issued_at".into(), record.created_at.into());
+            if let Some(secret) = secret {
+                object.insert("client_secret".into(), secret.into());
+            }
+            if metadata.token_endpoint_auth_method.uses_secret() {
+                object.insert("client_secret_expires_at".into(), 0.into());
+            }
+            if let Some(token) = registration_token {
+                object.insert("registration_access_token".into(), token.into());
+            }
+            object.insert(
+                "registration_client_uri".into(),
+                format!(
+                    "{}{}/{}",
+                    self.config.issuer,
+                    paths::REGISTRATION,
+                    record.client_id
+                )
+                .into(),
+            );
+        }
+        body
+    }
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, OAuthError> {
+    serde_json::from_slice(body).map_err(|e| {
+        OAuthError::invalid_client_metadata(format!("the request body is not valid JSON: {e}"))
+    })
+}
+
+fn invalid_registration_token() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidToken,
+        "the registration access token is invalid for this client",
+    )
+}
