@@ -1,14 +1,74 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
+//! The HTTP edge: the only crate that knows HTTP. Routes, extractors, and
+//! the mapping of domain errors to responses (in `error`, once).
+
+mod admin;
+pub mod error;
+pub mod extract;
+mod oauth;
+mod registration;
+
+use axum::routing::{get, post};
+use axum::Router;
+use custos_protocol::discovery::paths;
+use custos_protocol::OAuthError;
+use custos_service::Service;
+use std::sync::Arc;
+
+pub use oauth::JWKS_MAX_AGE_SECS;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The whole application. Endpoints live under the issuer's path (RFC 8414
+/// §3: the metadata of an issuer with a path is at
+/// `/.well-known/oauth-authorization-server{path}`).
+pub fn router(service: Arc<Service>) -> Router {
+    let issuer_path = issuer_path(service.issuer());
+    let state = AppState { service };
+    let endpoints = Router::new()
+        .route(paths::TOKEN, post(oauth::token))
+        .route(paths::INTROSPECTION, post(oauth::introspect))
+        .route(paths::REVOCATION, post(oauth::revoke))
+        .route(paths::JWKS, get(oauth::jwks))
+        .route(paths::REGISTRATION, post(registration::register))
+        .route(
+            &format!("{}/{{client_id}}", paths::REGISTRATION),
+            get(registration::read)
+                .put(registration::update)
+                .delete(registration::delete),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(oauth::discovery),
+        )
+        .route("/.well-known/openid-configuration", get(oauth::discovery))
+        .nest("/admin", admin::routes(state.clone()));
+    let app = if issuer_path.is_empty() {
+        endpoints
+    } else {
+        Router::new().nest(&issuer_path, endpoints).route(
+            &format!("/.well-known/oauth-authorization-server{issuer_path}"),
+            get(oauth::discovery),
+        )
+    };
+    app.route("/healthz", get(|| async { "ok" }))
+        .fallback(not_found)
+        .with_state(state)
+}
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
+async fn not_found() -> error::ApiError {
+    error::ApiError(OAuthError::not_found(
+        "no such endpoint; see /.well-known/oauth-authorization-server",
+    ))
+}
+
+/// The path of the issuer URL, without a trailing slash ("" for none).
+fn issuer_path(issuer: &str) -> String {
+    let after_scheme = issuer.split_once("://").map_or(issuer, |(_, rest)| rest);
+    match after_scheme.find('/') {
+        Some(i) => after_scheme[i..].trim_end_matches('/').to_owned(),
+        None => String::new(),
     }
 }

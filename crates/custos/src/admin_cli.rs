@@ -1,0 +1,250 @@
+//! `custos admin <noun> <verb>`: the admin API from the command line.
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// Base URL of the custos server.
+    #[arg(
+        long,
+        env = "CUSTOS_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// Admin bearer token.
+    #[arg(
+        long,
+        env = "CUSTOS_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub admin_token: Option<String>,
+    #[command(subcommand)]
+    pub noun: Noun,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Noun {
+    /// People who log in at the authorization endpoint.
+    Users {
+        #[command(subcommand)]
+        verb: UserVerb,
+    },
+    /// Protected resources (RFC 8707 targets).
+    Resources {
+        #[command(subcommand)]
+        verb: ResourceVerb,
+    },
+    /// The client inventory.
+    Clients {
+        #[command(subcommand)]
+        verb: ClientVerb,
+    },
+    /// The audit trail.
+    Events {
+        #[command(subcommand)]
+        verb: EventVerb,
+    },
+    /// Signing keys.
+    Keys {
+        #[command(subcommand)]
+        verb: KeyVerb,
+    },
+    /// RFC 7591 initial access tokens.
+    InitialAccessTokens {
+        #[command(subcommand)]
+        verb: TokenVerb,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserVerb {
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long, env = "CUSTOS_USER_PASSWORD", hide_env_values = true)]
+        password: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ResourceVerb {
+    Create {
+        #[arg(long)]
+        uri: String,
+        /// A scope the resource offers (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientVerb {
+    List,
+    /// Disable the client and revoke its tokens.
+    Delete {
+        client_id: String,
+    },
+    RotateSecret {
+        client_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventVerb {
+    List {
+        #[arg(long)]
+        client_id: Option<String>,
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        /// RFC 3339 time or epoch seconds.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyVerb {
+    /// Publish a new signing key; it signs after the activation delay.
+    Rotate,
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenVerb {
+    Create {
+        #[arg(long)]
+        expires_in: Option<i64>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+}
+
+/// Runs one admin command; `Err` is the line to print.
+pub async fn run(args: AdminArgs) -> Result<(), String> {
+    let token = args
+        .admin_token
+        .ok_or("CUSTOS_ADMIN_TOKEN: required for admin commands")?;
+    let (method, path, body): (Method, String, Option<Value>) = match args.noun {
+        Noun::Users {
+            verb: UserVerb::Create { username, password },
+        } => (
+            Method::POST,
+            "/admin/users".into(),
+            Some(json!({"username": username, "password": password})),
+        ),
+        Noun::Resources {
+            verb: ResourceVerb::Create { uri, scopes },
+        } => (
+            Method::POST,
+            "/admin/resources".into(),
+            Some(json!({"uri": uri, "scopes": scopes})),
+        ),
+        Noun::Resources {
+            verb: ResourceVerb::List,
+        } => (Method::GET, "/admin/resources".into(), None),
+        Noun::Clients {
+            verb: ClientVerb::List,
+        } => (Method::GET, "/admin/clients".into(), None),
+        Noun::Clients {
+            verb: ClientVerb::Delete { client_id },
+        } => (
+            Method::DELETE,
+            format!("/admin/clients/{}", encode(&client_id)),
+            None,
+        ),
+        Noun::Clients {
+            verb: ClientVerb::RotateSecret { client_id },
+        } => (
+            Method::POST,
+            format!("/admin/clients/{}/rotate-secret", encode(&client_id)),
+            None,
+        ),
+        Noun::Events {
+            verb:
+                EventVerb::List {
+                    client_id,
+                    event_type,
+                    since,
+                    limit,
+                },
+        } => {
+            let mut query = form_urlencoded_pairs(&[
+                ("client_id", client_id),
+                ("type", event_type),
+                ("since", since),
+                ("limit", limit.map(|l| l.to_string())),
+            ]);
+            if !query.is_empty() {
+                query.insert(0, '?');
+            }
+            (Method::GET, format!("/admin/events{query}"), None)
+        }
+        Noun::Keys {
+            verb: KeyVerb::Rotate,
+        } => (Method::POST, "/admin/keys/rotate".into(), None),
+        Noun::Keys {
+            verb: KeyVerb::List,
+        } => (Method::GET, "/admin/keys".into(), None),
+        Noun::InitialAccessTokens {
+            verb:
+                TokenVerb::Create {
+                    expires_in,
+                    description,
+                },
+        } => (
+            Method::POST,
+            "/admin/initial-access-tokens".into(),
+            Some(json!({"expires_in": expires_in, "description": description})),
+        ),
+    };
+    let url = format!("{}{}", args.url.trim_end_matches('/'), path);
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, &url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("CUSTOS_URL: cannot reach {}: {e}", args.url))?;
+    let status = response.status();
+    let text = response.text().await.map_err(|e| e.to_string())?;
+    let pretty = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or(text);
+    if status.is_success() {
+        if !pretty.is_empty() {
+            println!("{pretty}");
+        }
+        Ok(())
+    } else {
+        Err(format!(
+            "{status}: {}",
+            pretty.split_whitespace().collect::<Vec<_>>().join(" ")
+        ))
+    }
+}
+
+fn encode(segment: &str) -> String {
+    form_urlencoded::byte_serialize(segment.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+fn form_urlencoded_pairs(pairs: &[(&str, Option<String>)]) -> String {
+    let mut serializer = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in pairs {
+        if let Some(value) = value {
+            serializer.append_pair(name, value);
+        }
+    }
+    serializer.finish()
+}

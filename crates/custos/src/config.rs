@@ -1,0 +1,382 @@
+//! Settings for `custos serve`: flags, then environment, then the `--config`
+//! TOML file (same names in lower case without the prefix), checked once
+//! here. Every error names the setting at fault, in one line.
+
+use clap::Args;
+use custos_service::keyring::SigningAlg;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// What the operator may set. Flags and environment come through clap;
+/// missing values are then taken from the TOML file.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    /// Address to bind.
+    #[arg(long, env = "CUSTOS_LISTEN")]
+    pub listen: Option<String>,
+    /// The `iss` of everything issued (default http://<listen>).
+    #[arg(long, env = "CUSTOS_ISSUER")]
+    pub issuer: Option<String>,
+    /// sqlite://PATH (created if missing) or postgres://…
+    #[arg(long, env = "CUSTOS_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Bearer token for /admin/*; unset = admin API off.
+    #[arg(long, env = "CUSTOS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Key that encrypts signing keys at rest (at least 32 characters).
+    #[arg(long, env = "CUSTOS_KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<String>,
+    /// PEM certificate chain: serve HTTPS.
+    #[arg(long, env = "CUSTOS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "CUSTOS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM bundle: request client certificates (optional for clients).
+    #[arg(long, env = "CUSTOS_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "CUSTOS_LOG")]
+    pub log: Option<String>,
+    /// ES256 (default), EdDSA or RS256.
+    #[arg(long, env = "CUSTOS_SIGNING_ALG")]
+    pub signing_alg: Option<String>,
+    /// Seconds between publishing a new signing key and signing with it.
+    #[arg(long, env = "CUSTOS_KEY_ACTIVATION_DELAY")]
+    pub key_activation_delay: Option<i64>,
+    /// Seconds a rotated-out client secret keeps working.
+    #[arg(long, env = "CUSTOS_SECRET_ROTATION_GRACE")]
+    pub secret_rotation_grace: Option<i64>,
+    /// Seconds between reloads of signing keys made by other replicas.
+    #[arg(long, env = "CUSTOS_KEY_REFRESH_INTERVAL")]
+    pub key_refresh_interval: Option<u64>,
+    /// Most pooled database connections.
+    #[arg(long, env = "CUSTOS_DATABASE_MAX_CONNECTIONS")]
+    pub database_max_connections: Option<u32>,
+}
+
+impl RawSettings {
+    /// Fills every unset value from `file`.
+    pub fn or(self, file: RawSettings) -> RawSettings {
+        RawSettings {
+            listen: self.listen.or(file.listen),
+            issuer: self.issuer.or(file.issuer),
+            database_url: self.database_url.or(file.database_url),
+            admin_token: self.admin_token.or(file.admin_token),
+            key_encryption_key: self.key_encryption_key.or(file.key_encryption_key),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_client_ca: self.tls_client_ca.or(file.tls_client_ca),
+            log: self.log.or(file.log),
+            signing_alg: self.signing_alg.or(file.signing_alg),
+            key_activation_delay: self.key_activation_delay.or(file.key_activation_delay),
+            secret_rotation_grace: self.secret_rotation_grace.or(file.secret_rotation_grace),
+            key_refresh_interval: self.key_refresh_interval.or(file.key_refresh_interval),
+            database_max_connections: self
+                .database_max_connections
+                .or(file.database_max_connections),
+        }
+    }
+}
+
+/// Reads the `--config` file.
+pub fn read_config_file(path: &std::path::Path) -> Result<RawSettings, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--config {}: cannot read: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        format!(
+            "--config {}: {}",
+            path.display(),
+            e.to_string().lines().collect::<Vec<_>>().join(" ")
+        )
+    })
+}
+
+#[derive(Debug, Clone)]
+pub enum KekSource {
+    Value(String),
+    /// A key file beside the SQLite database, created if missing.
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Checked settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub issuer: String,
+    pub database_url: String,
+    pub admin_token: Option<String>,
+    pub kek: KekSource,
+    pub tls: Option<Tls>,
+    pub log: String,
+    pub signing_alg: SigningAlg,
+    pub key_activation_delay: i64,
+    pub secret_rotation_grace: i64,
+    pub key_refresh_interval: u64,
+    pub database_max_connections: u32,
+}
+
+impl Settings {
+    pub fn check(raw: RawSettings) -> Result<Settings, String> {
+        let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| {
+            format!("CUSTOS_LISTEN: '{listen_text}' is not an address like 127.0.0.1:8080")
+        })?;
+
+        let tls = match (raw.tls_cert, raw.tls_key) {
+            (Some(cert), Some(key)) => Some(Tls {
+                cert,
+                key,
+                client_ca: raw.tls_client_ca,
+            }),
+            (None, None) => {
+                if raw.tls_client_ca.is_some() {
+                    return Err("CUSTOS_TLS_CLIENT_CA: needs CUSTOS_TLS_CERT and CUSTOS_TLS_KEY (client certificates need HTTPS)".into());
+                }
+                None
+            }
+            (Some(_), None) => {
+                return Err("CUSTOS_TLS_KEY: must be set with CUSTOS_TLS_CERT".into())
+            }
+            (None, Some(_)) => {
+                return Err("CUSTOS_TLS_CERT: must be set with CUSTOS_TLS_KEY".into())
+            }
+        };
+
+        let issuer = match raw.issuer {
+            Some(issuer) => check_issuer(&issuer)?,
+            None => {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{listen}")
+            }
+        };
+
+        let database_url = raw
+            .database_url
+            .unwrap_or_else(|| "sqlite://custos.db".into());
+        let kek = match (raw.key_encryption_key, sqlite_path(&database_url)) {
+            (Some(value), _) => {
+                if value.trim().len() < custos_service::crypto::MIN_KEK_LENGTH {
+                    return Err(format!(
+                        "CUSTOS_KEY_ENCRYPTION_KEY: must be at least {} characters (e.g. `openssl rand -base64 32`)",
+                        custos_service::crypto::MIN_KEK_LENGTH
+                    ));
+                }
+                KekSource::Value(value)
+            }
+            (None, Some(path)) => KekSource::File(PathBuf::from(format!("{path}.kek"))),
+            (None, None) if is_postgres(&database_url) => {
+                return Err("CUSTOS_KEY_ENCRYPTION_KEY: required when CUSTOS_DATABASE_URL is PostgreSQL (replicas must share it)".into())
+            }
+            (None, None) => {
+                return Err(format!(
+                    "CUSTOS_DATABASE_URL: '{}' is neither sqlite://PATH nor postgres://…",
+                    redact_url(&database_url)
+                ))
+            }
+        };
+
+        if let Some(token) = &raw.admin_token {
+            if token.len() < 16 {
+                return Err("CUSTOS_ADMIN_TOKEN: must be at least 16 characters".into());
+            }
+        }
+
+        let log = raw.log.unwrap_or_else(|| "info".into());
+        tracing_subscriber::EnvFilter::try_new(&log).map_err(|e| format!("CUSTOS_LOG: {e}"))?;
+
+        let signing_alg = match raw.signing_alg {
+            Some(text) => SigningAlg::parse(&text).ok_or_else(|| {
+                format!("CUSTOS_SIGNING_ALG: '{text}' is not one of ES256, EdDSA, RS256")
+            })?,
+            None => SigningAlg::Es256,
+        };
+        let key_activation_delay = raw.key_activation_delay.unwrap_or(90);
+        if !(0..=86_400).contains(&key_activation_delay) {
+            return Err("CUSTOS_KEY_ACTIVATION_DELAY: must be between 0 and 86400 seconds".into());
+        }
+        let secret_rotation_grace = raw.secret_rotation_grace.unwrap_or(86_400);
+        if !(0..=30 * 86_400).contains(&secret_rotation_grace) {
+            return Err(
+                "CUSTOS_SECRET_ROTATION_GRACE: must be between 0 and 2592000 seconds".into(),
+            );
+        }
+        let key_refresh_interval = raw.key_refresh_interval.unwrap_or(10);
+        if !(1..=3600).contains(&key_refresh_interval) {
+            return Err("CUSTOS_KEY_REFRESH_INTERVAL: must be between 1 and 3600 seconds".into());
+        }
+        let database_max_connections = raw.database_max_connections.unwrap_or(16);
+        if !(1..=1000).contains(&database_max_connections) {
+            return Err("CUSTOS_DATABASE_MAX_CONNECTIONS: must be between 1 and 1000".into());
+        }
+
+        Ok(Settings {
+            listen,
+            issuer,
+            database_url,
+            admin_token: raw.admin_token,
+            kek,
+            tls,
+            log,
+            signing_alg,
+            key_activation_delay,
+            secret_rotation_grace,
+            key_refresh_interval,
+            database_max_connections,
+        })
+    }
+}
+
+fn check_issuer(issuer: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("CUSTOS_ISSUER: '{issuer}' {why}");
+    let url = reqwest::Url::parse(issuer).map_err(|_| bad("is not an absolute URL"))?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(bad("must be an https (or http) URL"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("must not have a query or fragment (RFC 8414 §2)"));
+    }
+    if url.host().is_none() {
+        return Err(bad("must name a host"));
+    }
+    Ok(issuer.trim_end_matches('/').to_owned())
+}
+
+/// The file path of a SQLite URL.
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then_some(path)
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A database URL fit for an error message (no password).
+pub fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_server() {
+        let s = Settings::check(RawSettings::default()).unwrap();
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.issuer, "http://127.0.0.1:8080");
+        assert_eq!(s.database_url, "sqlite://custos.db");
+        assert!(matches!(s.kek, KekSource::File(ref p) if p.to_str() == Some("custos.db.kek")));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let cases: Vec<(RawSettings, &str)> = vec![
+            (
+                RawSettings {
+                    listen: Some("nope".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_LISTEN",
+            ),
+            (
+                RawSettings {
+                    issuer: Some("ftp://x".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_ISSUER",
+            ),
+            (
+                RawSettings {
+                    database_url: Some("postgres://u:p@h/db".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_KEY_ENCRYPTION_KEY",
+            ),
+            (
+                RawSettings {
+                    database_url: Some("mysql://h/db".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_DATABASE_URL",
+            ),
+            (
+                RawSettings {
+                    log: Some("[[[".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_LOG",
+            ),
+            (
+                RawSettings {
+                    tls_cert: Some("c.pem".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_TLS_KEY",
+            ),
+            (
+                RawSettings {
+                    key_encryption_key: Some("short".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_KEY_ENCRYPTION_KEY",
+            ),
+            (
+                RawSettings {
+                    signing_alg: Some("HS256".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_SIGNING_ALG",
+            ),
+        ];
+        for (raw, setting) in cases {
+            let err = Settings::check(raw).unwrap_err();
+            assert!(err.starts_with(setting), "{err}");
+            assert!(!err.contains('\n'));
+            assert!(!err.contains(":p@"), "password leaked: {err}");
+        }
+    }
+
+    #[test]
+    fn flags_and_env_win_over_the_file() {
+        let flags = RawSettings {
+            listen: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let file = RawSettings {
+            listen: Some("127.0.0.1:2".into()),
+            issuer: Some("https://as.example".into()),
+            ..Default::default()
+        };
+        let merged = flags.or(file);
+        assert_eq!(merged.listen.as_deref(), Some("127.0.0.1:1"));
+        assert_eq!(merged.issuer.as_deref(), Some("https://as.example"));
+    }
+
+    #[test]
+    fn toml_file_uses_lower_case_names() {
+        let parsed: RawSettings =
+            toml::from_str("listen = \"127.0.0.1:9\"\ndatabase_url = \"sqlite://x.db\"").unwrap();
+        assert_eq!(parsed.listen.as_deref(), Some("127.0.0.1:9"));
+        assert!(toml::from_str::<RawSettings>("lsten = 1").is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! The OAuth endpoints: discovery, JWKS, token, introspection, revocation.
+//! Each handler extracts, calls one service method, and maps the result.
+
+use crate::error::ApiError;
+use crate::extract::{authorization, form_body, Context};
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+/// Headers every token-bearing response carries (RFC 6749 §5.1).
+fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+pub async fn discovery(State(state): State<AppState>) -> Response {
+    let mut response = Json(state.service.discovery_document()).into_response();
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
+    response
+}
+
+/// JWKS responses may be cached for this long; the key activation delay is
+/// longer, so a cached set always holds the key that signs.
+pub const JWKS_MAX_AGE_SECS: u32 = 60;
+
+pub async fn jwks(State(state): State<AppState>) -> Response {
+    let mut response = Json(state.service.jwks().as_ref().clone()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_str(&format!("public, max-age={JWKS_MAX_AGE_SECS}"))
+            .unwrap_or_else(|_| HeaderValue::from_static("no-cache")),
+    );
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    response
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = form_body(&headers, body).await?;
+    let response = state
+        .service
+        .issue_token(authorization(&headers)?, &body, &ctx)
+        .await?;
+    Ok(no_store(Json(response).into_response()))
+}
+
+pub async fn introspect(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = form_body(&headers, body).await?;
+    let response = state
+        .service
+        .introspect(authorization(&headers)?, &body, &ctx)
+        .await?;
+    Ok(no_store(Json(response).into_response()))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = form_body(&headers, body).await?;
+    state
+        .service
+        .revoke(authorization(&headers)?, &body, &ctx)
+        .await?;
+    Ok(no_store(StatusCode::OK.into_response()))
+}
