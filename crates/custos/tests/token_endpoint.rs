@@ -130,18 +130,22 @@ async fn rfc7523_private_key_jwt_and_single_use_jti(db: Database) {
 
 /// Two replicas on one database: a jti used at one is refused at the other.
 async fn rfc7523_jti_replay_is_refused_across_replicas(db: Database) {
-    let first = Server::start(&db).await;
-    let second = Server::start(&db).await;
+    let (first, second) = Server::replicas(&db).await;
     let key = ClientKey::generate("k1");
     let (_, body) = first
         .register(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key.public_jwk]}}))
         .await;
     let id = body["client_id"].as_str().unwrap();
-    let assertion = key.assertion(&json!({"iss": id, "sub": id, "aud": first.url, "jti": "once", "exp": now() + 60}));
+    let assertion = key.assertion(&json!({"iss": id, "sub": id, "aud": SHARED_ISSUER, "jti": "once", "exp": now() + 60}));
     let form = [("grant_type", "client_credentials"), ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", assertion.as_str())];
     let (a, _, _) = first.post_form(&format!("{}/token", first.url), None, &form).await;
     let (b, _, _) = second.post_form(&format!("{}/token", second.url), None, &form).await;
     assert_eq!((a, b), (200, 401));
+    let again = key.assertion(&json!({"iss": id, "sub": id, "aud": SHARED_ISSUER, "jti": "twice", "exp": now() + 60}));
+    let form = [("grant_type", "client_credentials"), ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), ("client_assertion", again.as_str())];
+    let (a, _, _) = second.post_form(&format!("{}/token", second.url), None, &form).await;
+    let (b, _, _) = first.post_form(&format!("{}/token", first.url), None, &form).await;
+    assert_eq!((a, b), (200, 401), "either replica may see it first");
 }
 
 async fn rfc8707_resource_sets_aud_and_unknown_is_invalid_target(db: Database) {

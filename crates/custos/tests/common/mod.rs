@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// The issuer replicas share in multi-replica tests.
+pub const SHARED_ISSUER: &str = "https://as.custos.test";
 pub const KEK: &str = "test-key-encryption-key-0123456789abcdef";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +141,12 @@ impl Server {
         server
     }
 
+    /// Two replicas behind one issuer, sharing the database.
+    pub async fn replicas(db: &Database) -> (Server, Server) {
+        let env = [("CUSTOS_ISSUER", SHARED_ISSUER)];
+        (Self::start_with(db, &env).await, Self::start_with(db, &env).await)
+    }
+
     async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -181,8 +189,12 @@ impl Server {
         response.json().await.unwrap()
     }
 
+    /// An endpoint from discovery, reached at this process (for replicas
+    /// behind a shared issuer, as a load balancer would route it).
     pub async fn endpoint(&self, name: &str) -> String {
-        self.discovery().await[name].as_str().unwrap().to_owned()
+        let doc = self.discovery().await;
+        let issuer = doc["issuer"].as_str().unwrap();
+        doc[name].as_str().unwrap().replacen(issuer, &self.url, 1)
     }
 
     /// `POST registration_endpoint` with the admin token as the initial access token.
