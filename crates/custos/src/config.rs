@@ -81,6 +81,27 @@ impl RawSettings {
     }
 }
 
+impl RawSettings {
+    /// An empty value (`CUSTOS_ADMIN_TOKEN=`) means unset.
+    fn without_empty_values(self) -> RawSettings {
+        let text = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+        let path = |v: Option<PathBuf>| v.filter(|p| !p.as_os_str().is_empty());
+        RawSettings {
+            listen: text(self.listen),
+            issuer: text(self.issuer),
+            database_url: text(self.database_url),
+            admin_token: text(self.admin_token),
+            key_encryption_key: text(self.key_encryption_key),
+            tls_cert: path(self.tls_cert),
+            tls_key: path(self.tls_key),
+            tls_client_ca: path(self.tls_client_ca),
+            log: text(self.log),
+            signing_alg: text(self.signing_alg),
+            ..self
+        }
+    }
+}
+
 /// Reads the `--config` file.
 pub fn read_config_file(path: &std::path::Path) -> Result<RawSettings, String> {
     let text = std::fs::read_to_string(path)
@@ -127,6 +148,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn check(raw: RawSettings) -> Result<Settings, String> {
+        let raw = raw.without_empty_values();
         let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
         let listen: SocketAddr = listen_text.parse().map_err(|_| {
             format!("CUSTOS_LISTEN: '{listen_text}' is not an address like 127.0.0.1:8080")
