@@ -26,28 +26,76 @@ async fn admin_api_is_off_without_a_token() {
     let db = Database::fresh(Engine::Sqlite).unwrap();
     let mut server = Server::start_with(&db, &[("CUSTOS_ADMIN_TOKEN", "")]).await;
     server.http = reqwest::Client::new();
-    let response = server.http.get(format!("{}/admin/clients", server.url)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let response = server
+        .http
+        .get(format!("{}/admin/clients", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
 }
 
 async fn users_and_resources(db: Database) {
     let server = Server::start(&db).await;
-    let (status, body) = server.admin(Method::POST, "/admin/users", Some(json!({"username": "alice", "password": "correct horse battery"}))).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/admin/users",
+            Some(json!({"username": "alice", "password": "correct horse battery"})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     assert!(body.get("password").is_none());
-    let (status, body) = server.admin(Method::POST, "/admin/users", Some(json!({"username": "alice", "password": "another password"}))).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/admin/users",
+            Some(json!({"username": "alice", "password": "another password"})),
+        )
+        .await;
     assert_eq!((status, body["error"].as_str()), (409, Some("conflict")));
-    let (status, _) = server.admin(Method::POST, "/admin/users", Some(json!({"username": "bob", "password": "short"}))).await;
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/admin/users",
+            Some(json!({"username": "bob", "password": "short"})),
+        )
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = server.admin(Method::POST, "/admin/users", Some(json!({"username": "bob"}))).await;
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/admin/users",
+            Some(json!({"username": "bob"})),
+        )
+        .await;
     assert_eq!(status, 400);
 
-    let (status, body) = server.admin(Method::POST, "/admin/resources", Some(json!({"uri": "https://api.example/", "scopes": ["read", "write"]}))).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/admin/resources",
+            Some(json!({"uri": "https://api.example/", "scopes": ["read", "write"]})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
-    let (status, _) = server.admin(Method::POST, "/admin/resources", Some(json!({"uri": "https://api.example/", "scopes": []}))).await;
+    let (status, _) = server
+        .admin(
+            Method::POST,
+            "/admin/resources",
+            Some(json!({"uri": "https://api.example/", "scopes": []})),
+        )
+        .await;
     assert_eq!(status, 409);
-    for bad in [json!({"uri": "not a uri", "scopes": []}), json!({"uri": "https://a.example/#f"}), json!({"uri": "https://a.example/", "scopes": ["bad\"scope"]})] {
-        let (status, _) = server.admin(Method::POST, "/admin/resources", Some(bad.clone())).await;
+    for bad in [
+        json!({"uri": "not a uri", "scopes": []}),
+        json!({"uri": "https://a.example/#f"}),
+        json!({"uri": "https://a.example/", "scopes": ["bad\"scope"]}),
+    ] {
+        let (status, _) = server
+            .admin(Method::POST, "/admin/resources", Some(bad.clone()))
+            .await;
         assert_eq!(status, 400, "{bad}");
     }
     let (_, list) = server.admin(Method::GET, "/admin/resources", None).await;
@@ -58,19 +106,32 @@ async fn inventory_and_events(db: Database) {
     let server = Server::start(&db).await;
     let since = now();
     let (id, secret) = server.secret_client("client_secret_basic", "read").await;
-    let (status, _) = server.token_basic(&id, &secret, &[("grant_type", "client_credentials")]).await;
+    let (status, _) = server
+        .token_basic(&id, &secret, &[("grant_type", "client_credentials")])
+        .await;
     assert_eq!(status, 200);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (status, inventory) = server.admin(Method::GET, "/admin/clients", None).await;
     assert_eq!(status, 200);
-    let entry = inventory.as_array().unwrap().iter().find(|c| c["client_id"] == id.as_str()).unwrap();
+    let entry = inventory
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == id.as_str())
+        .unwrap();
     assert_eq!(entry["token_endpoint_auth_method"], "client_secret_basic");
     assert_eq!(entry["uses_static_secret"], true);
     assert_eq!(entry["grant_types"], json!(["client_credentials"]));
     assert_eq!(entry["secret_age_days"], 0);
     assert!(entry["last_used_at"].as_i64().unwrap() >= since);
     assert_eq!(entry["status"], "active");
-    assert!(serde_json::to_string(&inventory).unwrap().find(&secret).is_none(), "no secret in the inventory");
+    assert!(
+        serde_json::to_string(&inventory)
+            .unwrap()
+            .find(&secret)
+            .is_none(),
+        "no secret in the inventory"
+    );
 
     let events = server.events(&format!("?client_id={id}")).await;
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
@@ -80,27 +141,57 @@ async fn inventory_and_events(db: Database) {
     assert_eq!(issued["scope"], "read");
     assert_eq!(issued["result"], "success");
     assert_eq!(issued["source_addr"], "127.0.0.1");
-    assert_eq!(server.events(&format!("?client_id={id}&type=token.issued")).await.len(), 1);
-    assert_eq!(server.events(&format!("?client_id={id}&since={}", now() + 100)).await.len(), 0);
-    assert_eq!(server.events(&format!("?client_id={id}&since=2020-01-01T00:00:00Z")).await.len(), 2);
-    let (status, _) = server.admin(Method::GET, "/admin/events?since=yesterday", None).await;
+    assert_eq!(
+        server
+            .events(&format!("?client_id={id}&type=token.issued"))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        server
+            .events(&format!("?client_id={id}&since={}", now() + 100))
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(
+        server
+            .events(&format!("?client_id={id}&since=2020-01-01T00:00:00Z"))
+            .await
+            .len(),
+        2
+    );
+    let (status, _) = server
+        .admin(Method::GET, "/admin/events?since=yesterday", None)
+        .await;
     assert_eq!(status, 400);
 }
 
 async fn secret_rotation_keeps_the_old_secret_for_the_grace_period(db: Database) {
     let server = Server::start(&db).await;
     let (id, old) = server.secret_client("client_secret_basic", "read").await;
-    let (status, body) = server.admin(Method::POST, &format!("/admin/clients/{id}/rotate-secret"), None).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            &format!("/admin/clients/{id}/rotate-secret"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let new = body["client_secret"].as_str().unwrap();
     assert_ne!(new, old);
     let grace = body["previous_expires_at"].as_i64().unwrap() - now();
     assert!((86_000..=86_400).contains(&grace), "{grace}");
     for secret in [old.as_str(), new] {
-        let (status, _) = server.token_basic(&id, secret, &[("grant_type", "client_credentials")]).await;
+        let (status, _) = server
+            .token_basic(&id, secret, &[("grant_type", "client_credentials")])
+            .await;
         assert_eq!(status, 200);
     }
-    let (status, _) = server.admin(Method::POST, "/admin/clients/nope/rotate-secret", None).await;
+    let (status, _) = server
+        .admin(Method::POST, "/admin/clients/nope/rotate-secret", None)
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -109,10 +200,24 @@ async fn rotated_out_secret_stops_working_after_the_grace_period() {
     let db = Database::fresh(Engine::Sqlite).unwrap();
     let server = Server::start_with(&db, &[("CUSTOS_SECRET_ROTATION_GRACE", "0")]).await;
     let (id, old) = server.secret_client("client_secret_basic", "read").await;
-    let (_, body) = server.admin(Method::POST, &format!("/admin/clients/{id}/rotate-secret"), None).await;
-    let (status, _) = server.token_basic(&id, &old, &[("grant_type", "client_credentials")]).await;
+    let (_, body) = server
+        .admin(
+            Method::POST,
+            &format!("/admin/clients/{id}/rotate-secret"),
+            None,
+        )
+        .await;
+    let (status, _) = server
+        .token_basic(&id, &old, &[("grant_type", "client_credentials")])
+        .await;
     assert_eq!(status, 401);
-    let (status, _) = server.token_basic(&id, body["client_secret"].as_str().unwrap(), &[("grant_type", "client_credentials")]).await;
+    let (status, _) = server
+        .token_basic(
+            &id,
+            body["client_secret"].as_str().unwrap(),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -123,9 +228,18 @@ fn kid(token: &str) -> String {
 /// A new key is published at once, signs only after the activation delay,
 /// and the old key stays published for tokens it signed.
 async fn key_rotation_publishes_before_signing(db: Database) {
-    let server = Server::start_with(&db, &[("CUSTOS_KEY_ACTIVATION_DELAY", "2"), ("CUSTOS_KEY_REFRESH_INTERVAL", "1")]).await;
+    let server = Server::start_with(
+        &db,
+        &[
+            ("CUSTOS_KEY_ACTIVATION_DELAY", "2"),
+            ("CUSTOS_KEY_REFRESH_INTERVAL", "1"),
+        ],
+    )
+    .await;
     let (id, secret) = server.secret_client("client_secret_basic", "read").await;
-    let (_, body) = server.token_basic(&id, &secret, &[("grant_type", "client_credentials")]).await;
+    let (_, body) = server
+        .token_basic(&id, &secret, &[("grant_type", "client_credentials")])
+        .await;
     let old_kid = kid(body["access_token"].as_str().unwrap());
 
     let output = Command::new(binary())
@@ -133,39 +247,86 @@ async fn key_rotation_publishes_before_signing(db: Database) {
         .env("CUSTOS_ADMIN_TOKEN", ADMIN_TOKEN)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let rotated: Value = serde_json::from_slice(&output.stdout).unwrap();
     let new_kid = rotated["kid"].as_str().unwrap().to_owned();
     assert_ne!(new_kid, old_kid);
 
     let jwks = server.get_json("/jwks").await;
-    let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
-    assert!(kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()), "both published: {kids:?}");
-    let (_, body) = server.token_basic(&id, &secret, &[("grant_type", "client_credentials")]).await;
-    assert_eq!(kid(body["access_token"].as_str().unwrap()), old_kid, "the new key does not sign yet");
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+        "both published: {kids:?}"
+    );
+    let (_, body) = server
+        .token_basic(&id, &secret, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(
+        kid(body["access_token"].as_str().unwrap()),
+        old_kid,
+        "the new key does not sign yet"
+    );
 
     tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
-    let (_, body) = server.token_basic(&id, &secret, &[("grant_type", "client_credentials")]).await;
-    assert_eq!(kid(body["access_token"].as_str().unwrap()), new_kid, "the new key signs after the delay");
+    let (_, body) = server
+        .token_basic(&id, &secret, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(
+        kid(body["access_token"].as_str().unwrap()),
+        new_kid,
+        "the new key signs after the delay"
+    );
     let jwks = server.get_json("/jwks").await;
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "the old key stays published while its tokens live");
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        2,
+        "the old key stays published while its tokens live"
+    );
 
     let (status, keys) = server.admin(Method::GET, "/admin/keys", None).await;
     assert_eq!(status, 200);
-    let old = keys.as_array().unwrap().iter().find(|k| k["kid"] == old_kid.as_str()).unwrap();
-    assert!(old["retired_at"].is_i64() && old["published_until"].as_i64().unwrap() > old["retired_at"].as_i64().unwrap() + 3600 - 1);
+    let old = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == old_kid.as_str())
+        .unwrap();
+    assert!(
+        old["retired_at"].is_i64()
+            && old["published_until"].as_i64().unwrap()
+                > old["retired_at"].as_i64().unwrap() + 3600 - 1
+    );
 }
 
 #[test]
 fn admin_cli_reports_errors_in_one_line() {
     let output = Command::new(binary())
-        .args(["admin", "clients", "list", "--url", &format!("http://127.0.0.1:{}", free_port())])
+        .args([
+            "admin",
+            "clients",
+            "list",
+            "--url",
+            &format!("http://127.0.0.1:{}", free_port()),
+        ])
         .env("CUSTOS_ADMIN_TOKEN", ADMIN_TOKEN)
         .output()
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("CUSTOS_URL"));
-    let output = Command::new(binary()).args(["admin", "clients", "list"]).env_remove("CUSTOS_ADMIN_TOKEN").output().unwrap();
+    let output = Command::new(binary())
+        .args(["admin", "clients", "list"])
+        .env_remove("CUSTOS_ADMIN_TOKEN")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("CUSTOS_ADMIN_TOKEN"));
 }
 

@@ -11,15 +11,24 @@ async fn rfc7591_3_2_1_response_carries_credentials_once(db: Database) {
         .register(json!({"redirect_uris": ["https://app.example/cb"], "client_name": "App", "scope": "read", "x_unknown": true}))
         .await;
     assert_eq!(status, 201, "{body}");
-    assert_eq!(body["token_endpoint_auth_method"], "client_secret_basic", "RFC 7591 default");
+    assert_eq!(
+        body["token_endpoint_auth_method"], "client_secret_basic",
+        "RFC 7591 default"
+    );
     assert_eq!(body["grant_types"], json!(["authorization_code"]));
     assert_eq!(body["response_types"], json!(["code"]));
     assert_eq!(body["client_secret_expires_at"], 0);
-    assert!(body.get("x_unknown").is_none(), "unknown metadata is ignored");
+    assert!(
+        body.get("x_unknown").is_none(),
+        "unknown metadata is ignored"
+    );
     let secret = body["client_secret"].as_str().unwrap();
     assert_eq!(secret.len(), 43, "256-bit secret, base64url");
     assert!(body["client_id_issued_at"].as_i64().unwrap() > 0);
-    assert!(body["registration_client_uri"].as_str().unwrap().starts_with(&server.url));
+    assert!(body["registration_client_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with(&server.url));
 
     let read = server
         .http
@@ -31,7 +40,10 @@ async fn rfc7591_3_2_1_response_carries_credentials_once(db: Database) {
     assert_eq!(read.status(), 200);
     let read: Value = read.json().await.unwrap();
     assert_eq!(read["client_id"], body["client_id"]);
-    assert!(read.get("client_secret").is_none(), "the secret is shown once");
+    assert!(
+        read.get("client_secret").is_none(),
+        "the secret is shown once"
+    );
     assert!(read.get("registration_access_token").is_none());
 }
 
@@ -39,44 +51,122 @@ async fn rfc7591_registration_requires_an_initial_access_token(db: Database) {
     let server = Server::start(&db).await;
     let endpoint = server.endpoint("registration_endpoint").await;
     let metadata = json!({"grant_types": ["client_credentials"]});
-    let response = server.http.post(&endpoint).json(&metadata).send().await.unwrap();
+    let response = server
+        .http
+        .post(&endpoint)
+        .json(&metadata)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
-    assert!(response.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-    let response = server.http.post(&endpoint).bearer_auth("wrong-token").json(&metadata).send().await.unwrap();
+    assert!(response.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer"));
+    let response = server
+        .http
+        .post(&endpoint)
+        .bearer_auth("wrong-token")
+        .json(&metadata)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
 
-    let (status, body) = server.admin(Method::POST, "/admin/initial-access-tokens", Some(json!({"expires_in": 600}))).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/admin/initial-access-tokens",
+            Some(json!({"expires_in": 600})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     let iat = body["initial_access_token"].as_str().unwrap();
-    let response = server.http.post(&endpoint).bearer_auth(iat).json(&metadata).send().await.unwrap();
+    let response = server
+        .http
+        .post(&endpoint)
+        .bearer_auth(iat)
+        .json(&metadata)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 201);
 }
 
 async fn oauth21_registration_refusals(db: Database) {
     let server = Server::start(&db).await;
     let cases: Vec<(Value, &str)> = vec![
-        (json!({"grant_types": ["password"]}), "invalid_client_metadata"),
-        (json!({"grant_types": ["implicit"], "redirect_uris": ["https://a.example/cb"]}), "invalid_client_metadata"),
-        (json!({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}), "invalid_client_metadata"),
-        (json!({"redirect_uris": ["http://a.example/cb"]}), "invalid_redirect_uri"),
-        (json!({"redirect_uris": ["https://a.example/cb#frag"]}), "invalid_redirect_uri"),
-        (json!({"redirect_uris": ["https://*.a.example/cb"]}), "invalid_redirect_uri"),
-        (json!({"redirect_uris": ["/relative/cb"]}), "invalid_redirect_uri"),
-        (json!({"token_endpoint_auth_method": "client_secret_jwt"}), "invalid_client_metadata"),
-        (json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"}), "invalid_client_metadata"),
-        (json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}), "invalid_client_metadata"),
-        (json!({"redirect_uris": "https://a.example/cb"}), "invalid_client_metadata"),
+        (
+            json!({"grant_types": ["password"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["implicit"], "redirect_uris": ["https://a.example/cb"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb"], "response_types": ["token"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": ["http://a.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://a.example/cb#frag"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["https://*.a.example/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"redirect_uris": ["/relative/cb"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            json!({"token_endpoint_auth_method": "client_secret_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}),
+            "invalid_client_metadata",
+        ),
+        (
+            json!({"redirect_uris": "https://a.example/cb"}),
+            "invalid_client_metadata",
+        ),
         (json!(["not", "an", "object"]), "invalid_client_metadata"),
     ];
     for (metadata, error) in cases {
         let (status, body) = server.register(metadata.clone()).await;
-        assert_eq!((status, body["error"].as_str()), (400, Some(error)), "{metadata}: {body}");
-        assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()));
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some(error)),
+            "{metadata}: {body}"
+        );
+        assert!(body["error_description"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty()));
     }
     let endpoint = server.endpoint("registration_endpoint").await;
-    let response = server.http.post(&endpoint).bearer_auth(ADMIN_TOKEN).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let response = server
+        .http
+        .post(&endpoint)
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
-    let (status, _) = server.register(json!({"redirect_uris": ["http://127.0.0.1:9000/cb", "http://localhost/cb"]})).await;
+    let (status, _) = server
+        .register(json!({"redirect_uris": ["http://127.0.0.1:9000/cb", "http://localhost/cb"]}))
+        .await;
     assert_eq!(status, 201, "http is fine on loopback");
     let refused = server.events("?type=client.registration_refused").await;
     assert!(refused.len() >= 12);
@@ -90,28 +180,73 @@ async fn rfc7592_read_update_delete(db: Database) {
     let id = created["client_id"].as_str().unwrap();
     let secret = created["client_secret"].as_str().unwrap();
 
-    let response = server.http.get(uri).bearer_auth("wrong").send().await.unwrap();
+    let response = server
+        .http
+        .get(uri)
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
 
     let update = json!({"client_id": id, "grant_types": ["client_credentials"], "scope": "read write", "client_name": "after"});
-    let response = server.http.put(uri).bearer_auth(rat).json(&update).send().await.unwrap();
+    let response = server
+        .http
+        .put(uri)
+        .bearer_auth(rat)
+        .json(&update)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["client_name"], "after");
     assert_eq!(updated["scope"], "read write");
-    let (status, body) = server.token_basic(id, secret, &[("grant_type", "client_credentials"), ("scope", "write")]).await;
+    let (status, body) = server
+        .token_basic(
+            id,
+            secret,
+            &[("grant_type", "client_credentials"), ("scope", "write")],
+        )
+        .await;
     assert_eq!(status, 200, "the secret survives an update: {body}");
 
-    let response = server.http.put(uri).bearer_auth(rat).json(&json!({"client_id": "other", "grant_types": ["client_credentials"]})).send().await.unwrap();
+    let response = server
+        .http
+        .put(uri)
+        .bearer_auth(rat)
+        .json(&json!({"client_id": "other", "grant_types": ["client_credentials"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
-    let response = server.http.put(uri).bearer_auth(rat).json(&json!({"client_id": id, "grant_types": ["password"]})).send().await.unwrap();
+    let response = server
+        .http
+        .put(uri)
+        .bearer_auth(rat)
+        .json(&json!({"client_id": id, "grant_types": ["password"]}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
 
-    let response = server.http.delete(uri).bearer_auth(rat).send().await.unwrap();
+    let response = server
+        .http
+        .delete(uri)
+        .bearer_auth(rat)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 204);
     let response = server.http.get(uri).bearer_auth(rat).send().await.unwrap();
-    assert_eq!(response.status(), 401, "a deleted client's registration token is void");
-    let (status, _) = server.token_basic(id, secret, &[("grant_type", "client_credentials")]).await;
+    assert_eq!(
+        response.status(),
+        401,
+        "a deleted client's registration token is void"
+    );
+    let (status, _) = server
+        .token_basic(id, secret, &[("grant_type", "client_credentials")])
+        .await;
     assert_eq!(status, 401);
 }
 

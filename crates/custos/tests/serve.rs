@@ -7,17 +7,26 @@ use serde_json::json;
 use std::process::Command;
 
 fn start_error(env: &[(&str, &str)]) -> String {
-    let dir = std::env::temp_dir().join(format!("custos_bad_{}_{}", std::process::id(), free_port()));
+    let dir =
+        std::env::temp_dir().join(format!("custos_bad_{}_{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(binary());
-    command.arg("serve").env_clear().current_dir(&dir).env("CUSTOS_LISTEN", format!("127.0.0.1:{}", free_port()));
+    command
+        .arg("serve")
+        .env_clear()
+        .current_dir(&dir)
+        .env("CUSTOS_LISTEN", format!("127.0.0.1:{}", free_port()));
     for (k, v) in env {
         command.env(k, v);
     }
     let output = command.output().unwrap();
     assert!(!output.status.success(), "custos started with {env:?}");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(stderr.trim_end().lines().count(), 1, "expected one line, got: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "expected one line, got: {stderr}"
+    );
     stderr
 }
 
@@ -26,14 +35,41 @@ fn bad_settings_exit_non_zero_with_one_line_naming_the_setting() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("CUSTOS_LISTEN", "not-an-address")], "CUSTOS_LISTEN"),
         (&[("CUSTOS_ISSUER", "ftp://x")], "CUSTOS_ISSUER"),
-        (&[("CUSTOS_DATABASE_URL", "mysql://localhost/x")], "CUSTOS_DATABASE_URL"),
-        (&[("CUSTOS_DATABASE_URL", "postgres://u:secretpw@127.0.0.1:1/x")], "CUSTOS_KEY_ENCRYPTION_KEY"),
-        (&[("CUSTOS_DATABASE_URL", "postgres://u:secretpw@127.0.0.1:1/x"), ("CUSTOS_KEY_ENCRYPTION_KEY", KEK)], "CUSTOS_DATABASE_URL"),
-        (&[("CUSTOS_DATABASE_URL", "sqlite:///nonexistent-dir-xyz/custos.db")], "CUSTOS_DATABASE_URL"),
+        (
+            &[("CUSTOS_DATABASE_URL", "mysql://localhost/x")],
+            "CUSTOS_DATABASE_URL",
+        ),
+        (
+            &[("CUSTOS_DATABASE_URL", "postgres://u:secretpw@127.0.0.1:1/x")],
+            "CUSTOS_KEY_ENCRYPTION_KEY",
+        ),
+        (
+            &[
+                ("CUSTOS_DATABASE_URL", "postgres://u:secretpw@127.0.0.1:1/x"),
+                ("CUSTOS_KEY_ENCRYPTION_KEY", KEK),
+            ],
+            "CUSTOS_DATABASE_URL",
+        ),
+        (
+            &[(
+                "CUSTOS_DATABASE_URL",
+                "sqlite:///nonexistent-dir-xyz/custos.db",
+            )],
+            "CUSTOS_DATABASE_URL",
+        ),
         (&[("CUSTOS_LOG", "[[[")], "CUSTOS_LOG"),
         (&[("CUSTOS_TLS_CERT", "/nonexistent.pem")], "CUSTOS_TLS_KEY"),
-        (&[("CUSTOS_TLS_CERT", "/nonexistent.pem"), ("CUSTOS_TLS_KEY", "/nonexistent.key")], "CUSTOS_TLS_CERT"),
-        (&[("CUSTOS_KEY_ENCRYPTION_KEY", "short")], "CUSTOS_KEY_ENCRYPTION_KEY"),
+        (
+            &[
+                ("CUSTOS_TLS_CERT", "/nonexistent.pem"),
+                ("CUSTOS_TLS_KEY", "/nonexistent.key"),
+            ],
+            "CUSTOS_TLS_CERT",
+        ),
+        (
+            &[("CUSTOS_KEY_ENCRYPTION_KEY", "short")],
+            "CUSTOS_KEY_ENCRYPTION_KEY",
+        ),
         (&[("CUSTOS_ADMIN_TOKEN", "short")], "CUSTOS_ADMIN_TOKEN"),
     ];
     for (env, setting) in cases {
@@ -58,7 +94,12 @@ fn config_file_is_read_and_flags_win() {
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("CUSTOS_LISTEN"));
     std::fs::write(&file, "lissten = 1\n").unwrap();
-    let output = Command::new(binary()).args(["serve", "--config"]).arg(&file).env_clear().output().unwrap();
+    let output = Command::new(binary())
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env_clear()
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("--config"));
 }
@@ -67,7 +108,13 @@ async fn discovery_lists_endpoints_and_only_oauth21_values(db: Database) {
     let server = Server::start(&db).await;
     let doc = server.discovery().await;
     assert_eq!(doc["issuer"], server.url);
-    for endpoint in ["token_endpoint", "jwks_uri", "registration_endpoint", "introspection_endpoint", "revocation_endpoint"] {
+    for endpoint in [
+        "token_endpoint",
+        "jwks_uri",
+        "registration_endpoint",
+        "introspection_endpoint",
+        "revocation_endpoint",
+    ] {
         let url = doc[endpoint].as_str().unwrap();
         assert!(url.starts_with(&server.url), "{endpoint}");
     }
@@ -76,11 +123,20 @@ async fn discovery_lists_endpoints_and_only_oauth21_values(db: Database) {
     let grants = doc["grant_types_supported"].as_array().unwrap();
     assert!(grants.contains(&json!("client_credentials")));
     assert!(!grants.contains(&json!("password")) && !grants.contains(&json!("implicit")));
-    let methods = doc["token_endpoint_auth_methods_supported"].as_array().unwrap();
-    for m in ["client_secret_basic", "client_secret_post", "private_key_jwt"] {
+    let methods = doc["token_endpoint_auth_methods_supported"]
+        .as_array()
+        .unwrap();
+    for m in [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ] {
         assert!(methods.contains(&json!(m)), "{m}");
     }
-    assert_eq!(server.get_json("/.well-known/openid-configuration").await, doc);
+    assert_eq!(
+        server.get_json("/.well-known/openid-configuration").await,
+        doc
+    );
 
     let jwks = server.get_json("/jwks").await;
     let keys = jwks["keys"].as_array().unwrap();
@@ -100,7 +156,11 @@ async fn sigterm_shuts_down_gracefully_and_keeps_audit_events(db: Database) {
         let http = server.http.clone();
         let (endpoint, id, secret) = (endpoint.clone(), id.clone(), secret.clone());
         in_flight.push(tokio::spawn(async move {
-            http.post(endpoint).basic_auth(id, Some(secret)).form(&[("grant_type", "client_credentials")]).send().await
+            http.post(endpoint)
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
         }));
     }
     for request in in_flight {
@@ -111,9 +171,19 @@ async fn sigterm_shuts_down_gracefully_and_keeps_audit_events(db: Database) {
     assert!(status.success(), "exit status {status:?}");
 
     let server = Server::start(&db).await;
-    let issued = server.events(&format!("?client_id={id}&type=token.issued")).await;
-    assert_eq!(issued.len(), 20, "every issuance is in the audit trail after restart");
-    assert_eq!(server.get_json("/jwks").await["keys"][0]["kid"], kid_before, "signing key survives restart");
+    let issued = server
+        .events(&format!("?client_id={id}&type=token.issued"))
+        .await;
+    assert_eq!(
+        issued.len(),
+        20,
+        "every issuance is in the audit trail after restart"
+    );
+    assert_eq!(
+        server.get_json("/jwks").await["keys"][0]["kid"],
+        kid_before,
+        "signing key survives restart"
+    );
 }
 
 async fn wrong_key_encryption_key_refuses_to_start(db: Database) {
@@ -124,7 +194,10 @@ async fn wrong_key_encryption_key_refuses_to_start(db: Database) {
         .env_clear()
         .env("CUSTOS_LISTEN", format!("127.0.0.1:{}", free_port()))
         .env("CUSTOS_DATABASE_URL", &db.url)
-        .env("CUSTOS_KEY_ENCRYPTION_KEY", "another-key-encryption-key-0123456789")
+        .env(
+            "CUSTOS_KEY_ENCRYPTION_KEY",
+            "another-key-encryption-key-0123456789",
+        )
         .output()
         .unwrap();
     assert!(!output.status.success());
@@ -150,9 +223,19 @@ async fn sqlite_key_file_is_created_0600_beside_the_database() {
 async fn healthz_and_unknown_paths() {
     let db = Database::fresh(Engine::Sqlite).unwrap();
     let server = Server::start(&db).await;
-    let response = server.http.get(format!("{}/healthz", server.url)).send().await.unwrap();
+    let response = server
+        .http
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
-    let response = server.http.get(format!("{}/nope", server.url)).send().await.unwrap();
+    let response = server
+        .http
+        .get(format!("{}/nope", server.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 404);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "not_found");

@@ -385,7 +385,7 @@ pub fn verify_client_assertion(
 /// A JWT NumericDate: integer or fractional seconds.
 fn numeric_date(value: &Option<serde_json::Value>) -> Option<i64> {
     let number = value.as_ref()?.as_f64()?;
-    if !number.is_finite() || number < 0.0 || number > 1e12 {
+    if !number.is_finite() || !(0.0..=1e12).contains(&number) {
         return None;
     }
     Some(number as i64)

@@ -204,7 +204,7 @@ pub fn validate_registration(json: &serde_json::Value) -> Result<ClientMetadata,
             )));
         }
     }
-    if uses_code != !response_types.is_empty() {
+    if uses_code == response_types.is_empty() {
         return Err(OAuthError::invalid_client_metadata(
             "grant_types and response_types are inconsistent: the authorization_code grant goes with response type 'code' (RFC 7591 §2.1)",
         ));

@@ -41,7 +41,10 @@ fn unique(prefix: &str) -> String {
         "{prefix}_{}_{}_{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst),
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos()
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
     )
 }
 
@@ -72,8 +75,15 @@ impl Database {
                     .status()
                     .expect("psql must be installed to run PostgreSQL tests");
                 assert!(status.success(), "creating test database failed");
-                let base = admin_url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap();
-                Some(Database { url: format!("{base}/{name}"), dir, engine })
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map(|(b, _)| b.to_owned())
+                    .unwrap();
+                Some(Database {
+                    url: format!("{base}/{name}"),
+                    dir,
+                    engine,
+                })
             }
         }
     }
@@ -144,7 +154,10 @@ impl Server {
     /// Two replicas behind one issuer, sharing the database.
     pub async fn replicas(db: &Database) -> (Server, Server) {
         let env = [("CUSTOS_ISSUER", SHARED_ISSUER)];
-        (Self::start_with(db, &env).await, Self::start_with(db, &env).await)
+        (
+            Self::start_with(db, &env).await,
+            Self::start_with(db, &env).await,
+        )
     }
 
     async fn wait_ready(&self) {
@@ -165,7 +178,9 @@ impl Server {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -180,11 +195,17 @@ impl Server {
     }
 
     pub async fn discovery(&self) -> Value {
-        self.get_json("/.well-known/oauth-authorization-server").await
+        self.get_json("/.well-known/oauth-authorization-server")
+            .await
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
-        let response = self.http.get(format!("{}{path}", self.url)).send().await.unwrap();
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200, "GET {path}");
         response.json().await.unwrap()
     }
@@ -208,7 +229,10 @@ impl Server {
             .send()
             .await
             .unwrap();
-        (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or(Value::Null),
+        )
     }
 
     /// Registers a confidential client_credentials client; returns (id, secret).
@@ -217,11 +241,19 @@ impl Server {
             .register(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": method, "scope": scope}))
             .await;
         assert_eq!(status, 201, "{body}");
-        (body["client_id"].as_str().unwrap().into(), body["client_secret"].as_str().unwrap().into())
+        (
+            body["client_id"].as_str().unwrap().into(),
+            body["client_secret"].as_str().unwrap().into(),
+        )
     }
 
     /// `POST path` with a form body and optional Basic credentials.
-    pub async fn post_form(&self, url: &str, basic: Option<(&str, &str)>, form: &[(&str, &str)]) -> (u16, reqwest::header::HeaderMap, Value) {
+    pub async fn post_form(
+        &self,
+        url: &str,
+        basic: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, Value) {
         let mut request = self.http.post(url).form(form);
         if let Some((id, secret)) = basic {
             request = request.basic_auth(enc(id), Some(enc(secret)));
@@ -230,7 +262,11 @@ impl Server {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap();
-        (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
+        (
+            status,
+            headers,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn token_basic(&self, id: &str, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
@@ -239,8 +275,16 @@ impl Server {
         (status, body)
     }
 
-    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(ADMIN_TOKEN);
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN);
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -252,7 +296,9 @@ impl Server {
     /// Audit events (waits for the batched writer to catch up).
     pub async fn events(&self, query: &str) -> Vec<Value> {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (status, body) = self.admin(reqwest::Method::GET, &format!("/admin/events{query}"), None).await;
+        let (status, body) = self
+            .admin(reqwest::Method::GET, &format!("/admin/events{query}"), None)
+            .await;
         assert_eq!(status, 200, "{body}");
         body.as_array().unwrap().clone()
     }
@@ -273,7 +319,11 @@ pub fn enc(value: &str) -> String {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The decoded header and claims of a JWT (no verification).
@@ -281,11 +331,17 @@ pub fn jwt_parts(token: &str) -> (Value, Value) {
     let mut parts = token.split('.');
     let header = URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap();
     let claims = URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap();
-    (serde_json::from_slice(&header).unwrap(), serde_json::from_slice(&claims).unwrap())
+    (
+        serde_json::from_slice(&header).unwrap(),
+        serde_json::from_slice(&claims).unwrap(),
+    )
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// An EC P-256 key a test client signs assertions with.
@@ -299,7 +355,8 @@ impl ClientKey {
         use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
+        let pair =
+            EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
         let point = pair.public_key().as_ref();
         ClientKey {
             pkcs8: pkcs8.as_ref().to_vec(),
@@ -311,7 +368,12 @@ impl ClientKey {
     pub fn assertion(&self, claims: &Value) -> String {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = self.public_jwk["kid"].as_str().map(str::to_owned);
-        jsonwebtoken::encode(&header, claims, &jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8)).unwrap()
+        jsonwebtoken::encode(
+            &header,
+            claims,
+            &jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8),
+        )
+        .unwrap()
     }
 }
 
