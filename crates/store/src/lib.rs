@@ -7,7 +7,10 @@
 //!
 //! Times are `i64` seconds since the Unix epoch unless a name says `_ms`.
 
+mod connect;
+mod migrate;
 mod model;
+mod sql;
 pub use model::*;
 
 use async_trait::async_trait;
@@ -35,6 +38,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub trait ClientRepo: Send + Sync {
     /// Inserts a new client; `Conflict` if the client_id exists.
     async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
+    /// The client with this id, disabled ones included; `None` if unknown.
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
     /// Replaces every column of an existing client; false if it does not exist.
     async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool>;
@@ -61,7 +65,9 @@ pub trait SigningKeyRepo: Send + Sync {
 pub trait ResourceRepo: Send + Sync {
     /// `Conflict` if the uri exists.
     async fn insert_resource(&self, resource: &ResourceRecord) -> StoreResult<()>;
+    /// The resource with exactly this uri; `None` if unknown.
     async fn get_resource(&self, uri: &str) -> StoreResult<Option<ResourceRecord>>;
+    /// Every resource, ordered by created_at then uri.
     async fn list_resources(&self) -> StoreResult<Vec<ResourceRecord>>;
 }
 
@@ -69,13 +75,23 @@ pub trait ResourceRepo: Send + Sync {
 pub trait UserRepo: Send + Sync {
     /// `Conflict` if the username exists.
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
+    /// The user with exactly this username (case-sensitive); `None` if unknown.
     async fn get_user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
 }
 
 #[async_trait]
 pub trait InitialAccessTokenRepo: Send + Sync {
-    async fn insert_initial_access_token(&self, token: &InitialAccessTokenRecord) -> StoreResult<()>;
-    async fn get_initial_access_token(&self, token_hash: &[u8]) -> StoreResult<Option<InitialAccessTokenRecord>>;
+    /// `Conflict` if a token with the same hash exists.
+    async fn insert_initial_access_token(
+        &self,
+        token: &InitialAccessTokenRecord,
+    ) -> StoreResult<()>;
+    /// The token with this hash, expired or not (the caller checks
+    /// `expires_at`); `None` if unknown or already pruned.
+    async fn get_initial_access_token(
+        &self,
+        token_hash: &[u8],
+    ) -> StoreResult<Option<InitialAccessTokenRecord>>;
 }
 
 #[async_trait]
@@ -84,13 +100,22 @@ pub trait ReplayRepo: Send + Sync {
     /// until `expires_at`. Returns true if this is the first use, false if it
     /// was already recorded and has not expired. Atomic across replicas: of
     /// two concurrent calls with the same key exactly one returns true.
-    async fn record_jti_once(&self, namespace: &str, jti: &str, expires_at: i64, now: i64) -> StoreResult<bool>;
+    async fn record_jti_once(
+        &self,
+        namespace: &str,
+        jti: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<bool>;
 }
 
 #[async_trait]
 pub trait RevocationRepo: Send + Sync {
-    /// Marks a token `jti` revoked until `expires_at` (idempotent).
+    /// Marks a token `jti` revoked until `expires_at` (idempotent; revoking
+    /// again keeps the later `expires_at`).
     async fn revoke_token(&self, revoked: &RevokedToken) -> StoreResult<()>;
+    /// Whether `jti` has been revoked. A revocation is remembered at least
+    /// until its `expires_at` (it goes at the first `prune_expired` after).
     async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
 }
 
@@ -99,15 +124,18 @@ pub trait AuditRepo: Send + Sync {
     /// Appends events in one transaction; the store assigns ids in order.
     async fn append_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
     /// Matching events ordered by id ascending (newest last). When more than
-    /// `filter.limit` match, the newest `limit` are returned.
+    /// `filter.limit` match, the newest `limit` are returned; a limit of 0
+    /// means 1000.
     async fn query_events(&self, filter: &EventFilter) -> StoreResult<Vec<AuditEvent>>;
-    /// For each client: time (ms) of its most recent `token.issued` event.
+    /// For each client: time (ms) of its most recent `token.issued` event,
+    /// ordered by client_id. Clients that never got a token are absent.
     async fn client_last_used(&self) -> StoreResult<Vec<(String, i64)>>;
 }
 
 #[async_trait]
 pub trait Maintenance: Send + Sync {
-    /// Deletes expired replay records, revocations and initial access tokens.
+    /// Deletes replay records, revocations and initial access tokens whose
+    /// `expires_at <= now`, in one transaction; returns the number of rows.
     async fn prune_expired(&self, now: i64) -> StoreResult<u64>;
     /// Closes the pool cleanly (waits for connections to be returned).
     async fn close(&self);
@@ -143,10 +171,42 @@ impl<T> Store for T where
 }
 
 /// How to open the store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// `sqlite://PATH` (file created if missing) or `postgres://…`.
     pub url: String,
     /// Upper bound on pooled connections.
     pub max_connections: u32,
+}
+
+/// Shows the URL with any password replaced, so options can be logged.
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("url", &connect::redact_url(&self.url))
+            .field("max_connections", &self.max_connections)
+            .finish()
+    }
+}
+
+/// Opens the store named by `options.url` and brings its schema up to date.
+///
+/// The engine follows the URL scheme:
+/// - `sqlite://PATH` or `sqlite:PATH` — the file is created if missing; its
+///   directory must exist. Every connection runs in WAL mode with
+///   `synchronous=NORMAL`, `busy_timeout=5000` and foreign keys on.
+/// - `postgres://…` or `postgresql://…`.
+///
+/// Before returning, one connection is opened to check that the database is
+/// reachable and the engine's pending migrations are applied in a single
+/// transaction (on PostgreSQL under an advisory lock, so replicas starting
+/// together apply them once). Calling it again on the same database is a
+/// no-op for the schema.
+///
+/// Errors: an unknown scheme or unusable URL → [`StoreError::Config`]; a
+/// database that cannot be reached or migrated → [`StoreError::Database`].
+/// Messages never contain the password from the URL.
+pub async fn connect(options: &ConnectOptions) -> StoreResult<std::sync::Arc<dyn Store>> {
+    let store = sql::SqlStore::open(options).await?;
+    Ok(std::sync::Arc::new(store))
 }

@@ -30,9 +30,15 @@ impl std::fmt::Debug for ClientRecord {
         f.debug_struct("ClientRecord")
             .field("client_id", &self.client_id)
             .field("metadata_json", &self.metadata_json)
-            .field("secret_hash", &self.secret_hash.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_hash",
+                &self.secret_hash.as_ref().map(|_| "<redacted>"),
+            )
             .field("secret_created_at", &self.secret_created_at)
-            .field("previous_secret_expires_at", &self.previous_secret_expires_at)
+            .field(
+                "previous_secret_expires_at",
+                &self.previous_secret_expires_at,
+            )
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .field("disabled_at", &self.disabled_at)

@@ -1,0 +1,192 @@
+//! `AuditRepo`: the append-only event log in `custos_audit_events`.
+
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use async_trait::async_trait;
+use custos_governance::{event_type, AuditEvent, EventFilter, Outcome};
+use sqlx::any::AnyRow;
+
+use super::{col, db_err, SqlStore};
+use crate::{AuditRepo, Engine, StoreError, StoreResult};
+
+/// Columns bound per event by `append_events`.
+const INSERT_COLUMNS: usize = 9;
+/// Events per multi-row `INSERT`, by engine (the one tuning knob that
+/// differs). SQLite looks up `$N` parameter names linearly, so binding costs
+/// O(parameters²) per statement: 50 rows (450 parameters) measured ~10×
+/// faster than 1000 rows. PostgreSQL has no such cost and prefers fewer
+/// round trips: 1000 rows is 9000 parameters, under its 65535 limit (and
+/// both stay under SQLite's 32766).
+fn rows_per_insert(engine: Engine) -> usize {
+    match engine {
+        Engine::Sqlite => 50,
+        Engine::Postgres => 1000,
+    }
+}
+/// What `EventFilter::limit == 0` means.
+const DEFAULT_LIMIT: u32 = 1000;
+
+const SELECT: &str = "SELECT id, time_ms, event_type, client_id, grant_type, scope, resource, \
+     outcome, reason, source_addr FROM custos_audit_events";
+
+/// `INSERT … VALUES ($1, …, $9), ($10, …), …` for `rows` events.
+fn insert_sql(rows: usize) -> String {
+    let mut sql = String::with_capacity(140 + rows * 60);
+    sql.push_str(
+        "INSERT INTO custos_audit_events (time_ms, event_type, client_id, grant_type, scope, \
+         resource, outcome, reason, source_addr) VALUES ",
+    );
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..INSERT_COLUMNS {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(sql, "${}", row * INSERT_COLUMNS + c + 1);
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+fn from_row(row: &AnyRow) -> StoreResult<AuditEvent> {
+    let outcome: String = col(row, "outcome")?;
+    Ok(AuditEvent {
+        id: col(row, "id")?,
+        time_ms: col(row, "time_ms")?,
+        event_type: col(row, "event_type")?,
+        client_id: col(row, "client_id")?,
+        grant_type: col(row, "grant_type")?,
+        scope: col(row, "scope")?,
+        resource: col(row, "resource")?,
+        outcome: Outcome::parse(&outcome)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown audit outcome {outcome:?}")))?,
+        reason: col(row, "reason")?,
+        source_addr: col(row, "source_addr")?,
+    })
+}
+
+#[async_trait]
+impl AuditRepo for SqlStore {
+    /// Inserts all `events` (their `id` is ignored) in one transaction, in
+    /// slice order, so ids increase along the slice. Uses multi-row
+    /// `INSERT`s (50 events each on SQLite, 1000 on PostgreSQL). Nothing is
+    /// written if any fails.
+    async fn append_events(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        static SQLITE_FULL_CHUNK: OnceLock<String> = OnceLock::new();
+        static POSTGRES_FULL_CHUNK: OnceLock<String> = OnceLock::new();
+        let rows = rows_per_insert(self.engine);
+        let full_chunk_sql = match self.engine {
+            Engine::Sqlite => &SQLITE_FULL_CHUNK,
+            Engine::Postgres => &POSTGRES_FULL_CHUNK,
+        };
+        let mut tx = self.begin_write().await?;
+        for chunk in events.chunks(rows) {
+            let partial_sql;
+            let (sql, persistent) = if chunk.len() == rows {
+                (
+                    full_chunk_sql.get_or_init(|| insert_sql(rows)).as_str(),
+                    true,
+                )
+            } else {
+                // Odd-sized tails are not worth a slot in the statement cache.
+                partial_sql = insert_sql(chunk.len());
+                (partial_sql.as_str(), false)
+            };
+            let mut query = sqlx::query(sql).persistent(persistent);
+            for event in chunk {
+                query = query
+                    .bind(event.time_ms)
+                    .bind(event.event_type.as_str())
+                    .bind(event.client_id.as_deref())
+                    .bind(event.grant_type.as_deref())
+                    .bind(event.scope.as_deref())
+                    .bind(event.resource.as_deref())
+                    .bind(event.outcome.as_str())
+                    .bind(event.reason.as_deref())
+                    .bind(event.source_addr.as_deref());
+            }
+            query.execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    /// Newest `limit` events matching every given filter (0 → 1000),
+    /// returned in id order (oldest first).
+    async fn query_events(&self, filter: &EventFilter) -> StoreResult<Vec<AuditEvent>> {
+        let mut sql = String::from(SELECT);
+        let mut n = 0;
+        let mut next = |column: &str, op: &str| {
+            n += 1;
+            format!(
+                " {} {column} {op} ${n}",
+                if n == 1 { "WHERE" } else { "AND" }
+            )
+        };
+        if filter.client_id.is_some() {
+            sql.push_str(&next("client_id", "="));
+        }
+        if filter.event_type.is_some() {
+            sql.push_str(&next("event_type", "="));
+        }
+        if filter.since_ms.is_some() {
+            sql.push_str(&next("time_ms", ">="));
+        }
+        let limit_param = n + 1;
+        let _ = write!(sql, " ORDER BY id DESC LIMIT ${limit_param}");
+
+        let mut query = sqlx::query(&sql);
+        if let Some(client_id) = &filter.client_id {
+            query = query.bind(client_id.as_str());
+        }
+        if let Some(event_type) = &filter.event_type {
+            query = query.bind(event_type.as_str());
+        }
+        if let Some(since_ms) = filter.since_ms {
+            query = query.bind(since_ms);
+        }
+        let limit = if filter.limit == 0 {
+            DEFAULT_LIMIT
+        } else {
+            filter.limit
+        };
+        query = query.bind(i64::from(limit));
+
+        let mut events = query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
+    /// `(client_id, time_ms)` of each client's latest `token.issued` event,
+    /// ordered by client_id. Served by a partial index on
+    /// `(client_id, time_ms) WHERE event_type = 'token.issued'`.
+    async fn client_last_used(&self) -> StoreResult<Vec<(String, i64)>> {
+        // The literal must match the partial index's predicate.
+        debug_assert_eq!(event_type::TOKEN_ISSUED, "token.issued");
+        let rows = sqlx::query(
+            "SELECT client_id, MAX(time_ms) AS last_ms FROM custos_audit_events \
+             WHERE event_type = 'token.issued' AND client_id IS NOT NULL \
+             GROUP BY client_id ORDER BY client_id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| Ok((col(row, "client_id")?, col(row, "last_ms")?)))
+            .collect()
+    }
+}

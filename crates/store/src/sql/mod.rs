@@ -1,0 +1,240 @@
+//! The one SQL implementation of every repository trait, for both engines.
+//!
+//! All queries go through sqlx's `Any` driver with `$1, $2, …` placeholders,
+//! which PostgreSQL and SQLite both accept, and bind only `i64`, `String`,
+//! `Vec<u8>` and `Option`s of those. Engine differences are confined to the
+//! migrations, the statement that opens a writing transaction
+//! ([`begin_statement`]), the SQLite connection pragmas, the PostgreSQL
+//! migration lock, and the audit batch size (`audit::rows_per_insert`).
+
+mod audit;
+mod clients;
+mod keys;
+mod resources;
+mod tokens;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
+
+use crate::connect;
+use crate::{ConnectOptions, Engine, Maintenance, StoreError, StoreResult};
+
+/// How long [`SqlStore::open`] waits for the first connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an operation waits for a pooled connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Run on every new SQLite connection (the pool's `after_connect` and the
+/// migration connection), after [`sqlite_wal`].
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;";
+/// How long [`sqlite_wal`] keeps retrying while another connection holds the
+/// lock it needs (the same as `busy_timeout`).
+const SQLITE_WAL_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The store: a connection pool and the engine behind it.
+pub(crate) struct SqlStore {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+impl SqlStore {
+    /// Checks the URL, opens one connection to prove the database is
+    /// reachable, applies pending migrations on it, then builds the pool.
+    pub(crate) async fn open(options: &ConnectOptions) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let target = connect::parse(&options.url)?;
+        let any_options = AnyConnectOptions::from_str(&target.url).map_err(|e| {
+            StoreError::Config(connect::redact(
+                &format!("CUSTOS_DATABASE_URL is not a valid URL: {e}"),
+                &options.url,
+            ))
+        })?;
+        let unreachable = |detail: String| {
+            StoreError::Database(connect::redact(
+                &format!(
+                    "cannot open the {} database {} named by CUSTOS_DATABASE_URL: {detail}",
+                    engine_name(target.engine),
+                    target.display
+                ),
+                &options.url,
+            ))
+        };
+
+        let mut conn =
+            tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect_with(&any_options))
+                .await
+                .map_err(|_| {
+                    unreachable(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))
+                })?
+                .map_err(|e| unreachable(e.to_string()))?;
+        prepare_connection(&mut conn, target.engine)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let migrated = crate::migrate::run(&mut conn, target.engine).await;
+        // Closing is best effort; the migration result is what matters.
+        let _ = conn.close().await;
+        migrated.map_err(|e| {
+            StoreError::Database(connect::redact(
+                &format!(
+                    "cannot migrate the {} database {}: {}",
+                    engine_name(target.engine),
+                    target.display,
+                    match e {
+                        StoreError::Database(m)
+                        | StoreError::Corrupt(m)
+                        | StoreError::Config(m) => m,
+                        StoreError::Conflict => "a row already exists".into(),
+                    }
+                ),
+                &options.url,
+            ))
+        })?;
+
+        let engine = target.engine;
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .after_connect(move |conn, _meta| Box::pin(prepare_connection(conn, engine)))
+            .connect_with(any_options)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        tracing::info!(
+            engine = engine_name(engine),
+            database = %connect::redact(&target.display, &options.url),
+            max_connections = options.max_connections.max(1),
+            "store opened"
+        );
+        Ok(SqlStore { pool, engine })
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write
+    /// lock at once (`BEGIN IMMEDIATE`, waiting up to `busy_timeout`), so a
+    /// transaction never fails half-way with "database is locked" because
+    /// it read before writing.
+    pub(crate) async fn begin_write(&self) -> StoreResult<Transaction<'static, Any>> {
+        self.pool
+            .begin_with(begin_statement(self.engine))
+            .await
+            .map_err(db_err)
+    }
+}
+
+async fn prepare_connection(conn: &mut AnyConnection, engine: Engine) -> Result<(), sqlx::Error> {
+    if engine == Engine::Sqlite {
+        sqlite_wal(conn).await?;
+        conn.execute(SQLITE_PRAGMAS).await?;
+    }
+    Ok(())
+}
+
+/// `PRAGMA journal_mode=WAL`, retried while the database is busy.
+///
+/// Switching a database into WAL mode needs an exclusive lock that SQLite's
+/// busy handler does not wait for, so several processes opening a new
+/// database at once could fail with "database is locked". The mode is
+/// persistent: once set, later calls are no-ops that take no such lock.
+async fn sqlite_wal(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    let deadline = tokio::time::Instant::now() + SQLITE_WAL_PATIENCE;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match conn.execute("PRAGMA journal_mode=WAL").await {
+            Err(sqlx::Error::Database(e))
+                if sqlite_busy(e.code().as_deref()) && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(200));
+            }
+            other => return other.map(|_| ()),
+        }
+    }
+}
+
+/// Whether a SQLite result code is SQLITE_BUSY or SQLITE_LOCKED (or one of
+/// their extended codes).
+fn sqlite_busy(code: Option<&str>) -> bool {
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+/// The statement that opens a writing transaction on `engine`.
+pub(crate) fn begin_statement(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "BEGIN IMMEDIATE",
+        Engine::Postgres => "BEGIN",
+    }
+}
+
+fn engine_name(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "sqlite",
+        Engine::Postgres => "postgres",
+    }
+}
+
+/// Maps a sqlx error: unique violations become `Conflict`, anything else
+/// `Database` with sqlx's message (which carries no bound values).
+pub(crate) fn db_err(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::Database(e) if e.is_unique_violation() => StoreError::Conflict,
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            StoreError::Corrupt(error.to_string())
+        }
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+/// Reads column `name` of `row`; a missing or mistyped column is `Corrupt`.
+pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(name)
+        .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[async_trait]
+impl Maintenance for SqlStore {
+    /// Deletes, in one transaction, replay records, revocations and initial
+    /// access tokens with `expires_at <= now`; returns how many rows went.
+    async fn prune_expired(&self, now: i64) -> StoreResult<u64> {
+        let mut tx = self.begin_write().await?;
+        let mut removed = 0;
+        for sql in [
+            "DELETE FROM custos_replay WHERE expires_at <= $1",
+            "DELETE FROM custos_revoked_tokens WHERE expires_at <= $1",
+            "DELETE FROM custos_initial_access_tokens WHERE expires_at <= $1",
+        ] {
+            removed += sqlx::query(sql)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(removed)
+    }
+
+    /// Closes the pool: new acquisitions fail, and this returns once every
+    /// borrowed connection has been returned and closed.
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn engine(&self) -> Engine {
+        self.engine
+    }
+}

@@ -1,0 +1,62 @@
+//! `ResourceRepo`: protected resources in `custos_resources`; the scope list
+//! is stored as a JSON array in `scopes_json`.
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+
+use super::{col, db_err, SqlStore};
+use crate::{ResourceRecord, ResourceRepo, StoreError, StoreResult};
+
+fn from_row(row: &AnyRow) -> StoreResult<ResourceRecord> {
+    let uri: String = col(row, "uri")?;
+    let scopes_json: String = col(row, "scopes_json")?;
+    let scopes = serde_json::from_str(&scopes_json)
+        .map_err(|e| StoreError::Corrupt(format!("scopes of resource {uri}: {e}")))?;
+    Ok(ResourceRecord {
+        uri,
+        scopes,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+#[async_trait]
+impl ResourceRepo for SqlStore {
+    async fn insert_resource(&self, resource: &ResourceRecord) -> StoreResult<()> {
+        let scopes_json = serde_json::to_string(&resource.scopes)
+            .map_err(|e| StoreError::Database(format!("cannot encode scopes: {e}")))?;
+        sqlx::query(
+            "INSERT INTO custos_resources (uri, scopes_json, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(resource.uri.as_str())
+        .bind(scopes_json)
+        .bind(resource.created_at)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_resource(&self, uri: &str) -> StoreResult<Option<ResourceRecord>> {
+        sqlx::query("SELECT uri, scopes_json, created_at FROM custos_resources WHERE uri = $1")
+            .bind(uri)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(from_row)
+            .transpose()
+    }
+
+    /// Every resource, ordered by created_at then uri.
+    async fn list_resources(&self) -> StoreResult<Vec<ResourceRecord>> {
+        sqlx::query(
+            "SELECT uri, scopes_json, created_at FROM custos_resources ORDER BY created_at, uri",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(from_row)
+        .collect()
+    }
+}

@@ -1,0 +1,210 @@
+use std::sync::Arc;
+
+use custos_governance::{event_type, AuditEvent, EventFilter, Outcome};
+
+use crate::harness::TestDb;
+
+fn event(kind: &str, time_ms: i64, client: Option<&str>) -> AuditEvent {
+    AuditEvent {
+        client_id: client.map(str::to_owned),
+        ..AuditEvent::new(kind, time_ms, Outcome::Success)
+    }
+}
+
+fn filter(
+    client: Option<&str>,
+    kind: Option<&str>,
+    since_ms: Option<i64>,
+    limit: u32,
+) -> EventFilter {
+    EventFilter {
+        client_id: client.map(str::to_owned),
+        event_type: kind.map(str::to_owned),
+        since_ms,
+        limit,
+    }
+}
+
+/// Compares everything but the store-assigned id.
+fn without_ids(events: &[AuditEvent]) -> Vec<AuditEvent> {
+    events
+        .iter()
+        .map(|e| AuditEvent { id: 0, ..e.clone() })
+        .collect()
+}
+
+async fn append_and_query(db: TestDb) {
+    let s = db.store;
+    s.append_events(&[]).await.unwrap();
+    assert_eq!(
+        s.query_events(&EventFilter::default()).await.unwrap(),
+        vec![]
+    );
+
+    // 2500 events in two batches: several multi-row INSERTs with odd-sized
+    // tails on both engines, and more than the default limit.
+    let clients = ["alpha", "beta", "gamma"];
+    let kinds = [
+        event_type::TOKEN_ISSUED,
+        event_type::TOKEN_REFUSED,
+        event_type::CLIENT_UPDATED,
+    ];
+    let mut events: Vec<AuditEvent> = (0..2500i64)
+        .map(|i| {
+            let client = (i % 10 != 9).then(|| clients[(i % 3) as usize]);
+            event(kinds[(i % 7 % 3) as usize], 1_000_000 + i, client)
+        })
+        .collect();
+    events[5] = AuditEvent {
+        id: 12345, // ignored: the store assigns ids
+        time_ms: 1_000_005,
+        event_type: event_type::TOKEN_REFUSED.into(),
+        client_id: Some("beta".into()),
+        grant_type: Some("client_credentials".into()),
+        scope: Some("read write".into()),
+        resource: Some("https://api.example/ urn:x".into()),
+        outcome: Outcome::Failure,
+        reason: Some("invalid_scope: scope \"admin\" is not allowed ✗".into()),
+        source_addr: Some("[2001:db8::1]:443".into()),
+    };
+    s.append_events(&events[..1733]).await.unwrap();
+    s.append_events(&events[1733..]).await.unwrap();
+
+    let all = s
+        .query_events(&filter(None, None, None, 5000))
+        .await
+        .unwrap();
+    assert_eq!(without_ids(&all), without_ids(&events));
+    assert!(
+        all.windows(2).all(|w| w[0].id < w[1].id),
+        "ids increase in append order"
+    );
+
+    // limit 0 → the newest 1000, oldest first.
+    let default = s.query_events(&EventFilter::default()).await.unwrap();
+    assert_eq!(default, all[1500..].to_vec());
+    let last10 = s.query_events(&filter(None, None, None, 10)).await.unwrap();
+    assert_eq!(last10, all[2490..].to_vec());
+
+    let expect = |pred: &dyn Fn(&AuditEvent) -> bool, limit: usize| {
+        let matching: Vec<AuditEvent> = all.iter().filter(|e| pred(e)).cloned().collect();
+        matching[matching.len().saturating_sub(limit)..].to_vec()
+    };
+    let by_client = s
+        .query_events(&filter(Some("beta"), None, None, 5000))
+        .await
+        .unwrap();
+    assert_eq!(
+        by_client,
+        expect(&|e| e.client_id.as_deref() == Some("beta"), 5000)
+    );
+    assert!(by_client.contains(&AuditEvent {
+        id: all[5].id,
+        ..events[5].clone()
+    }));
+
+    let by_type = s
+        .query_events(&filter(None, Some(event_type::TOKEN_REFUSED), None, 50))
+        .await
+        .unwrap();
+    assert_eq!(by_type.len(), 50);
+    assert_eq!(
+        by_type,
+        expect(&|e| e.event_type == event_type::TOKEN_REFUSED, 50)
+    );
+
+    let since = s
+        .query_events(&filter(None, None, Some(1_002_400), 5000))
+        .await
+        .unwrap();
+    assert_eq!(since, expect(&|e| e.time_ms >= 1_002_400, 5000));
+    assert_eq!(since.len(), 100);
+
+    let combined = s
+        .query_events(&filter(
+            Some("alpha"),
+            Some(event_type::TOKEN_ISSUED),
+            Some(1_001_000),
+            7,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        combined,
+        expect(
+            &|e| e.client_id.as_deref() == Some("alpha")
+                && e.event_type == event_type::TOKEN_ISSUED
+                && e.time_ms >= 1_001_000,
+            7
+        )
+    );
+    assert_eq!(combined.len(), 7);
+    assert_eq!(
+        s.query_events(&filter(Some("nobody"), None, None, 10))
+            .await
+            .unwrap(),
+        vec![]
+    );
+}
+
+async fn last_used(db: TestDb) {
+    let s = db.store;
+    assert_eq!(s.client_last_used().await.unwrap(), vec![]);
+    s.append_events(&[
+        event(event_type::TOKEN_ISSUED, 5_000, Some("b")),
+        event(event_type::TOKEN_ISSUED, 9_000, Some("a")),
+        event(event_type::TOKEN_ISSUED, 7_000, Some("a")),
+        // Not token.issued, or no client: ignored.
+        event(event_type::TOKEN_REFUSED, 99_000, Some("b")),
+        event(event_type::CLIENT_REGISTERED, 99_000, Some("c")),
+        event(event_type::TOKEN_ISSUED, 99_000, None),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        s.client_last_used().await.unwrap(),
+        vec![("a".to_owned(), 9_000), ("b".to_owned(), 5_000)]
+    );
+}
+
+/// Several writers at once (as several replicas' batch writers would be)
+/// must all succeed; on SQLite this exercises busy_timeout/BEGIN IMMEDIATE.
+async fn concurrent_writers(db: TestDb) {
+    let s = db.store;
+    let tasks: Vec<_> = (0..6)
+        .map(|w| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                for batch in 0..15 {
+                    let events: Vec<_> = (0..40)
+                        .map(|i| {
+                            event(
+                                event_type::TOKEN_ISSUED,
+                                batch * 100 + i,
+                                Some(&format!("w{w}")),
+                            )
+                        })
+                        .collect();
+                    s.append_events(&events).await?;
+                    s.record_jti_once("ns", &format!("{w}-{batch}"), 10, 0)
+                        .await?;
+                    s.prune_expired(0).await?;
+                }
+                Ok::<_, custos_store::StoreError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await
+            .unwrap()
+            .expect("no writer fails under contention");
+    }
+    let all = s
+        .query_events(&filter(None, None, None, 10_000))
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 6 * 15 * 40);
+    assert_eq!(s.client_last_used().await.unwrap().len(), 6);
+}
+
+conformance!(append_and_query, last_used, concurrent_writers);

@@ -1,0 +1,144 @@
+//! `connect`: engines, migrations, and errors.
+
+use custos_store::{connect, ConnectOptions, Engine, StoreError};
+
+use crate::clients::client;
+use crate::harness::{options, EmptyDb, TestDb};
+
+/// Connecting again (also twice at once) to a migrated database works and
+/// sees the same data.
+async fn migrations_idempotent(db: TestDb) {
+    let expected = if db.url.starts_with("sqlite") {
+        Engine::Sqlite
+    } else {
+        Engine::Postgres
+    };
+    assert_eq!(db.store.engine(), expected);
+    db.store.insert_client(&client("kept", 1)).await.unwrap();
+
+    let (a, b) = tokio::join!(db.reopen(), db.reopen());
+    assert_eq!(a.engine(), expected);
+    assert_eq!(a.get_client("kept").await.unwrap(), Some(client("kept", 1)));
+    assert_eq!(b.list_clients().await.unwrap(), vec![client("kept", 1)]);
+    a.close().await;
+    b.close().await;
+    let c = db.reopen().await;
+    assert_eq!(c.list_clients().await.unwrap().len(), 1);
+    c.close().await;
+}
+
+conformance!(migrations_idempotent);
+
+/// Several replicas starting at the same moment on an empty database: all
+/// start, and the schema is applied once.
+async fn concurrent_first_start(db: EmptyDb) {
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let url = db.url.clone();
+            tokio::spawn(async move { connect(&options(&url)).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for task in tasks {
+        // Each replica must start and find a usable schema.
+        let result = match task.await.unwrap() {
+            Ok(store) => {
+                let listed = store.list_clients().await.map(|clients| clients.len());
+                store.close().await;
+                listed
+            }
+            Err(e) => Err(e),
+        };
+        results.push(result);
+    }
+    db.remove().await;
+    for result in results {
+        assert_eq!(result.expect("every replica starts"), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_start_sqlite() {
+    concurrent_first_start(EmptyDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_start_postgres() {
+    if let Some(db) = EmptyDb::postgres(module_path!()).await {
+        concurrent_first_start(db).await;
+    }
+}
+
+fn config_error(result: Result<impl Sized, StoreError>) -> String {
+    match result {
+        Err(StoreError::Config(message)) => message,
+        Err(other) => panic!("expected a Config error, got {other:?}"),
+        Ok(_) => panic!("expected a Config error, got a store"),
+    }
+}
+
+#[tokio::test]
+async fn bad_urls_are_config_errors() {
+    let message = config_error(connect(&options("mysql://root:hunter2@localhost/custos")).await);
+    assert!(message.contains("CUSTOS_DATABASE_URL"), "{message}");
+    assert!(message.contains("mysql"), "{message}");
+    assert!(!message.contains("hunter2"), "{message}");
+    assert!(!message.contains('\n'), "one line: {message}");
+
+    let message = config_error(connect(&options("custos.db")).await);
+    assert!(message.contains("CUSTOS_DATABASE_URL"), "{message}");
+
+    let missing_dir = std::env::temp_dir()
+        .join("custos-no-such-dir-4711")
+        .join("custos.db");
+    let message =
+        config_error(connect(&options(&format!("sqlite://{}", missing_dir.display()))).await);
+    assert!(message.contains("custos-no-such-dir-4711"), "{message}");
+
+    config_error(connect(&options("sqlite::memory:")).await);
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_a_database_error_without_password() {
+    // Port 1 on loopback: nothing listens there, the connection is refused.
+    let url = "postgres://custos:pa55-w0rd@127.0.0.1:1/custos";
+    match connect(&options(url)).await {
+        Err(StoreError::Database(message)) => {
+            assert!(!message.contains("pa55-w0rd"), "{message}");
+            assert!(message.contains("127.0.0.1:1/custos"), "{message}");
+            assert!(message.contains("CUSTOS_DATABASE_URL"), "{message}");
+        }
+        Err(other) => panic!("expected a Database error, got {other:?}"),
+        Ok(_) => panic!("connected to port 1?"),
+    }
+}
+
+#[test]
+fn connect_options_debug_hides_the_password() {
+    let options = ConnectOptions {
+        url: "postgres://custos:pa55-w0rd@db/custos".into(),
+        max_connections: 4,
+    };
+    let shown = format!("{options:?}");
+    assert!(!shown.contains("pa55-w0rd"), "{shown}");
+    assert!(shown.contains("postgres://custos:***@db/custos"), "{shown}");
+}
+
+/// The SQLite file is left in WAL mode (a persistent, per-file setting).
+#[tokio::test]
+async fn sqlite_uses_wal() {
+    use sqlx::{Connection, Row};
+    let db = EmptyDb::sqlite();
+    let store = connect(&options(&db.url)).await.expect("open");
+    assert_eq!(store.engine(), Engine::Sqlite);
+    store.close().await;
+    let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    let mode: String = sqlx::query("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(mode.to_ascii_lowercase(), "wal");
+    conn.close().await.unwrap();
+    db.remove().await;
+}

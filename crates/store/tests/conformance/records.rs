@@ -1,0 +1,94 @@
+//! Resources, users and initial access tokens.
+
+use custos_store::{InitialAccessTokenRecord, ResourceRecord, StoreError, UserRecord};
+
+use crate::harness::TestDb;
+
+async fn resources(db: TestDb) {
+    let s = db.store;
+    assert_eq!(s.get_resource("https://api.example/").await.unwrap(), None);
+    assert_eq!(s.list_resources().await.unwrap(), vec![]);
+    let api = ResourceRecord {
+        uri: "https://api.example/".into(),
+        scopes: vec!["read".into(), "write".into(), "ünïcode \"quoted\"".into()],
+        created_at: 20,
+    };
+    let bare = ResourceRecord {
+        uri: "urn:example:bare".into(),
+        scopes: vec![],
+        created_at: 10,
+    };
+    s.insert_resource(&api).await.unwrap();
+    s.insert_resource(&bare).await.unwrap();
+    assert_eq!(s.get_resource(&api.uri).await.unwrap(), Some(api.clone()));
+    assert_eq!(s.get_resource(&bare.uri).await.unwrap(), Some(bare.clone()));
+    assert_eq!(s.list_resources().await.unwrap(), vec![bare, api.clone()]);
+
+    let clash = ResourceRecord {
+        scopes: vec!["admin".into()],
+        ..api.clone()
+    };
+    assert!(matches!(
+        s.insert_resource(&clash).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.get_resource(&api.uri).await.unwrap(), Some(api));
+}
+
+async fn users(db: TestDb) {
+    let s = db.store;
+    assert_eq!(s.get_user("alice").await.unwrap(), None);
+    let alice = UserRecord {
+        username: "alice".into(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created_at: 5,
+    };
+    s.insert_user(&alice).await.unwrap();
+    assert_eq!(s.get_user("alice").await.unwrap(), Some(alice.clone()));
+    // Usernames are compared exactly.
+    assert_eq!(s.get_user("Alice").await.unwrap(), None);
+    let again = UserRecord {
+        password_hash: "other".into(),
+        ..alice.clone()
+    };
+    assert!(matches!(
+        s.insert_user(&again).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.get_user("alice").await.unwrap(), Some(alice));
+}
+
+async fn initial_access_tokens(db: TestDb) {
+    let s = db.store;
+    let described = InitialAccessTokenRecord {
+        token_hash: vec![0x11; 32],
+        created_at: 100,
+        expires_at: 200,
+        description: Some("ci pipeline".into()),
+    };
+    let plain = InitialAccessTokenRecord {
+        token_hash: vec![0x00, 0x22, 0x00],
+        created_at: 100,
+        expires_at: 300,
+        description: None,
+    };
+    s.insert_initial_access_token(&described).await.unwrap();
+    s.insert_initial_access_token(&plain).await.unwrap();
+    assert_eq!(
+        s.get_initial_access_token(&[0x11; 32]).await.unwrap(),
+        Some(described.clone())
+    );
+    assert_eq!(
+        s.get_initial_access_token(&[0x00, 0x22, 0x00])
+            .await
+            .unwrap(),
+        Some(plain)
+    );
+    assert_eq!(s.get_initial_access_token(&[0x11; 31]).await.unwrap(), None);
+    assert!(matches!(
+        s.insert_initial_access_token(&described).await,
+        Err(StoreError::Conflict)
+    ));
+}
+
+conformance!(resources, users, initial_access_tokens);

@@ -1,0 +1,135 @@
+//! Replay protection, revocation and pruning.
+
+use std::sync::Arc;
+
+use custos_store::{InitialAccessTokenRecord, RevokedToken, Store};
+
+use crate::harness::TestDb;
+
+async fn jti_single_use(db: TestDb) {
+    let s = db.store;
+    let ns = "client_assertion:c1";
+    assert!(s.record_jti_once(ns, "j1", 200, 100).await.unwrap());
+    assert!(!s.record_jti_once(ns, "j1", 200, 100).await.unwrap());
+    assert!(!s.record_jti_once(ns, "j1", 500, 199).await.unwrap());
+    // Keys are (namespace, jti).
+    assert!(s
+        .record_jti_once("client_assertion:c2", "j1", 200, 100)
+        .await
+        .unwrap());
+    assert!(s.record_jti_once(ns, "j2", 200, 100).await.unwrap());
+    // At and after expires_at the old record no longer blocks reuse, and
+    // the reuse is recorded with its new expiry.
+    assert!(s.record_jti_once(ns, "j1", 400, 200).await.unwrap());
+    assert!(!s.record_jti_once(ns, "j1", 400, 300).await.unwrap());
+    assert!(s.record_jti_once(ns, "j1", 900, 400).await.unwrap());
+}
+
+/// 16 concurrent callers per key; exactly one may win, both for a fresh key
+/// and for a key whose previous record has expired.
+async fn jti_concurrent(db: TestDb) {
+    let s = db.store;
+    assert!(s.record_jti_once("ns", "stale", 100, 50).await.unwrap());
+    for (round, jti) in ["fresh-1", "fresh-2", "fresh-3", "stale"]
+        .into_iter()
+        .enumerate()
+    {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let s: Arc<dyn Store> = Arc::clone(&s);
+                tokio::spawn(async move { s.record_jti_once("ns", jti, 1_000, 500).await })
+            })
+            .collect();
+        let mut winners = 0;
+        for task in tasks {
+            if task
+                .await
+                .unwrap()
+                .expect("record_jti_once must not fail under contention")
+            {
+                winners += 1;
+            }
+        }
+        assert_eq!(winners, 1, "round {round} ({jti}): exactly one first use");
+    }
+}
+
+async fn revocation(db: TestDb) {
+    let s = db.store;
+    assert!(!s.is_token_revoked("t1").await.unwrap());
+    let revoked = RevokedToken {
+        jti: "t1".into(),
+        client_id: "c1".into(),
+        revoked_at: 100,
+        expires_at: 400,
+    };
+    s.revoke_token(&revoked).await.unwrap();
+    assert!(s.is_token_revoked("t1").await.unwrap());
+    assert!(!s.is_token_revoked("t2").await.unwrap());
+    // Idempotent, including with a different expiry.
+    s.revoke_token(&revoked).await.unwrap();
+    s.revoke_token(&RevokedToken {
+        expires_at: 300,
+        ..revoked.clone()
+    })
+    .await
+    .unwrap();
+    assert!(s.is_token_revoked("t1").await.unwrap());
+    // The later expiry (400) was kept: pruning at 350 keeps the row.
+    s.prune_expired(350).await.unwrap();
+    assert!(s.is_token_revoked("t1").await.unwrap());
+    s.prune_expired(400).await.unwrap();
+    assert!(!s.is_token_revoked("t1").await.unwrap());
+}
+
+async fn prune_expired(db: TestDb) {
+    let s = db.store;
+    let now = 1_000;
+    // Replay: two expired (one exactly at now), one live.
+    assert!(s.record_jti_once("ns", "old", 900, 0).await.unwrap());
+    assert!(s.record_jti_once("ns", "edge", now, 0).await.unwrap());
+    assert!(s.record_jti_once("ns", "live", 2_000, 0).await.unwrap());
+    // Revocations: one expired, one live.
+    for (jti, expires_at) in [("r-old", 999), ("r-live", 1_001)] {
+        s.revoke_token(&RevokedToken {
+            jti: jti.into(),
+            client_id: "c".into(),
+            revoked_at: 0,
+            expires_at,
+        })
+        .await
+        .unwrap();
+    }
+    // Initial access tokens: one expired, one live.
+    for (hash, expires_at) in [(1u8, 500), (2u8, 5_000)] {
+        s.insert_initial_access_token(&InitialAccessTokenRecord {
+            token_hash: vec![hash; 32],
+            created_at: 0,
+            expires_at,
+            description: None,
+        })
+        .await
+        .unwrap();
+    }
+
+    assert_eq!(s.prune_expired(now).await.unwrap(), 4);
+    assert_eq!(s.prune_expired(now).await.unwrap(), 0);
+
+    // The live replay record still blocks; the expired ones are gone.
+    assert!(!s.record_jti_once("ns", "live", 3_000, 0).await.unwrap());
+    assert!(s.record_jti_once("ns", "old", 3_000, 0).await.unwrap());
+    assert!(s.is_token_revoked("r-live").await.unwrap());
+    assert!(!s.is_token_revoked("r-old").await.unwrap());
+    assert!(s
+        .get_initial_access_token(&[2; 32])
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .get_initial_access_token(&[1; 32])
+        .await
+        .unwrap()
+        .is_none());
+}
+
+conformance!(jti_single_use, jti_concurrent, revocation, prune_expired);
