@@ -109,6 +109,16 @@ impl Server {
 
     /// Starts custos with extra environment variables.
     pub async fn start_with(db: &Database, env: &[(&str, &str)]) -> Server {
+        Self::launch(db, env, "http", reqwest::Client::new()).await
+    }
+
+    /// Starts custos serving `scheme`, reached with `http`.
+    pub async fn launch(
+        db: &Database,
+        env: &[(&str, &str)],
+        scheme: &str,
+        http: reqwest::Client,
+    ) -> Server {
         let port = free_port();
         let mut command = Command::new(binary());
         command
@@ -141,11 +151,11 @@ impl Server {
             }
         });
         let server = Server {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             db: db.clone(),
             child: Some(child),
             log,
-            http: reqwest::Client::new(),
+            http,
         };
         server.wait_ready().await;
         server
