@@ -55,6 +55,10 @@ pub struct RawSettings {
     /// Most pooled database connections.
     #[arg(long, env = "CUSTOS_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
+    /// INSECURE, development only: fetch client jwks_uri from loopback and
+    /// private addresses (and plain http on loopback).
+    #[arg(long, env = "CUSTOS_ALLOW_PRIVATE_JWKS_URI", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_jwks_uri: Option<bool>,
 }
 
 impl RawSettings {
@@ -77,6 +81,7 @@ impl RawSettings {
             database_max_connections: self
                 .database_max_connections
                 .or(file.database_max_connections),
+            allow_private_jwks_uri: self.allow_private_jwks_uri.or(file.allow_private_jwks_uri),
         }
     }
 }
@@ -144,6 +149,7 @@ pub struct Settings {
     pub secret_rotation_grace: i64,
     pub key_refresh_interval: u64,
     pub database_max_connections: u32,
+    pub allow_private_jwks_uri: bool,
 }
 
 impl Settings {
@@ -254,6 +260,7 @@ impl Settings {
             secret_rotation_grace,
             key_refresh_interval,
             database_max_connections,
+            allow_private_jwks_uri: raw.allow_private_jwks_uri.unwrap_or(false),
         })
     }
 }

@@ -3,6 +3,7 @@
 //! key is not found (the client may have rotated).
 
 use async_trait::async_trait;
+use custos_protocol::address::is_public_ip;
 use custos_service::JwksFetcher;
 use jsonwebtoken::jwk::JwkSet;
 use std::collections::HashMap;
@@ -17,11 +18,37 @@ const MAX_CACHED: usize = 10_000;
 pub struct HttpJwksFetcher {
     client: reqwest::Client,
     cache: Mutex<HashMap<String, (Instant, JwkSet)>>,
+    allow_private: bool,
+}
+
+/// Resolves names, then refuses any answer that is not a public address,
+/// so a `jwks_uri` cannot reach loopback, the private network or a cloud
+/// metadata endpoint by way of DNS.
+struct PublicOnlyResolver;
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = format!("{}:0", name.as_str());
+            let addresses: Vec<std::net::SocketAddr> = tokio::net::lookup_host(host)
+                .await?
+                .filter(|a| is_public_ip(a.ip()))
+                .collect();
+            if addresses.is_empty() {
+                return Err("the name resolves to no public address".into());
+            }
+            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 impl HttpJwksFetcher {
-    pub fn new() -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+    pub fn new(allow_private: bool) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder();
+        if !allow_private {
+            builder = builder.dns_resolver(std::sync::Arc::new(PublicOnlyResolver));
+        }
+        let client = builder
             .timeout(Duration::from_secs(5))
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
@@ -31,6 +58,7 @@ impl HttpJwksFetcher {
         Ok(HttpJwksFetcher {
             client,
             cache: Mutex::new(HashMap::new()),
+            allow_private,
         })
     }
 
@@ -54,9 +82,24 @@ impl JwksFetcher for HttpJwksFetcher {
         if let Some(set) = self.cached(uri, max_age) {
             return Ok(set);
         }
+        let url = reqwest::Url::parse(uri).map_err(|e| e.to_string())?;
+        if !self.allow_private {
+            if url.scheme() != "https" {
+                return Err("jwks_uri must be https".into());
+            }
+            // IP literals never reach the resolver.
+            let literal = match url.host() {
+                Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+                Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+                _ => None,
+            };
+            if literal.is_some_and(|ip| !is_public_ip(ip)) {
+                return Err("jwks_uri is not on a public address".into());
+            }
+        }
         let response = self
             .client
-            .get(uri)
+            .get(url)
             .send()
             .await
             .map_err(|e| e.to_string())?;

@@ -49,7 +49,9 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     config.key_activation_delay = settings.key_activation_delay;
     config.secret_rotation_grace = settings.secret_rotation_grace;
     config.admin_token = settings.admin_token.clone().map(Secret::new);
-    let fetcher = HttpJwksFetcher::new().map_err(|e| format!("HTTP client: {e}"))?;
+    config.allow_private_jwks_uri = settings.allow_private_jwks_uri;
+    let fetcher = HttpJwksFetcher::new(settings.allow_private_jwks_uri)
+        .map_err(|e| format!("HTTP client: {e}"))?;
     let (service, audit_writer) = Service::start(
         store.clone(),
         config,
@@ -146,6 +148,9 @@ async fn shutdown_on_signal(handle: axum_server::Handle) {
 }
 
 fn warn_insecure(settings: &Settings) {
+    if settings.allow_private_jwks_uri {
+        tracing::warn!("CUSTOS_ALLOW_PRIVATE_JWKS_URI is on: clients can make this server fetch from loopback and private addresses; use only in development");
+    }
     let loopback = settings.listen.ip().is_loopback();
     if settings.tls.is_none() && !loopback {
         tracing::warn!("serving plain HTTP on a non-loopback address: put TLS in front of custos or set CUSTOS_TLS_CERT/CUSTOS_TLS_KEY");

@@ -44,7 +44,14 @@ async fn rfc7591_3_2_1_response_carries_credentials_once(db: Database) {
         read.get("client_secret").is_none(),
         "the secret is shown once"
     );
-    assert!(read.get("registration_access_token").is_none());
+    let rotated = read["registration_access_token"]
+        .as_str()
+        .expect("RFC 7592 section 3: REQUIRED in every client information response");
+    assert_ne!(
+        rotated,
+        body["registration_access_token"].as_str().unwrap(),
+        "a new token replaces the stored hash"
+    );
 }
 
 async fn rfc7591_registration_requires_an_initial_access_token(db: Database) {
@@ -174,26 +181,56 @@ async fn oauth21_registration_refusals(db: Database) {
 
 async fn rfc7592_read_update_delete(db: Database) {
     let server = Server::start(&db).await;
-    let (_, created) = server.register(json!({"grant_types": ["client_credentials"], "scope": "read", "client_name": "before"})).await;
+    let (_, created) = server
+        .register(json!({"grant_types": ["client_credentials"], "scope": "read", "client_name": "before"}))
+        .await;
     let uri = created["registration_client_uri"].as_str().unwrap();
-    let rat = created["registration_access_token"].as_str().unwrap();
     let id = created["client_id"].as_str().unwrap();
     let secret = created["client_secret"].as_str().unwrap();
+    let mut rat = created["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let http = &server.http;
 
-    let response = server
-        .http
+    let response = http.get(uri).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    let response = http.get(uri).send().await.unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        response.headers()["www-authenticate"],
+        "Bearer realm=\"custos\"",
+        "RFC 6750 section 3.1: no error code when no credentials were sent"
+    );
+
+    // Every read issues a new registration access token; the old one dies.
+    let read: Value = http
         .get(uri)
-        .bearer_auth("wrong")
+        .bearer_auth(&rat)
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert_eq!(response.status(), 401);
+    let previous = std::mem::replace(
+        &mut rat,
+        read["registration_access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    let response = http.get(uri).bearer_auth(&previous).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        401,
+        "the previous registration access token stops working"
+    );
 
     let update = json!({"client_id": id, "grant_types": ["client_credentials"], "scope": "read write", "client_name": "after"});
-    let response = server
-        .http
+    let response = http
         .put(uri)
-        .bearer_auth(rat)
+        .bearer_auth(&rat)
         .json(&update)
         .send()
         .await
@@ -202,6 +239,10 @@ async fn rfc7592_read_update_delete(db: Database) {
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["client_name"], "after");
     assert_eq!(updated["scope"], "read write");
+    rat = updated["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (status, body) = server
         .token_basic(
             id,
@@ -211,34 +252,28 @@ async fn rfc7592_read_update_delete(db: Database) {
         .await;
     assert_eq!(status, 200, "the secret survives an update: {body}");
 
-    let response = server
-        .http
+    let wrong_id = json!({"client_id": "other", "grant_types": ["client_credentials"]});
+    let response = http
         .put(uri)
-        .bearer_auth(rat)
-        .json(&json!({"client_id": "other", "grant_types": ["client_credentials"]}))
+        .bearer_auth(&rat)
+        .json(&wrong_id)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    let response = server
-        .http
+    let removed_grant = json!({"client_id": id, "grant_types": ["password"]});
+    let response = http
         .put(uri)
-        .bearer_auth(rat)
-        .json(&json!({"client_id": id, "grant_types": ["password"]}))
+        .bearer_auth(&rat)
+        .json(&removed_grant)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
 
-    let response = server
-        .http
-        .delete(uri)
-        .bearer_auth(rat)
-        .send()
-        .await
-        .unwrap();
+    let response = http.delete(uri).bearer_auth(&rat).send().await.unwrap();
     assert_eq!(response.status(), 204);
-    let response = server.http.get(uri).bearer_auth(rat).send().await.unwrap();
+    let response = http.get(uri).bearer_auth(&rat).send().await.unwrap();
     assert_eq!(
         response.status(),
         401,

@@ -119,7 +119,7 @@ async fn serve_jwks(jwks: serde_json::Value) -> String {
 }
 
 async fn rfc7523_private_key_jwt_with_jwks_uri(db: Database) {
-    let server = Server::start(&db).await;
+    let server = Server::start_with(&db, &[("CUSTOS_ALLOW_PRIVATE_JWKS_URI", "true")]).await;
     let key = ClientKey::generate("uri-key");
     let jwks_uri = serve_jwks(json!({"keys": [key.public_jwk]})).await;
     let (status, body) = server
@@ -159,4 +159,28 @@ async fn rfc7523_private_key_jwt_with_jwks_uri(db: Database) {
     );
 }
 
-on_both_engines!(rfc7523_private_key_jwt_with_jwks_uri);
+/// Without the development opt-in, a jwks_uri on loopback or a private
+/// address is refused at registration (no server-side request forgery).
+async fn private_jwks_uri_is_refused_by_default(db: Database) {
+    let server = Server::start(&db).await;
+    for uri in [
+        "http://127.0.0.1:9/jwks.json",
+        "https://127.0.0.1/jwks.json",
+        "https://169.254.169.254/latest",
+        "https://10.0.0.1/jwks",
+    ] {
+        let (status, body) = server
+            .register(json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": uri}))
+            .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_client_metadata")),
+            "{uri}"
+        );
+    }
+}
+
+on_both_engines!(
+    rfc7523_private_key_jwt_with_jwks_uri,
+    private_jwks_uri_is_refused_by_default
+);

@@ -480,7 +480,7 @@ async fn bad_input_is_a_4xx_never_a_5xx(db: Database) {
                     "grant_type=client_credentials&x={}",
                     "a".repeat(70 * 1024)
                 )),
-            400,
+            413,
             "invalid_request",
         ),
         (

@@ -44,6 +44,7 @@ pub mod event_type {
     pub const CLIENT_SECRET_ROTATED: &str = "client.secret_rotated";
     pub const REGISTRATION_REFUSED: &str = "client.registration_refused";
     pub const KEY_ROTATED: &str = "key.rotated";
+    pub const ADMIN_REFUSED: &str = "admin.refused";
     pub const USER_CREATED: &str = "user.created";
     pub const RESOURCE_CREATED: &str = "resource.created";
 }

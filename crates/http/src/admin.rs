@@ -34,6 +34,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
 
 async fn require_admin(
     State(state): State<AppState>,
+    Context(ctx): Context,
     headers: HeaderMap,
     request: Request,
     next: Next,
@@ -44,8 +45,14 @@ async fn require_admin(
         ))
         .into_response();
     }
-    let checked =
-        bearer(&headers).and_then(|token| state.service.authorize_admin(token).map_err(ApiError));
+    let checked = match bearer(&headers) {
+        Ok(token) => state
+            .service
+            .authorize_admin(token, &ctx)
+            .await
+            .map_err(ApiError),
+        Err(error) => Err(error),
+    };
     match checked {
         Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),

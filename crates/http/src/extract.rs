@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use custos_protocol::OAuthError;
+use custos_protocol::{ErrorCode, OAuthError};
 use custos_service::RequestContext;
 use std::net::SocketAddr;
 
@@ -33,9 +33,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Context {
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`].
 pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
     to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError(OAuthError::invalid_request(format!(
-            "the request body is larger than {MAX_BODY_BYTES} bytes or could not be read"
-        )))
+        ApiError(OAuthError::new(
+            ErrorCode::BodyTooLarge,
+            format!("the request body is larger than {MAX_BODY_BYTES} bytes or could not be read"),
+        ))
     })
 }
 

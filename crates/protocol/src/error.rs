@@ -31,13 +31,19 @@ pub enum ErrorCode {
     Conflict,
     /// Too many attempts; try later.
     TemporarilyUnavailable,
+    /// A bearer-protected call came with no credentials at all. On the wire
+    /// it is `invalid_token`, but the challenge carries no error code
+    /// (RFC 6750 §3.1).
+    MissingCredentials,
+    /// The request body exceeds the size limit; on the wire `invalid_request`.
+    BodyTooLarge,
     ServerError,
 }
 
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidRequest | ErrorCode::BodyTooLarge => "invalid_request",
             ErrorCode::InvalidClient => "invalid_client",
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnauthorizedClient => "unauthorized_client",
@@ -47,7 +53,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
-            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidToken | ErrorCode::MissingCredentials => "invalid_token",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::NotFound => "not_found",
             ErrorCode::Conflict => "conflict",

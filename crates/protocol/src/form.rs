@@ -25,20 +25,19 @@ impl FormParams {
     /// Parses a form body. Repeated single-valued parameters are refused with
     /// `invalid_request`; empty values are dropped.
     pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {
+        // Every occurrence counts towards "more than once", empty or not;
+        // only then are empty values dropped as omitted.
         let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let mut count = 0usize;
-        for (name, value) in form_urlencoded::parse(body) {
-            count += 1;
-            if count > MAX_PARAMETERS {
+        for (count, (name, value)) in form_urlencoded::parse(body).enumerate() {
+            if count >= MAX_PARAMETERS {
                 return Err(OAuthError::invalid_request(format!(
                     "too many parameters (at most {MAX_PARAMETERS})"
                 )));
             }
-            if value.is_empty() {
-                continue;
-            }
-            let entry = values.entry(name.into_owned()).or_default();
-            entry.push(value.into_owned());
+            values
+                .entry(name.into_owned())
+                .or_default()
+                .push(value.into_owned());
         }
         for (name, list) in &values {
             if list.len() > 1 && !MULTI_VALUED.contains(&name.as_str()) {
@@ -48,6 +47,10 @@ impl FormParams {
                 )));
             }
         }
+        values.retain(|_, list| {
+            list.retain(|value| !value.is_empty());
+            !list.is_empty()
+        });
         Ok(FormParams { values })
     }
 
@@ -91,6 +94,12 @@ mod tests {
         let err = FormParams::parse(b"grant_type=client_credentials&scope=a&scope=b").unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidRequest);
         assert!(err.description.contains("scope"));
+    }
+
+    #[test]
+    fn rfc6749_3_2_repeated_parameter_is_refused_even_when_one_is_empty() {
+        assert!(FormParams::parse(b"grant_type=client_credentials&scope=&scope=read").is_err());
+        assert!(FormParams::parse(b"scope=read&scope").is_err());
     }
 
     #[test]

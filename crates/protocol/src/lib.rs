@@ -7,6 +7,7 @@
 //! `.await`s. That makes every rule testable by a table and fuzzable.
 
 pub mod access_token;
+pub mod address;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;

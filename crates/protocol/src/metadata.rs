@@ -139,8 +139,19 @@ struct RawMetadata {
     access_token_lifetime: Option<u32>,
 }
 
+/// Deployment choices that registration validation depends on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistrationRules {
+    /// Accept a `jwks_uri` on loopback or a private address, and plain http
+    /// on loopback (development and tests only).
+    pub allow_private_jwks_uri: bool,
+}
+
 /// Validates registration metadata (RFC 7591 §2, OAuth 2.1).
-pub fn validate_registration(json: &serde_json::Value) -> Result<ClientMetadata, OAuthError> {
+pub fn validate_registration(
+    json: &serde_json::Value,
+    rules: &RegistrationRules,
+) -> Result<ClientMetadata, OAuthError> {
     if !json.is_object() {
         return Err(OAuthError::invalid_client_metadata(
             "the registration request must be a JSON object",
@@ -243,7 +254,7 @@ pub fn validate_registration(json: &serde_json::Value) -> Result<ClientMetadata,
     }
     let jwks = raw.jwks.map(|value| validate_jwks(&value)).transpose()?;
     if let Some(uri) = &raw.jwks_uri {
-        validate_https_uri("jwks_uri", uri, true)?;
+        validate_jwks_uri(uri, rules)?;
     }
     if method == AuthMethod::PrivateKeyJwt && jwks.is_none() && raw.jwks_uri.is_none() {
         return Err(OAuthError::invalid_client_metadata(
@@ -335,6 +346,7 @@ pub fn validate_jwks(value: &serde_json::Value) -> Result<JwkSet, OAuthError> {
         ));
     }
     for key in keys {
+        check_usable_key(key)?;
         for private_member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
             if key.get(private_member).is_some() {
                 return Err(OAuthError::invalid_client_metadata(
@@ -346,6 +358,67 @@ pub fn validate_jwks(value: &serde_json::Value) -> Result<JwkSet, OAuthError> {
     serde_json::from_value(value.clone()).map_err(|e| {
         OAuthError::invalid_client_metadata(format!("jwks is not a valid JWK Set: {e}"))
     })
+}
+
+/// `jwks_uri`: https, on a public address unless the deployment allows
+/// private ones (then http on loopback is accepted too).
+fn validate_jwks_uri(uri: &str, rules: &RegistrationRules) -> Result<(), OAuthError> {
+    validate_https_uri("jwks_uri", uri, rules.allow_private_jwks_uri)?;
+    if rules.allow_private_jwks_uri {
+        return Ok(());
+    }
+    let url = url::Url::parse(uri)
+        .map_err(|_| OAuthError::invalid_client_metadata("jwks_uri must be an absolute URI"))?;
+    let private = match url.host() {
+        Some(url::Host::Ipv4(ip)) => !crate::address::is_public_ip(ip.into()),
+        Some(url::Host::Ipv6(ip)) => !crate::address::is_public_ip(ip.into()),
+        Some(url::Host::Domain(name)) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name.to_ascii_lowercase().ends_with(".localhost")
+        }
+        None => true,
+    };
+    if private {
+        return Err(OAuthError::invalid_client_metadata(
+            "jwks_uri must be on a public address (this server does not fetch from loopback or private networks)",
+        ));
+    }
+    Ok(())
+}
+
+/// A key custos can verify client assertions with: EC P-256/P-384, RSA of
+/// at least 2048 bits, or Ed25519, with an `alg` (if given) that matches.
+fn check_usable_key(key: &serde_json::Value) -> Result<(), OAuthError> {
+    let text = |name: &str| key.get(name).and_then(|v| v.as_str());
+    let unusable = |why: &str| OAuthError::invalid_client_metadata(format!("jwks: {why}"));
+    let algs: &[&str] = match (text("kty"), text("crv")) {
+        (Some("EC"), Some("P-256")) => &["ES256"],
+        (Some("EC"), Some("P-384")) => &["ES384"],
+        (Some("OKP"), Some("Ed25519")) => &["EdDSA", "Ed25519"],
+        (Some("RSA"), _) => {
+            let modulus_bits = text("n")
+                .map(|n| n.trim_end_matches('=').len() * 6)
+                .unwrap_or(0);
+            if modulus_bits < 2040 {
+                return Err(unusable("RSA keys must be at least 2048 bits"));
+            }
+            &["RS256", "RS384", "RS512", "PS256", "PS384"]
+        }
+        (Some("EC"), _) => return Err(unusable("EC keys must use curve P-256 or P-384")),
+        (Some("OKP"), _) => return Err(unusable("OKP keys must use curve Ed25519")),
+        _ => {
+            return Err(unusable(
+                "keys must be EC (P-256, P-384), RSA or OKP (Ed25519)",
+            ))
+        }
+    };
+    match text("alg") {
+        Some(alg) if !algs.contains(&alg) => Err(unusable(&format!(
+            "alg '{}' does not fit the key type",
+            short(alg)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn validate_https_uri(name: &str, uri: &str, allow_loopback_http: bool) -> Result<(), OAuthError> {
@@ -383,13 +456,18 @@ mod tests {
     use serde_json::json;
 
     fn code_of(json: serde_json::Value) -> Option<ErrorCode> {
-        validate_registration(&json).err().map(|e| e.code)
+        validate_registration(&json, &RegistrationRules::default())
+            .err()
+            .map(|e| e.code)
     }
 
     #[test]
     fn rfc7591_defaults() {
-        let m =
-            validate_registration(&json!({"redirect_uris": ["https://app.example/cb"]})).unwrap();
+        let m = validate_registration(
+            &json!({"redirect_uris": ["https://app.example/cb"]}),
+            &RegistrationRules::default(),
+        )
+        .unwrap();
         assert_eq!(m.token_endpoint_auth_method, AuthMethod::ClientSecretBasic);
         assert_eq!(m.grant_types, vec!["authorization_code"]);
         assert_eq!(m.response_types, vec!["code"]);
@@ -400,6 +478,7 @@ mod tests {
     fn client_credentials_client_needs_no_redirect() {
         let m = validate_registration(
             &json!({"grant_types": ["client_credentials"], "scope": "read write"}),
+            &RegistrationRules::default(),
         )
         .unwrap();
         assert!(m.response_types.is_empty());
@@ -471,7 +550,7 @@ mod tests {
             ),
             Some(ErrorCode::InvalidClientMetadata)
         );
-        assert!(validate_registration(&json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks})).is_ok());
+        assert!(validate_registration(&json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": jwks}), &RegistrationRules::default()).is_ok());
     }
 
     #[test]
@@ -487,6 +566,27 @@ mod tests {
                 json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt",
                 "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}})
             ),
+            Some(ErrorCode::InvalidClientMetadata)
+        );
+    }
+
+    #[test]
+    fn jwks_keys_must_be_usable_for_assertions() {
+        let register = |key: serde_json::Value| {
+            code_of(
+                json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": [key]}}),
+            )
+        };
+        let p256 = json!({"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"});
+        assert_eq!(register(p256.clone()), None);
+        let mut p521 = p256.clone();
+        p521["crv"] = json!("P-521");
+        assert_eq!(register(p521), Some(ErrorCode::InvalidClientMetadata));
+        let mut wrong_alg = p256;
+        wrong_alg["alg"] = json!("RS256");
+        assert_eq!(register(wrong_alg), Some(ErrorCode::InvalidClientMetadata));
+        assert_eq!(
+            register(json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"})),
             Some(ErrorCode::InvalidClientMetadata)
         );
     }
@@ -522,9 +622,37 @@ mod tests {
     }
 
     #[test]
+    fn jwks_uri_must_be_public_unless_allowed() {
+        let with_uri = |uri: &str| json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": uri});
+        let strict = RegistrationRules::default();
+        let lenient = RegistrationRules {
+            allow_private_jwks_uri: true,
+        };
+        for uri in [
+            "https://127.0.0.1/jwks",
+            "https://10.0.0.8/jwks",
+            "https://169.254.169.254/latest",
+            "https://localhost/jwks",
+            "http://127.0.0.1:8000/jwks",
+            "https://[::1]/jwks",
+        ] {
+            assert!(
+                validate_registration(&with_uri(uri), &strict).is_err(),
+                "{uri}"
+            );
+        }
+        assert!(validate_registration(&with_uri("https://keys.example.com/jwks"), &strict).is_ok());
+        assert!(validate_registration(&with_uri("http://127.0.0.1:8000/jwks"), &lenient).is_ok());
+        assert!(
+            validate_registration(&with_uri("http://keys.example.com/jwks"), &lenient).is_err()
+        );
+    }
+
+    #[test]
     fn unknown_metadata_is_ignored() {
         assert!(validate_registration(
-            &json!({"grant_types": ["client_credentials"], "x_custom": 1})
+            &json!({"grant_types": ["client_credentials"], "x_custom": 1}),
+            &RegistrationRules::default(),
         )
         .is_ok());
     }
@@ -533,6 +661,7 @@ mod tests {
     fn stored_form_round_trips() {
         let m = validate_registration(
             &json!({"grant_types": ["client_credentials"], "client_name": "n"}),
+            &RegistrationRules::default(),
         )
         .unwrap();
         let text = serde_json::to_string(&m).unwrap();

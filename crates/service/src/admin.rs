@@ -21,14 +21,26 @@ use std::collections::HashMap;
 const MAX_INITIAL_ACCESS_TOKEN_LIFETIME: i64 = 30 * 86_400;
 
 impl Service {
-    /// Checks the admin bearer token in constant time.
-    pub fn authorize_admin(&self, bearer: Option<&str>) -> Result<(), OAuthError> {
-        match bearer {
-            Some(token) if self.is_admin_token(token) => Ok(()),
-            _ => Err(OAuthError::invalid_token(
-                "a valid admin bearer token is required",
-            )),
-        }
+    /// Checks the admin bearer token in constant time, under the
+    /// brute-force brake.
+    pub async fn authorize_admin(
+        &self,
+        bearer: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<(), OAuthError> {
+        self.braked(ctx, Some(event_type::ADMIN_REFUSED), async {
+            match bearer {
+                Some(token) if self.is_admin_token(token) => Ok(()),
+                None => Err(OAuthError::new(
+                    ErrorCode::MissingCredentials,
+                    "the admin API requires Authorization: Bearer <admin token>",
+                )),
+                Some(_) => Err(OAuthError::invalid_token(
+                    "the admin bearer token is not valid",
+                )),
+            }
+        })
+        .await
     }
 
     pub fn admin_enabled(&self) -> bool {

@@ -9,6 +9,7 @@ mod authenticate;
 pub mod clock;
 pub mod crypto;
 pub mod keyring;
+pub mod limiter;
 pub mod registration;
 pub mod token;
 pub mod token_state;
@@ -41,6 +42,9 @@ pub struct ServiceConfig {
     pub assertion_max_lifetime: i64,
     /// Clock skew tolerated on assertion times, seconds.
     pub clock_leeway: i64,
+    /// Accept `jwks_uri`s on loopback or private addresses (insecure:
+    /// development and tests only).
+    pub allow_private_jwks_uri: bool,
 }
 
 impl ServiceConfig {
@@ -53,6 +57,7 @@ impl ServiceConfig {
             secret_rotation_grace: 86_400,
             assertion_max_lifetime: 3_600,
             clock_leeway: 30,
+            allow_private_jwks_uri: false,
         }
     }
 }
@@ -79,6 +84,7 @@ pub struct Service {
     audit: AuditSink,
     clock: Arc<dyn Clock>,
     jwks_fetcher: Arc<dyn JwksFetcher>,
+    failures: limiter::FailureLimiter,
     /// The token endpoint URL, an accepted client assertion audience.
     token_endpoint: String,
 }
@@ -115,6 +121,7 @@ impl Service {
             audit,
             clock,
             jwks_fetcher,
+            failures: limiter::FailureLimiter::default(),
             token_endpoint,
         };
         Ok((Arc::new(service), writer))
@@ -171,6 +178,39 @@ impl Service {
         let mut event = AuditEvent::new(event_type, self.clock.now_ms(), outcome);
         event.source_addr = ctx.source_addr.clone();
         event
+    }
+}
+
+impl Service {
+    /// Checks a guessable bearer credential under the brute-force brake:
+    /// refused outright while `ctx`'s source is braked; a failed `check`
+    /// counts against it and, given a `refusal` event type, is audited.
+    pub(crate) async fn braked<T>(
+        &self,
+        ctx: &RequestContext,
+        refusal: Option<&str>,
+        check: impl std::future::Future<Output = Result<T, OAuthError>>,
+    ) -> Result<T, OAuthError> {
+        let source = ctx.source_addr.as_deref().unwrap_or("unknown");
+        let now = self.clock.now();
+        if let Some(seconds) = self.failures.retry_after(source, now) {
+            return Err(OAuthError::new(
+                custos_protocol::ErrorCode::TemporarilyUnavailable,
+                format!("too many failed attempts from this address; retry in {seconds} s"),
+            ));
+        }
+        let result = check.await;
+        if let Err(error) = &result {
+            if error.code == custos_protocol::ErrorCode::InvalidToken {
+                self.failures.record_failure(source, now);
+                if let Some(refusal) = refusal {
+                    let mut event = self.event(refusal, Outcome::Failure, ctx);
+                    event.reason = Some(error.to_string());
+                    self.record(event).await;
+                }
+            }
+        }
+        result
     }
 }
 

@@ -10,7 +10,7 @@ use crate::token::bounded;
 use crate::{internal, RequestContext, Service};
 use custos_governance::{event_type, Outcome};
 use custos_protocol::discovery::paths;
-use custos_protocol::metadata::{validate_registration, ClientMetadata};
+use custos_protocol::metadata::{validate_registration, ClientMetadata, RegistrationRules};
 use custos_protocol::{ErrorCode, OAuthError};
 use custos_store::ClientRecord;
 use serde_json::{json, Value};
@@ -28,7 +28,7 @@ impl Service {
         body: &[u8],
         ctx: &RequestContext,
     ) -> Result<Value, OAuthError> {
-        let result = self.register_checked(bearer, body).await;
+        let result = self.register_checked(bearer, body, ctx).await;
         let mut event = match &result {
             Ok(_) => self.event(event_type::CLIENT_REGISTERED, Outcome::Success, ctx),
             Err(_) => self.event(event_type::REGISTRATION_REFUSED, Outcome::Failure, ctx),
@@ -51,9 +51,12 @@ impl Service {
         &self,
         bearer: Option<&str>,
         body: &[u8],
+        ctx: &RequestContext,
     ) -> Result<Value, OAuthError> {
-        self.check_initial_access_token(bearer).await?;
-        let metadata = validate_registration(&parse_json(body)?)?;
+        // Refusals are audited by `register_client`.
+        self.braked(ctx, None, self.check_initial_access_token(bearer))
+            .await?;
+        let metadata = validate_registration(&parse_json(body)?, &self.registration_rules())?;
         let now = self.clock.now();
         let secret = metadata
             .token_endpoint_auth_method
@@ -81,14 +84,28 @@ impl Service {
         ))
     }
 
-    /// RFC 7592 §2.1: the client's current configuration.
+    /// RFC 7592 §2.1: the client's current configuration, with a new
+    /// registration access token.
     pub async fn read_registration(
         &self,
         client_id: &str,
         bearer: Option<&str>,
     ) -> Result<Value, OAuthError> {
-        let (record, metadata) = self.managed_client(client_id, bearer).await?;
-        Ok(self.client_information(&record, &metadata, None, None))
+        let (mut record, metadata) = self.managed_client(client_id, bearer).await?;
+        let registration_token = self.rotate_registration_token(&mut record);
+        if !self.store.update_client(&record).await.map_err(internal)? {
+            return Err(invalid_registration_token());
+        }
+        Ok(self.client_information(&record, &metadata, None, Some(&registration_token)))
+    }
+
+    /// RFC 7592 §3 requires the registration access token in every client
+    /// information response, and only its hash is stored, so each read or
+    /// update issues a new one (§2.1 allows this); the old one stops working.
+    fn rotate_registration_token(&self, record: &mut ClientRecord) -> String {
+        let token = random_token(SECRET_BYTES);
+        record.registration_token_hash = Some(sha256(&token));
+        token
     }
 
     /// RFC 7592 §2.2: replaces the client's metadata. The body must name the
@@ -134,7 +151,7 @@ impl Service {
                 ));
             }
         }
-        let metadata = validate_registration(&json)?;
+        let metadata = validate_registration(&json, &self.registration_rules())?;
         let now = self.clock.now();
         let mut new_secret = None;
         if metadata.token_endpoint_auth_method.uses_secret() {
@@ -152,13 +169,19 @@ impl Service {
         }
         record.metadata_json = serde_json::to_string(&metadata).map_err(internal)?;
         record.updated_at = now;
+        let registration_token = self.rotate_registration_token(&mut record);
         if !self.store.update_client(&record).await.map_err(internal)? {
             return Err(invalid_registration_token());
         }
         let mut event = self.event(event_type::CLIENT_UPDATED, Outcome::Success, ctx);
         event.client_id = Some(client_id.to_owned());
         self.record(event).await;
-        Ok(self.client_information(&record, &metadata, new_secret.as_deref(), None))
+        Ok(self.client_information(
+            &record,
+            &metadata,
+            new_secret.as_deref(),
+            Some(&registration_token),
+        ))
     }
 
     /// RFC 7592 §2.3: deprovisions the client (disabled; its tokens stop
@@ -181,7 +204,12 @@ impl Service {
         client_id: &str,
         bearer: Option<&str>,
     ) -> Result<(ClientRecord, ClientMetadata), OAuthError> {
-        let bearer = bearer.ok_or_else(invalid_registration_token)?;
+        let bearer = bearer.ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::MissingCredentials,
+                "client management requires the registration access token as a Bearer token",
+            )
+        })?;
         let record = self
             .store
             .get_client(client_id)
@@ -200,10 +228,17 @@ impl Service {
         Ok((record, metadata))
     }
 
+    fn registration_rules(&self) -> RegistrationRules {
+        RegistrationRules {
+            allow_private_jwks_uri: self.config.allow_private_jwks_uri,
+        }
+    }
+
     /// The admin token, or an unexpired stored initial access token.
     async fn check_initial_access_token(&self, bearer: Option<&str>) -> Result<(), OAuthError> {
         let bearer = bearer.ok_or_else(|| {
-            OAuthError::invalid_token(
+            OAuthError::new(
+                ErrorCode::MissingCredentials,
                 "registration requires an initial access token as a Bearer token",
             )
         })?;

@@ -103,15 +103,18 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metadata::validate_registration;
+    use crate::metadata::{validate_registration, RegistrationRules};
     use crate::ErrorCode;
     use serde_json::json;
 
     const AS: &str = "https://as.example";
 
     fn client(scope: &str) -> ClientMetadata {
-        validate_registration(&json!({"grant_types": ["client_credentials"], "scope": scope}))
-            .unwrap()
+        validate_registration(
+            &json!({"grant_types": ["client_credentials"], "scope": scope}),
+            &RegistrationRules::default(),
+        )
+        .unwrap()
     }
 
     fn request(body: &str) -> ClientCredentialsRequest {
@@ -204,7 +207,11 @@ mod tests {
 
     #[test]
     fn client_not_registered_for_grant_is_unauthorized_client() {
-        let m = validate_registration(&json!({"redirect_uris": ["https://a.example/cb"]})).unwrap();
+        let m = validate_registration(
+            &json!({"redirect_uris": ["https://a.example/cb"]}),
+            &RegistrationRules::default(),
+        )
+        .unwrap();
         let err = decide(&request("grant_type=client_credentials"), "c1", &m, &[], AS).unwrap_err();
         assert_eq!(err.code, ErrorCode::UnauthorizedClient);
     }
