@@ -337,3 +337,46 @@ on_both_engines!(
     secret_rotation_keeps_the_old_secret_for_the_grace_period,
     key_rotation_publishes_before_signing,
 );
+
+/// Guessing the admin token is braked per source address: after ten
+/// failures even the right token is refused for the rest of the minute.
+#[tokio::test]
+async fn admin_token_guessing_is_braked() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start(&db).await;
+    let url = format!("{}/admin/clients", server.url);
+    for _ in 0..10 {
+        let response = server
+            .http
+            .get(&url)
+            .bearer_auth("guess-guess-guess")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let response = server
+        .http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    let response = server
+        .http
+        .post(server.endpoint("registration_endpoint").await)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"grant_types": ["client_credentials"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        429,
+        "the brake covers initial access tokens too"
+    );
+}
