@@ -55,6 +55,9 @@ pub struct RawSettings {
     /// Most pooled database connections.
     #[arg(long, env = "CUSTOS_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
+    /// Seconds a client read from the database may be reused (0: off).
+    #[arg(long, env = "CUSTOS_CLIENT_CACHE_TTL")]
+    pub client_cache_ttl: Option<u64>,
     /// INSECURE, development only: fetch client jwks_uri from loopback and
     /// private addresses (and plain http on loopback).
     #[arg(long, env = "CUSTOS_ALLOW_PRIVATE_JWKS_URI", num_args = 0..=1, default_missing_value = "true")]
@@ -82,6 +85,7 @@ impl RawSettings {
                 .database_max_connections
                 .or(file.database_max_connections),
             allow_private_jwks_uri: self.allow_private_jwks_uri.or(file.allow_private_jwks_uri),
+            client_cache_ttl: self.client_cache_ttl.or(file.client_cache_ttl),
         }
     }
 }
@@ -150,6 +154,7 @@ pub struct Settings {
     pub key_refresh_interval: u64,
     pub database_max_connections: u32,
     pub allow_private_jwks_uri: bool,
+    pub client_cache_ttl: u64,
 }
 
 impl Settings {
@@ -247,6 +252,11 @@ impl Settings {
             return Err("CUSTOS_DATABASE_MAX_CONNECTIONS: must be between 1 and 1000".into());
         }
 
+        let client_cache_ttl = raw.client_cache_ttl.unwrap_or(2);
+        if client_cache_ttl > 300 {
+            return Err("CUSTOS_CLIENT_CACHE_TTL: must be between 0 and 300 seconds".into());
+        }
+
         Ok(Settings {
             listen,
             issuer,
@@ -261,6 +271,7 @@ impl Settings {
             key_refresh_interval,
             database_max_connections,
             allow_private_jwks_uri: raw.allow_private_jwks_uri.unwrap_or(false),
+            client_cache_ttl,
         })
     }
 }

@@ -28,7 +28,7 @@ enum Command {
         #[arg(long, env = "CUSTOS_CONFIG")]
         config: Option<PathBuf>,
         #[command(flatten)]
-        settings: config::RawSettings,
+        settings: Box<config::RawSettings>,
     },
     /// Call the admin API.
     Admin(admin_cli::AdminArgs),
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Serve { config, settings } => runtime.block_on(serve_command(config, settings)),
+        Command::Serve { config, settings } => runtime.block_on(serve_command(config, *settings)),
         Command::Admin(args) => runtime.block_on(admin_cli::run(args)),
     };
     match result {

@@ -50,6 +50,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     config.secret_rotation_grace = settings.secret_rotation_grace;
     config.admin_token = settings.admin_token.clone().map(Secret::new);
     config.allow_private_jwks_uri = settings.allow_private_jwks_uri;
+    config.client_cache_ttl = Duration::from_secs(settings.client_cache_ttl);
     let fetcher = HttpJwksFetcher::new(settings.allow_private_jwks_uri)
         .map_err(|e| format!("HTTP client: {e}"))?;
     let (service, audit_writer) = Service::start(

@@ -208,4 +208,39 @@ on_both_engines!(
     rfc7009_revoked_token_is_inactive_on_every_replica,
     rfc7009_2_2_invalid_tokens_and_other_clients_tokens,
     deleted_client_tokens_are_inactive,
+    client_changes_reach_other_replicas,
 );
+
+/// Client changes made through one replica hold on another at once: a
+/// secret rotated at the first works at the second (the second's cached
+/// copy is re-read when authentication fails), and a client deleted at the
+/// first has no active tokens at the second.
+async fn client_changes_reach_other_replicas(db: Database) {
+    let (first, second) = Server::replicas(&db).await;
+    let (id, old_secret) = first.secret_client("client_secret_basic", "read").await;
+    let token = issue(&second, &id, &old_secret).await;
+    let (status, body) = first
+        .admin(
+            Method::POST,
+            &format!("/admin/clients/{id}/rotate-secret"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let new_secret = body["client_secret"].as_str().unwrap();
+    issue(&second, &id, new_secret).await;
+
+    let (status, _) = first
+        .admin(Method::DELETE, &format!("/admin/clients/{id}"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (rs_id, rs_secret) = second.secret_client("client_secret_basic", "").await;
+    let (_, _, body) = second
+        .post_form(
+            &format!("{}/introspect", second.url),
+            Some((&rs_id, &rs_secret)),
+            &[("token", &token)],
+        )
+        .await;
+    assert_eq!(body, json!({"active": false}));
+}

@@ -267,7 +267,7 @@ impl Service {
         record.secret_hash = Some(self.master.hash_client_secret(&secret));
         record.secret_created_at = Some(now);
         record.updated_at = now;
-        if !self.store.update_client(&record).await.map_err(internal)? {
+        if !self.update_client(&record).await.map_err(internal)? {
             return Err(OAuthError::not_found(
                 "no active client with this client_id",
             ));
@@ -296,7 +296,7 @@ impl Service {
         record.disabled_at = Some(now);
         record.updated_at = now;
         record.registration_token_hash = None;
-        self.store.update_client(&record).await.map_err(internal)?;
+        self.update_client(&record).await.map_err(internal)?;
         let mut event = self.event(event_type::CLIENT_DELETED, Outcome::Success, ctx);
         event.client_id = Some(client_id.to_owned());
         self.record(event).await;

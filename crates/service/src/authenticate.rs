@@ -1,6 +1,7 @@
 //! Client authentication: who is calling the token, introspection or
 //! revocation endpoint? Each client is held to its registered method.
 
+use crate::client_cache::LoadedClient;
 use crate::{internal, Service};
 use async_trait::async_trait;
 use custos_protocol::client_auth::{
@@ -11,6 +12,7 @@ use custos_protocol::metadata::{AuthMethod, ClientMetadata};
 use custos_protocol::OAuthError;
 use custos_store::ClientRecord;
 use jsonwebtoken::jwk::JwkSet;
+use std::sync::Arc;
 
 /// Fetches a client's `jwks_uri`. The only network I/O client
 /// authentication needs; the binary provides it (with caching).
@@ -33,16 +35,18 @@ impl JwksFetcher for NoJwksFetching {
 
 /// A client that proved who it is (or, for public clients, said so).
 pub(crate) struct AuthenticatedClient {
-    pub record: ClientRecord,
-    pub metadata: ClientMetadata,
+    loaded: Arc<LoadedClient>,
 }
 
 impl AuthenticatedClient {
     pub fn client_id(&self) -> &str {
-        &self.record.client_id
+        &self.loaded.record.client_id
+    }
+    pub fn metadata(&self) -> &ClientMetadata {
+        &self.loaded.metadata
     }
     pub fn is_public(&self) -> bool {
-        self.metadata.token_endpoint_auth_method == AuthMethod::None
+        self.loaded.metadata.token_endpoint_auth_method == AuthMethod::None
     }
 }
 
@@ -64,15 +68,51 @@ impl Service {
         let credentials = extract_credentials(authorization, form)?
             .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
         *claimed = Some(credentials.client_id().to_owned());
-        let record = self
-            .store
-            .get_client(credentials.client_id())
-            .await
-            .map_err(internal)?
-            .filter(|c| c.disabled_at.is_none())
-            .ok_or_else(failed)?;
+        let id = credentials.client_id();
+        if let Some(cached) = self.clients.get(id) {
+            match self
+                .check_credentials(&cached, &credentials, endpoint_url)
+                .await
+            {
+                Ok(()) => return Ok(AuthenticatedClient { loaded: cached }),
+                // The client may have changed on another replica: ask the
+                // database once before refusing.
+                Err(_) => self.clients.invalidate(id),
+            }
+        }
+        let loaded = self.load_client(id).await?.ok_or_else(failed)?;
+        self.check_credentials(&loaded, &credentials, endpoint_url)
+            .await?;
+        Ok(AuthenticatedClient { loaded })
+    }
+
+    /// Reads a client from the store (and caches it if enabled).
+    pub(crate) async fn load_client(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Arc<LoadedClient>>, OAuthError> {
+        let Some(record) = self.store.get_client(client_id).await.map_err(internal)? else {
+            self.clients.invalidate(client_id);
+            return Ok(None);
+        };
         let metadata: ClientMetadata =
             serde_json::from_str(&record.metadata_json).map_err(internal)?;
+        let loaded = Arc::new(LoadedClient { record, metadata });
+        self.clients.put(&loaded);
+        Ok(Some(loaded))
+    }
+
+    /// Holds the presented credentials against the client's registration.
+    async fn check_credentials(
+        &self,
+        client: &LoadedClient,
+        credentials: &ClientCredentials,
+        endpoint_url: &str,
+    ) -> Result<(), OAuthError> {
+        let (record, metadata) = (&client.record, &client.metadata);
+        if record.disabled_at.is_some() {
+            return Err(failed());
+        }
         let registered = metadata.token_endpoint_auth_method;
         if credentials.method() != registered {
             return Err(OAuthError::invalid_client(format!(
@@ -80,7 +120,7 @@ impl Service {
                 registered.as_str()
             )));
         }
-        match &credentials {
+        match credentials {
             ClientCredentials::Basic { secret, .. } | ClientCredentials::Post { secret, .. } => {
                 let now = self.clock.now();
                 let current = record
@@ -97,12 +137,12 @@ impl Service {
                 }
             }
             ClientCredentials::JwtAssertion { assertion, .. } => {
-                self.verify_assertion(&record, &metadata, assertion.expose(), endpoint_url)
+                self.verify_assertion(record, metadata, assertion.expose(), endpoint_url)
                     .await?;
             }
             ClientCredentials::None { .. } => {}
         }
-        Ok(AuthenticatedClient { record, metadata })
+        Ok(())
     }
 
     async fn verify_assertion(

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod audit;
 mod authenticate;
+mod client_cache;
 pub mod clock;
 pub mod crypto;
 pub mod keyring;
@@ -45,6 +46,8 @@ pub struct ServiceConfig {
     /// Accept `jwks_uri`s on loopback or private addresses (insecure:
     /// development and tests only).
     pub allow_private_jwks_uri: bool,
+    /// How long a client read from the store may be reused (zero: never).
+    pub client_cache_ttl: std::time::Duration,
 }
 
 impl ServiceConfig {
@@ -58,6 +61,7 @@ impl ServiceConfig {
             assertion_max_lifetime: 3_600,
             clock_leeway: 30,
             allow_private_jwks_uri: false,
+            client_cache_ttl: std::time::Duration::from_secs(2),
         }
     }
 }
@@ -85,6 +89,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     jwks_fetcher: Arc<dyn JwksFetcher>,
     failures: limiter::FailureLimiter,
+    clients: client_cache::ClientCache,
     /// The token endpoint URL, an accepted client assertion audience.
     token_endpoint: String,
 }
@@ -113,6 +118,7 @@ impl Service {
             config.issuer,
             custos_protocol::discovery::paths::TOKEN
         );
+        let clients = client_cache::ClientCache::new(config.client_cache_ttl);
         let service = Service {
             store,
             config,
@@ -122,6 +128,7 @@ impl Service {
             clock,
             jwks_fetcher,
             failures: limiter::FailureLimiter::default(),
+            clients,
             token_endpoint,
         };
         Ok((Arc::new(service), writer))
@@ -182,6 +189,16 @@ impl Service {
 }
 
 impl Service {
+    /// Writes a client and forgets this replica's cached copy.
+    pub(crate) async fn update_client(
+        &self,
+        record: &custos_store::ClientRecord,
+    ) -> Result<bool, custos_store::StoreError> {
+        let result = self.store.update_client(record).await;
+        self.clients.invalidate(&record.client_id);
+        result
+    }
+
     /// Checks a guessable bearer credential under the brute-force brake:
     /// refused outright while `ctx`'s source is braked; a failed `check`
     /// counts against it and, given a `refusal` event type, is audited.

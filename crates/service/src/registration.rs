@@ -93,7 +93,7 @@ impl Service {
     ) -> Result<Value, OAuthError> {
         let (mut record, metadata) = self.managed_client(client_id, bearer).await?;
         let registration_token = self.rotate_registration_token(&mut record);
-        if !self.store.update_client(&record).await.map_err(internal)? {
+        if !self.update_client(&record).await.map_err(internal)? {
             return Err(invalid_registration_token());
         }
         Ok(self.client_information(&record, &metadata, None, Some(&registration_token)))
@@ -170,7 +170,7 @@ impl Service {
         record.metadata_json = serde_json::to_string(&metadata).map_err(internal)?;
         record.updated_at = now;
         let registration_token = self.rotate_registration_token(&mut record);
-        if !self.store.update_client(&record).await.map_err(internal)? {
+        if !self.update_client(&record).await.map_err(internal)? {
             return Err(invalid_registration_token());
         }
         let mut event = self.event(event_type::CLIENT_UPDATED, Outcome::Success, ctx);

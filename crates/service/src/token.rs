@@ -82,7 +82,7 @@ impl Service {
                 client_credentials::decide(
                     request,
                     client.client_id(),
-                    &client.metadata,
+                    client.metadata(),
                     &resources,
                     &self.config.issuer,
                 )?
