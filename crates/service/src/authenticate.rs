@@ -1,7 +1,7 @@
 //! Client authentication: who is calling the token, introspection or
 //! revocation endpoint? Each client is held to its registered method.
 
-use crate::client_cache::LoadedClient;
+use crate::client_cache::{Cached, LoadedClient};
 use crate::{internal, Service};
 use async_trait::async_trait;
 use custos_protocol::client_auth::{
@@ -69,16 +69,22 @@ impl Service {
             .ok_or_else(|| OAuthError::invalid_client("client authentication is required"))?;
         *claimed = Some(credentials.client_id().to_owned());
         let id = credentials.client_id();
-        if let Some(cached) = self.clients.get(id) {
-            match self
-                .check_credentials(&cached, &credentials, endpoint_url)
-                .await
-            {
-                Ok(()) => return Ok(AuthenticatedClient { loaded: cached }),
-                // The client may have changed on another replica: ask the
-                // database once before refusing.
-                Err(_) => self.clients.invalidate(id),
+        match self.clients.get(id) {
+            Some(Cached::Unknown) => return Err(failed()),
+            Some(Cached::Known(cached)) => {
+                let checked = self
+                    .check_credentials(&cached, &credentials, endpoint_url)
+                    .await;
+                match checked {
+                    Ok(()) => return Ok(AuthenticatedClient { loaded: cached }),
+                    // The client may have changed on another replica: if
+                    // the entry is not brand new, ask the database before
+                    // refusing.
+                    Err(error) if !cached.may_be_stale() => return Err(error),
+                    Err(_) => {}
+                }
             }
+            None => {}
         }
         let loaded = self.load_client(id).await?.ok_or_else(failed)?;
         self.check_credentials(&loaded, &credentials, endpoint_url)
@@ -92,13 +98,13 @@ impl Service {
         client_id: &str,
     ) -> Result<Option<Arc<LoadedClient>>, OAuthError> {
         let Some(record) = self.store.get_client(client_id).await.map_err(internal)? else {
-            self.clients.invalidate(client_id);
+            self.clients.put(client_id, None);
             return Ok(None);
         };
         let metadata: ClientMetadata =
             serde_json::from_str(&record.metadata_json).map_err(internal)?;
-        let loaded = Arc::new(LoadedClient { record, metadata });
-        self.clients.put(&loaded);
+        let loaded = Arc::new(LoadedClient::new(record, metadata));
+        self.clients.put(client_id, Some(&loaded));
         Ok(Some(loaded))
     }
 

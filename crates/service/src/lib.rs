@@ -159,11 +159,20 @@ impl Service {
     /// forgets keys whose tokens have all expired. Call periodically.
     pub async fn refresh_keys(&self) -> Result<(), OAuthError> {
         let now = self.clock.now();
-        self.store
-            .delete_expired_signing_keys(now, keyring::MAX_TOKEN_LIFETIME)
-            .await
-            .map_err(internal)?;
-        let records = self.store.list_signing_keys().await.map_err(internal)?;
+        let mut records = self.store.list_signing_keys().await.map_err(internal)?;
+        let unpublished = |k: &custos_store::SigningKeyRecord| {
+            k.retired_at
+                .is_some_and(|r| r + keyring::MAX_TOKEN_LIFETIME <= now)
+        };
+        // A write only when there is something to delete: this runs every
+        // few seconds on every replica.
+        if records.iter().any(unpublished) {
+            self.store
+                .delete_expired_signing_keys(now, keyring::MAX_TOKEN_LIFETIME)
+                .await
+                .map_err(internal)?;
+            records.retain(|k| !unpublished(k));
+        }
         self.keys
             .load(&records, &self.master, now)
             .map_err(internal)

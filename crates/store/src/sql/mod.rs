@@ -100,6 +100,10 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A ping before every checkout is a round trip to SQLite's
+            // worker thread for nothing (no network can drop the file);
+            // PostgreSQL connections keep the check.
+            .test_before_acquire(engine == Engine::Postgres)
             .after_connect(move |conn, _meta| Box::pin(prepare_connection(conn, engine)))
             .connect_with(any_options)
             .await
