@@ -9,6 +9,7 @@ use crate::{internal, RequestContext, Service};
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::Argon2;
 use custos_governance::{event_type, AuditEvent, EventFilter, Outcome};
+use custos_protocol::grant::is_resource_indicator;
 use custos_protocol::metadata::ClientMetadata;
 use custos_protocol::scope::is_scope_token;
 use custos_protocol::{ErrorCode, OAuthError};
@@ -112,10 +113,7 @@ impl Service {
             scopes: Vec<String>,
         }
         let resource: NewResource = parse_body(body)?;
-        let valid_uri = url::Url::parse(&resource.uri).is_ok()
-            && !resource.uri.contains('#')
-            && resource.uri.len() <= 2000;
-        if !valid_uri {
+        if !is_resource_indicator(&resource.uri) {
             return Err(OAuthError::invalid_request(
                 "uri must be an absolute URI without a fragment (RFC 8707 §2)",
             ));

@@ -61,7 +61,7 @@ pub fn parse_resources(form: &FormParams) -> Result<Vec<String>, OAuthError> {
     }
     let mut out: Vec<String> = Vec::with_capacity(values.len());
     for value in values {
-        if value.contains('#') || value.len() > 2000 || Url::parse(value).is_err() {
+        if !is_resource_indicator(value) {
             return Err(OAuthError::invalid_target(
                 "resource must be an absolute URI without a fragment (RFC 8707 §2)",
             ));
@@ -71,6 +71,12 @@ pub fn parse_resources(form: &FormParams) -> Result<Vec<String>, OAuthError> {
         }
     }
     Ok(out)
+}
+
+/// RFC 8707 §2: an absolute URI without a fragment (and, here, at most
+/// 2000 characters).
+pub fn is_resource_indicator(value: &str) -> bool {
+    !value.contains('#') && value.len() <= 2000 && Url::parse(value).is_ok()
 }
 
 /// A registered protected resource, as the decision functions see it.
