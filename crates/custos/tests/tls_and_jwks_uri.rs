@@ -130,28 +130,14 @@ async fn rfc7523_private_key_jwt_with_jwks_uri(db: Database) {
     let endpoint = server.endpoint("token_endpoint").await;
     let assertion = key
         .assertion(&json!({"iss": id, "sub": id, "aud": endpoint, "jti": "u1", "exp": now() + 60}));
-    let form = [
-        ("grant_type", "client_credentials"),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ),
-        ("client_assertion", assertion.as_str()),
-    ];
+    let form = assertion_form(&assertion);
     let (status, _, body) = server.post_form(&endpoint, None, &form).await;
     assert_eq!(status, 200, "{body}");
 
     let stranger = ClientKey::generate("uri-key");
     let forged = stranger
         .assertion(&json!({"iss": id, "sub": id, "aud": endpoint, "jti": "u2", "exp": now() + 60}));
-    let form = [
-        ("grant_type", "client_credentials"),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ),
-        ("client_assertion", forged.as_str()),
-    ];
+    let form = assertion_form(&forged);
     let (status, _, body) = server.post_form(&endpoint, None, &form).await;
     assert_eq!(
         (status, body["error"].as_str()),

@@ -180,14 +180,9 @@ async fn rfc7523_private_key_jwt_and_single_use_jti(db: Database) {
             &json!({"iss": id, "sub": id, "aud": aud, "jti": jti, "iat": now(), "exp": exp}),
         )
     };
-    let jwt_bearer = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
     for (aud, jti) in [(server.url.as_str(), "a1"), (endpoint.as_str(), "a2")] {
         let assertion = assert_with(aud, jti, now() + 60);
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", jwt_bearer),
-            ("client_assertion", assertion.as_str()),
-        ];
+        let form = assertion_form(&assertion);
         let (status, _, body) = server.post_form(&endpoint, None, &form).await;
         assert_eq!(status, 200, "aud {aud}: {body}");
         let (status, _, body) = server.post_form(&endpoint, None, &form).await;
@@ -211,11 +206,7 @@ async fn rfc7523_private_key_jwt_and_single_use_jti(db: Database) {
             ),
         ),
     ] {
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_assertion_type", jwt_bearer),
-            ("client_assertion", assertion.as_str()),
-        ];
+        let form = assertion_form(&assertion);
         let (status, _, body) = server.post_form(&endpoint, None, &form).await;
         assert_eq!(
             (status, body["error"].as_str()),
@@ -236,14 +227,7 @@ async fn rfc7523_jti_replay_is_refused_across_replicas(db: Database) {
     let assertion = key.assertion(
         &json!({"iss": id, "sub": id, "aud": SHARED_ISSUER, "jti": "once", "exp": now() + 60}),
     );
-    let form = [
-        ("grant_type", "client_credentials"),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ),
-        ("client_assertion", assertion.as_str()),
-    ];
+    let form = assertion_form(&assertion);
     let (a, _, _) = first
         .post_form(&format!("{}/token", first.url), None, &form)
         .await;
@@ -254,14 +238,7 @@ async fn rfc7523_jti_replay_is_refused_across_replicas(db: Database) {
     let again = key.assertion(
         &json!({"iss": id, "sub": id, "aud": SHARED_ISSUER, "jti": "twice", "exp": now() + 60}),
     );
-    let form = [
-        ("grant_type", "client_credentials"),
-        (
-            "client_assertion_type",
-            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        ),
-        ("client_assertion", again.as_str()),
-    ];
+    let form = assertion_form(&again);
     let (a, _, _) = second
         .post_form(&format!("{}/token", second.url), None, &form)
         .await;
@@ -511,10 +488,7 @@ async fn bad_input_is_a_4xx_never_a_5xx(db: Database) {
             "junk assertion",
             http.post(&endpoint).form(&[
                 ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ),
+                ("client_assertion_type", JWT_BEARER),
                 ("client_assertion", "junk.junk.junk"),
             ]),
             401,
@@ -524,10 +498,7 @@ async fn bad_input_is_a_4xx_never_a_5xx(db: Database) {
             "assertion of unknown client",
             http.post(&endpoint).form(&[
                 ("grant_type", "client_credentials"),
-                (
-                    "client_assertion_type",
-                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                ),
+                ("client_assertion_type", JWT_BEARER),
                 (
                     "client_assertion",
                     "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJub2JvZHkifQ.c2ln",

@@ -387,6 +387,17 @@ impl ClientKey {
     }
 }
 
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// A client_credentials request authenticated by `assertion` (RFC 7523 §2.2).
+pub fn assertion_form(assertion: &str) -> [(&'static str, &str); 3] {
+    [
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion),
+    ]
+}
+
 /// Runs an async test body against SQLite and, when configured, PostgreSQL.
 #[macro_export]
 macro_rules! on_both_engines {
