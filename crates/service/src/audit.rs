@@ -11,6 +11,8 @@ use tokio::task::JoinHandle;
 
 /// Events waiting to be written, at most.
 const QUEUE_CAPACITY: usize = 65_536;
+/// How long a request waits for room in a full queue.
+const FULL_QUEUE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Events written per transaction, at most.
 const BATCH: usize = 2_048;
 /// After the first event of a batch arrives, wait this long for company:
@@ -37,10 +39,21 @@ impl AuditSink {
         (AuditSink { sender }, AuditWriter { handle })
     }
 
-    /// Queues an event; waits only if the queue is full.
+    /// Queues an event; waits only if the queue is full, and at most
+    /// [`FULL_QUEUE_PATIENCE`]: a database that stopped accepting writes
+    /// must not hang every request. Whatever is not queued is logged.
     pub async fn record(&self, event: AuditEvent) {
-        if self.sender.send(event).await.is_err() {
-            tracing::error!("audit writer has stopped; an audit event was not recorded");
+        use tokio::sync::mpsc::error::SendTimeoutError;
+        match self.sender.send_timeout(event, FULL_QUEUE_PATIENCE).await {
+            Ok(()) => {}
+            Err(SendTimeoutError::Timeout(event)) => tracing::error!(
+                event_type = %event.event_type,
+                client_id = ?event.client_id,
+                "audit queue stayed full (the database is not keeping up); an audit event was not recorded"
+            ),
+            Err(SendTimeoutError::Closed(_)) => {
+                tracing::error!("audit writer has stopped; an audit event was not recorded")
+            }
         }
     }
 }
