@@ -29,8 +29,9 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     if let Some(path) = sqlite_path(&settings.database_url) {
         check_sqlite_dir(path)?;
     }
-    let master = MasterKey::from_secret(&load_kek(&settings.kek)?)
-        .map_err(|e| format!("CUSTOS_KEY_ENCRYPTION_KEY: {e}"))?;
+    let (kek, kek_note) = load_kek(&settings.kek)?;
+    let master =
+        MasterKey::from_secret(&kek).map_err(|e| format!("CUSTOS_KEY_ENCRYPTION_KEY: {e}"))?;
     let store = custos_store::connect(&ConnectOptions {
         url: settings.database_url.clone(),
         max_connections: settings.database_max_connections,
@@ -66,6 +67,9 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         custos_service::StartError::Store(s) => format!("CUSTOS_DATABASE_URL: {s}"),
     })?;
 
+    if let Some(note) = kek_note {
+        note.log();
+    }
     warn_insecure(&settings);
     let maintenance = tokio::spawn(maintain(service.clone(), settings.key_refresh_interval));
     let app =
@@ -174,26 +178,48 @@ fn check_sqlite_dir(path: &str) -> Result<(), String> {
     }
 }
 
+/// Something about the key file worth telling the operator, said only
+/// once the server has started (a failed start prints one line).
+enum KekNote {
+    Created(std::path::PathBuf),
+    ReadableByOthers(std::path::PathBuf),
+}
+
+impl KekNote {
+    fn log(&self) {
+        match self {
+            KekNote::Created(path) => tracing::info!(
+                path = %path.display(),
+                "created a key encryption key file; back it up with the database"
+            ),
+            KekNote::ReadableByOthers(path) => tracing::warn!(
+                path = %path.display(),
+                "the key file is readable by others; chmod 600 it"
+            ),
+        }
+    }
+}
+
 /// The key encryption key: given, or read from (first start: created in)
 /// a 0600 file beside the SQLite database.
-fn load_kek(source: &KekSource) -> Result<String, String> {
+fn load_kek(source: &KekSource) -> Result<(String, Option<KekNote>), String> {
     let path = match source {
-        KekSource::Value(value) => return Ok(value.clone()),
+        KekSource::Value(value) => return Ok((value.clone(), None)),
         KekSource::File(path) => path,
     };
     let setting = "CUSTOS_KEY_ENCRYPTION_KEY";
     if path.exists() {
         #[cfg(unix)]
-        {
+        let note = {
             use std::os::unix::fs::PermissionsExt;
-            if let Ok(meta) = std::fs::metadata(path) {
-                if meta.permissions().mode() & 0o077 != 0 {
-                    tracing::warn!(path = %path.display(), "the key file is readable by others; chmod 600 it");
-                }
-            }
-        }
+            std::fs::metadata(path)
+                .is_ok_and(|meta| meta.permissions().mode() & 0o077 != 0)
+                .then(|| KekNote::ReadableByOthers(path.clone()))
+        };
+        #[cfg(not(unix))]
+        let note = None;
         return std::fs::read_to_string(path)
-            .map(|s| s.trim().to_owned())
+            .map(|s| (s.trim().to_owned(), note))
             .map_err(|e| format!("{setting}: cannot read key file {}: {e}", path.display()));
     }
     let secret = MasterKey::generate_secret();
@@ -211,8 +237,7 @@ fn load_kek(source: &KekSource) -> Result<String, String> {
     file.write_all(format!("{secret}\n").as_bytes())
         .and_then(|_| file.sync_all())
         .map_err(|e| format!("{setting}: cannot write key file {}: {e}", path.display()))?;
-    tracing::info!(path = %path.display(), "created a key encryption key file; back it up with the database");
-    Ok(secret)
+    Ok((secret, Some(KekNote::Created(path.clone()))))
 }
 
 fn tls_config(tls: &Tls) -> Result<axum_server::tls_rustls::RustlsConfig, String> {

@@ -336,6 +336,7 @@ on_both_engines!(
     inventory_and_events,
     secret_rotation_keeps_the_old_secret_for_the_grace_period,
     key_rotation_publishes_before_signing,
+    rotated_key_reaches_other_replicas_before_it_signs,
 );
 
 /// Guessing the admin token is braked per source address: after ten
@@ -378,5 +379,48 @@ async fn admin_token_guessing_is_braked() {
         response.status(),
         429,
         "the brake covers initial access tokens too"
+    );
+}
+
+/// A key rotated through one replica is published by the other after its
+/// next key refresh, before it signs anything.
+async fn rotated_key_reaches_other_replicas_before_it_signs(db: Database) {
+    let env = [
+        ("CUSTOS_ISSUER", SHARED_ISSUER),
+        ("CUSTOS_KEY_ACTIVATION_DELAY", "3"),
+        ("CUSTOS_KEY_REFRESH_INTERVAL", "1"),
+    ];
+    let first = Server::start_with(&db, &env).await;
+    let second = Server::start_with(&db, &env).await;
+    let (status, rotated) = first.admin(Method::POST, "/admin/keys/rotate", None).await;
+    assert_eq!(status, 201, "{rotated}");
+    let new_kid = rotated["kid"].as_str().unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let jwks = second.get_json("/jwks").await;
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == new_kid),
+        "published by the other replica within a refresh interval"
+    );
+    let (id, secret) = second.secret_client("client_secret_basic", "read").await;
+    let (_, body) = second
+        .token_basic(&id, &secret, &[("grant_type", "client_credentials")])
+        .await;
+    assert_ne!(
+        kid(body["access_token"].as_str().unwrap()),
+        new_kid,
+        "not signing before activation"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, body) = second
+        .token_basic(&id, &secret, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(
+        kid(body["access_token"].as_str().unwrap()),
+        new_kid,
+        "signing after activation"
     );
 }

@@ -203,6 +203,11 @@ async fn wrong_key_encryption_key_refuses_to_start(db: Database) {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("CUSTOS_KEY_ENCRYPTION_KEY"), "{stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().count(),
+        1,
+        "one line on stderr: {stderr}"
+    );
 }
 
 #[tokio::test]

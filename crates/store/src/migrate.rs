@@ -84,7 +84,7 @@ pub(crate) async fn run(conn: &mut AnyConnection, engine: Engine) -> StoreResult
         if applied.contains(&migration.version) {
             continue;
         }
-        tracing::info!(
+        tracing::debug!(
             version = migration.version,
             name = migration.name,
             "applying store migration"

@@ -108,7 +108,7 @@ impl SqlStore {
             .connect_with(any_options)
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        tracing::info!(
+        tracing::debug!(
             engine = engine_name(engine),
             database = %connect::redact(&target.display, &options.url),
             max_connections = options.max_connections.max(1),
