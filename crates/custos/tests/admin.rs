@@ -110,7 +110,6 @@ async fn inventory_and_events(db: Database) {
         .token_basic(&id, &secret, &[("grant_type", "client_credentials")])
         .await;
     assert_eq!(status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     let (status, inventory) = server.admin(Method::GET, "/admin/clients", None).await;
     assert_eq!(status, 200);
     let entry = inventory

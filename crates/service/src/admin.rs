@@ -194,6 +194,7 @@ impl Service {
     /// `GET /admin/clients`: the inventory, one entry per client.
     pub async fn client_inventory(&self) -> Result<Value, OAuthError> {
         let now = self.clock.now();
+        self.audit.flush().await;
         let clients = self.store.list_clients().await.map_err(internal)?;
         let last_used: HashMap<String, i64> = self
             .store
@@ -232,6 +233,7 @@ impl Service {
 
     /// `GET /admin/events`.
     pub async fn audit_events(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>, OAuthError> {
+        self.audit.flush().await;
         self.store.query_events(filter).await.map_err(internal)
     }
 

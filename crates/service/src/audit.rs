@@ -1,29 +1,38 @@
 //! The audit trail's writer: events are queued and written in batches, so
 //! recording an event costs the token path a channel send, not a database
-//! transaction. The queue is bounded (back-pressure, never silent loss) and
-//! drained completely at shutdown.
+//! transaction. The queue is bounded (back-pressure; an event that cannot
+//! be queued is logged, never dropped silently), drained completely at
+//! shutdown, and flushed on demand so that reading the trail on this
+//! replica sees every event recorded before the read.
 
 use custos_governance::AuditEvent;
 use custos_store::Store;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-/// Events waiting to be written, at most.
+/// Messages waiting to be handled, at most.
 const QUEUE_CAPACITY: usize = 65_536;
 /// How long a request waits for room in a full queue.
-const FULL_QUEUE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+const FULL_QUEUE_PATIENCE: Duration = Duration::from_secs(5);
 /// Events written per transaction, at most.
 const BATCH: usize = 2_048;
 /// After the first event of a batch arrives, wait this long for company:
 /// at most ~100 write transactions a second however busy the server is,
 /// instead of a wake-up and a transaction per handful of events.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+const GATHER: Duration = Duration::from_millis(10);
+
+enum Message {
+    Event(AuditEvent),
+    /// Answered once every event queued before it is written.
+    Flush(oneshot::Sender<()>),
+}
 
 /// Where the service sends events. Cloning is cheap.
 #[derive(Clone)]
 pub struct AuditSink {
-    sender: mpsc::Sender<AuditEvent>,
+    sender: mpsc::Sender<Message>,
 }
 
 /// The task that writes events; `finish` waits until everything queued
@@ -44,16 +53,33 @@ impl AuditSink {
     /// must not hang every request. Whatever is not queued is logged.
     pub async fn record(&self, event: AuditEvent) {
         use tokio::sync::mpsc::error::SendTimeoutError;
-        match self.sender.send_timeout(event, FULL_QUEUE_PATIENCE).await {
+        match self
+            .sender
+            .send_timeout(Message::Event(event), FULL_QUEUE_PATIENCE)
+            .await
+        {
             Ok(()) => {}
-            Err(SendTimeoutError::Timeout(event)) => tracing::error!(
+            Err(SendTimeoutError::Timeout(Message::Event(event))) => tracing::error!(
                 event_type = %event.event_type,
                 client_id = ?event.client_id,
                 "audit queue stayed full (the database is not keeping up); an audit event was not recorded"
             ),
-            Err(SendTimeoutError::Closed(_)) => {
+            Err(_) => {
                 tracing::error!("audit writer has stopped; an audit event was not recorded")
             }
+        }
+    }
+
+    /// Waits (at most `FULL_QUEUE_PATIENCE`) until every event this
+    /// replica queued before the call is in the store.
+    pub async fn flush(&self) {
+        let (done, written) = oneshot::channel();
+        let queued = self
+            .sender
+            .send_timeout(Message::Flush(done), FULL_QUEUE_PATIENCE)
+            .await;
+        if queued.is_ok() {
+            let _ = tokio::time::timeout(FULL_QUEUE_PATIENCE, written).await;
         }
     }
 }
@@ -66,33 +92,53 @@ impl AuditWriter {
     }
 }
 
-async fn write_batches(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<AuditEvent>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    while receiver.recv_many(&mut batch, BATCH).await > 0 {
-        if batch.len() < BATCH && !receiver.is_closed() {
+async fn write_batches(store: Arc<dyn Store>, mut receiver: mpsc::Receiver<Message>) {
+    let mut messages = Vec::with_capacity(BATCH);
+    let mut events = Vec::with_capacity(BATCH);
+    let mut flushes = Vec::new();
+    while receiver.recv_many(&mut messages, BATCH).await > 0 {
+        let flushing = messages.iter().any(|m| matches!(m, Message::Flush(_)));
+        if !flushing && messages.len() < BATCH && !receiver.is_closed() {
             tokio::time::sleep(GATHER).await;
-            while batch.len() < BATCH {
+            while messages.len() < BATCH {
                 match receiver.try_recv() {
-                    Ok(event) => batch.push(event),
+                    Ok(message) => messages.push(message),
                     Err(_) => break,
                 }
             }
         }
-        let mut attempt = 0;
-        loop {
-            match store.append_events(&batch).await {
-                Ok(()) => break,
-                Err(e) if attempt < 3 => {
-                    attempt += 1;
-                    tracing::warn!(error = %e, attempt, "writing audit events failed; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(100 * attempt)).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, lost = batch.len(), "audit events could not be written");
-                    break;
-                }
+        for message in messages.drain(..) {
+            match message {
+                Message::Event(event) => events.push(event),
+                Message::Flush(done) => flushes.push(done),
             }
         }
-        batch.clear();
+        write(store.as_ref(), &events).await;
+        events.clear();
+        for done in flushes.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Writes one batch, retrying a few times before giving up loudly.
+async fn write(store: &dyn Store, events: &[AuditEvent]) {
+    if events.is_empty() {
+        return;
+    }
+    let mut attempt = 0;
+    loop {
+        match store.append_events(events).await {
+            Ok(()) => return,
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                tracing::warn!(error = %e, attempt, "writing audit events failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, lost = events.len(), "audit events could not be written");
+                return;
+            }
+        }
     }
 }

@@ -303,9 +303,8 @@ impl Server {
         (status, response.json().await.unwrap_or(Value::Null))
     }
 
-    /// Audit events (waits for the batched writer to catch up).
+    /// Audit events (the server flushes its queue before answering).
     pub async fn events(&self, query: &str) -> Vec<Value> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let (status, body) = self
             .admin(reqwest::Method::GET, &format!("/admin/events{query}"), None)
             .await;
