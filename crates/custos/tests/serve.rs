@@ -251,3 +251,63 @@ on_both_engines!(
     sigterm_shuts_down_gracefully_and_keeps_audit_events,
     wrong_key_encryption_key_refuses_to_start,
 );
+
+/// RFC 8414 §3.1: an issuer with a path has its metadata at
+/// `/.well-known/oauth-authorization-server{path}`, and its endpoints live
+/// under the path.
+#[tokio::test]
+async fn rfc8414_3_1_issuer_with_a_path() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server =
+        Server::start_with(&db, &[("CUSTOS_ISSUER", "https://as.custos.test/tenant-a")]).await;
+    let doc = server
+        .get_json("/.well-known/oauth-authorization-server/tenant-a")
+        .await;
+    assert_eq!(doc["issuer"], "https://as.custos.test/tenant-a");
+    assert_eq!(
+        doc["token_endpoint"],
+        "https://as.custos.test/tenant-a/token"
+    );
+    assert_eq!(
+        server
+            .get_json("/tenant-a/.well-known/oauth-authorization-server")
+            .await,
+        doc
+    );
+    let jwks = server.get_json("/tenant-a/jwks").await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    let response = server
+        .http
+        .post(format!("{}/tenant-a/register", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"grant_types": ["client_credentials"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let client: serde_json::Value = response.json().await.unwrap();
+    assert!(client["registration_client_uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://as.custos.test/tenant-a/register/"));
+    let (status, _, body) = server
+        .post_form(
+            &format!("{}/tenant-a/token", server.url),
+            Some((
+                client["client_id"].as_str().unwrap(),
+                client["client_secret"].as_str().unwrap(),
+            )),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = jwt_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["iss"], "https://as.custos.test/tenant-a");
+    let response = server
+        .http
+        .get(format!("{}/token", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404, "nothing outside the issuer path");
+}
