@@ -56,7 +56,15 @@ pub fn router(service: Arc<Service>) -> Router {
     app.route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
         .with_state(state)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
 }
+
+/// Longest a request may take, body included: a client trickling its body
+/// cannot hold a connection and a task forever.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn not_found() -> error::ApiError {
     error::ApiError(OAuthError::not_found(
