@@ -4,7 +4,11 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
 use super::{col, db_err, SqlStore};
-use crate::{SigningKeyRecord, SigningKeyRepo, StoreResult};
+use crate::{Engine, SigningKeyRecord, SigningKeyRepo, StoreResult};
+
+/// Key of the PostgreSQL advisory lock held while inserting the first
+/// signing key (distinct from the migration lock's).
+const FIRST_KEY_LOCK: i64 = 0x6375_7374_6b65_7931; // "custkey1"
 
 fn from_row(row: &AnyRow) -> StoreResult<SigningKeyRecord> {
     Ok(SigningKeyRecord {
@@ -65,6 +69,18 @@ impl SigningKeyRepo for SqlStore {
     /// with different kids may both insert (documented as harmless); with
     /// the same kid the second does nothing and gets `false`.
     async fn insert_first_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+        // Replicas starting together on an empty database must agree on one
+        // first key: SQLite serialises writers (BEGIN IMMEDIATE); on
+        // PostgreSQL two READ COMMITTED inserts could both see the table
+        // empty, so they queue on a transaction-scoped advisory lock.
+        let mut tx = self.begin_write().await?;
+        if self.engine == Engine::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(FIRST_KEY_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
         let done = sqlx::query(
             "INSERT INTO custos_signing_keys \
              (kid, alg, public_jwk, sealed_private_key, created_at, activates_at, retired_at) \
@@ -79,9 +95,10 @@ impl SigningKeyRepo for SqlStore {
         .bind(key.created_at)
         .bind(key.activates_at)
         .bind(key.retired_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected() > 0)
     }
 
