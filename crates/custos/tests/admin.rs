@@ -423,3 +423,76 @@ async fn rotated_key_reaches_other_replicas_before_it_signs(db: Database) {
         "signing after activation"
     );
 }
+
+fn cli(server: &Server, args: &[&str]) -> (bool, Value, String) {
+    let output = Command::new(binary())
+        .arg("admin")
+        .args(args)
+        .args(["--url", &server.url])
+        .env("CUSTOS_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("CUSTOS_USER_PASSWORD", "correct horse battery")
+        .output()
+        .unwrap();
+    let stdout = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    (
+        output.status.success(),
+        stdout,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `custos admin <noun> <verb>` wraps the admin API.
+#[tokio::test]
+async fn admin_cli_wraps_the_admin_api() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start(&db).await;
+    let (ok, body, err) = cli(
+        &server,
+        &[
+            "resources",
+            "create",
+            "--uri",
+            "https://api.example/",
+            "--scope",
+            "read",
+            "--scope",
+            "write",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(body["scopes"], json!(["read", "write"]));
+    let (ok, body, _) = cli(&server, &["resources", "list"]);
+    assert!(ok && body.as_array().unwrap().len() == 1);
+    let (ok, body, err) = cli(&server, &["users", "create", "--username", "alice"]);
+    assert!(ok, "{err}");
+    assert_eq!(body["username"], "alice");
+    let (ok, _, err) = cli(&server, &["users", "create", "--username", "alice"]);
+    assert!(!ok && err.contains("409"), "{err}");
+
+    let (id, secret) = server.secret_client("client_secret_basic", "read").await;
+    let (ok, body, _) = cli(&server, &["clients", "list"]);
+    assert!(ok && body[0]["client_id"] == id.as_str());
+    let (ok, body, _) = cli(&server, &["clients", "rotate-secret", &id]);
+    assert!(ok && body["client_secret"].as_str().is_some_and(|s| s != secret));
+    let (ok, body, _) = cli(
+        &server,
+        &[
+            "events",
+            "list",
+            "--client-id",
+            &id,
+            "--type",
+            "client.secret_rotated",
+        ],
+    );
+    assert!(ok && body.as_array().unwrap().len() == 1, "{body}");
+    let (ok, body, err) = cli(
+        &server,
+        &["initial-access-tokens", "create", "--expires-in", "60"],
+    );
+    assert!(ok && body["initial_access_token"].is_string(), "{err}");
+    let (ok, _, err) = cli(&server, &["clients", "delete", &id]);
+    assert!(ok, "{err}");
+    let (ok, body, _) = cli(&server, &["clients", "list"]);
+    assert!(ok && body[0]["status"] == "disabled");
+}
