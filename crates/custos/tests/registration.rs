@@ -283,6 +283,14 @@ async fn rfc7592_read_update_delete(db: Database) {
         .token_basic(id, secret, &[("grant_type", "client_credentials")])
         .await;
     assert_eq!(status, 401);
+    let refused = server
+        .events(&format!("?client_id={id}&type=client.management_refused"))
+        .await;
+    assert_eq!(
+        refused.len(),
+        6,
+        "wrong, missing and stale tokens, two bad updates, a deleted client: {refused:?}"
+    );
 }
 
 on_both_engines!(

@@ -43,6 +43,7 @@ pub mod event_type {
     pub const CLIENT_DELETED: &str = "client.deleted";
     pub const CLIENT_SECRET_ROTATED: &str = "client.secret_rotated";
     pub const REGISTRATION_REFUSED: &str = "client.registration_refused";
+    pub const MANAGEMENT_REFUSED: &str = "client.management_refused";
     pub const KEY_ROTATED: &str = "key.rotated";
     pub const ADMIN_REFUSED: &str = "admin.refused";
     pub const USER_CREATED: &str = "user.created";

@@ -31,12 +31,13 @@ pub async fn register(
 
 pub async fn read(
     State(state): State<AppState>,
+    Context(ctx): Context,
     Path(client_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let body = state
         .service
-        .read_registration(&client_id, bearer(&headers)?)
+        .read_registration(&client_id, bearer(&headers)?, &ctx)
         .await?;
     Ok(client_information(StatusCode::OK, body))
 }

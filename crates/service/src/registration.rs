@@ -90,8 +90,9 @@ impl Service {
         &self,
         client_id: &str,
         bearer: Option<&str>,
+        ctx: &RequestContext,
     ) -> Result<Value, OAuthError> {
-        let (mut record, metadata) = self.managed_client(client_id, bearer).await?;
+        let (mut record, metadata) = self.managed_client(client_id, bearer, ctx).await?;
         let registration_token = self.rotate_registration_token(&mut record);
         if !self.update_client(&record).await.map_err(internal)? {
             return Err(invalid_registration_token());
@@ -118,7 +119,18 @@ impl Service {
         body: &[u8],
         ctx: &RequestContext,
     ) -> Result<Value, OAuthError> {
-        let (mut record, _) = self.managed_client(client_id, bearer).await?;
+        let (record, _) = self.managed_client(client_id, bearer, ctx).await?;
+        let result = self.apply_update(client_id, record, body, ctx).await;
+        self.refused_unless_ok(client_id, result, ctx).await
+    }
+
+    async fn apply_update(
+        &self,
+        client_id: &str,
+        mut record: ClientRecord,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, OAuthError> {
         let mut json = parse_json(body)?;
         let object = json.as_object_mut().ok_or_else(|| {
             OAuthError::invalid_client_metadata("the request must be a JSON object")
@@ -192,7 +204,7 @@ impl Service {
         bearer: Option<&str>,
         ctx: &RequestContext,
     ) -> Result<(), OAuthError> {
-        self.managed_client(client_id, bearer).await?;
+        self.managed_client(client_id, bearer, ctx).await?;
         self.disable_client(client_id, ctx).await
     }
 
@@ -200,6 +212,32 @@ impl Service {
     /// access token. Every failure is the same 401 (§2: do not reveal
     /// whether the client exists).
     async fn managed_client(
+        &self,
+        client_id: &str,
+        bearer: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<(ClientRecord, ClientMetadata), OAuthError> {
+        let result = self.managed_client_unaudited(client_id, bearer).await;
+        self.refused_unless_ok(client_id, result, ctx).await
+    }
+
+    /// Audits a refused RFC 7592 request.
+    async fn refused_unless_ok<T>(
+        &self,
+        client_id: &str,
+        result: Result<T, OAuthError>,
+        ctx: &RequestContext,
+    ) -> Result<T, OAuthError> {
+        if let Err(error) = &result {
+            let mut event = self.event(event_type::MANAGEMENT_REFUSED, Outcome::Failure, ctx);
+            event.client_id = Some(bounded(client_id));
+            event.reason = Some(bounded(&error.to_string()));
+            self.record(event).await;
+        }
+        result
+    }
+
+    async fn managed_client_unaudited(
         &self,
         client_id: &str,
         bearer: Option<&str>,
