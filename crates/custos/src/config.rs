@@ -3,6 +3,7 @@
 //! here. Every error names the setting at fault, in one line.
 
 use clap::Args;
+use custos_http::TrustedProxies;
 use custos_service::keyring::SigningAlg;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -55,6 +56,10 @@ pub struct RawSettings {
     /// Most pooled database connections.
     #[arg(long, env = "CUSTOS_DATABASE_MAX_CONNECTIONS")]
     pub database_max_connections: Option<u32>,
+    /// Comma-separated addresses / CIDR networks of reverse proxies whose
+    /// X-Forwarded-For is believed.
+    #[arg(long, env = "CUSTOS_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
     /// Seconds a client read from the database may be reused (0: off).
     #[arg(long, env = "CUSTOS_CLIENT_CACHE_TTL")]
     pub client_cache_ttl: Option<u64>,
@@ -86,6 +91,7 @@ impl RawSettings {
                 .or(file.database_max_connections),
             allow_private_jwks_uri: self.allow_private_jwks_uri.or(file.allow_private_jwks_uri),
             client_cache_ttl: self.client_cache_ttl.or(file.client_cache_ttl),
+            trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
         }
     }
 }
@@ -106,6 +112,7 @@ impl RawSettings {
             tls_client_ca: path(self.tls_client_ca),
             log: text(self.log),
             signing_alg: text(self.signing_alg),
+            trusted_proxies: text(self.trusted_proxies),
             ..self
         }
     }
@@ -155,6 +162,7 @@ pub struct Settings {
     pub database_max_connections: u32,
     pub allow_private_jwks_uri: bool,
     pub client_cache_ttl: u64,
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Settings {
@@ -252,6 +260,8 @@ impl Settings {
             return Err("CUSTOS_DATABASE_MAX_CONNECTIONS: must be between 1 and 1000".into());
         }
 
+        let trusted_proxies = TrustedProxies::parse(raw.trusted_proxies.as_deref().unwrap_or(""))
+            .map_err(|e| format!("CUSTOS_TRUSTED_PROXIES: {e}"))?;
         let client_cache_ttl = raw.client_cache_ttl.unwrap_or(2);
         if client_cache_ttl > 300 {
             return Err("CUSTOS_CLIENT_CACHE_TTL: must be between 0 and 300 seconds".into());
@@ -272,6 +282,7 @@ impl Settings {
             database_max_connections,
             allow_private_jwks_uri: raw.allow_private_jwks_uri.unwrap_or(false),
             client_cache_ttl,
+            trusted_proxies,
         })
     }
 }
@@ -386,6 +397,13 @@ mod tests {
                     ..Default::default()
                 },
                 "CUSTOS_SIGNING_ALG",
+            ),
+            (
+                RawSettings {
+                    trusted_proxies: Some("10.0.0.0/8, lb.example".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_TRUSTED_PROXIES",
             ),
         ];
         for (raw, setting) in cases {

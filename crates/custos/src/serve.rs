@@ -72,8 +72,8 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     }
     warn_insecure(&settings);
     let maintenance = tokio::spawn(maintain(service.clone(), settings.key_refresh_interval));
-    let app =
-        custos_http::router(service.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = custos_http::router(service.clone(), settings.trusted_proxies.clone())
+        .into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();
     tokio::spawn(shutdown_on_signal(handle.clone()));
 

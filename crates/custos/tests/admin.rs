@@ -496,3 +496,29 @@ async fn admin_cli_wraps_the_admin_api() {
     let (ok, body, _) = cli(&server, &["clients", "list"]);
     assert!(ok && body[0]["status"] == "disabled");
 }
+
+/// Behind a trusted reverse proxy the audit trail (and the brake) see the
+/// client's address from X-Forwarded-For; from anyone else the header is
+/// ignored.
+#[tokio::test]
+async fn x_forwarded_for_is_believed_only_from_trusted_proxies() {
+    for (trusted, expected) in [("127.0.0.1", "198.51.100.7"), ("10.0.0.0/8", "127.0.0.1")] {
+        let db = Database::fresh(Engine::Sqlite).unwrap();
+        let server = Server::start_with(&db, &[("CUSTOS_TRUSTED_PROXIES", trusted)]).await;
+        let (id, secret) = server.secret_client("client_secret_basic", "read").await;
+        let response = server
+            .http
+            .post(format!("{}/token", server.url))
+            .basic_auth(&id, Some(&secret))
+            .header("x-forwarded-for", "203.0.113.66, 198.51.100.7")
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let issued = server
+            .events(&format!("?client_id={id}&type=token.issued"))
+            .await;
+        assert_eq!(issued[0]["source_addr"], expected, "trusted: {trusted}");
+    }
+}

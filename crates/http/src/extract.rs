@@ -3,6 +3,7 @@
 //! `OAuthError`, never a panic or an HTML error page.
 
 use crate::error::ApiError;
+use crate::AppState;
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -15,17 +16,32 @@ use std::net::SocketAddr;
 /// Largest request body accepted: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The peer's address, when the transport knows it.
+/// The client's address, when the transport knows it: the TCP peer, or
+/// what trusted proxies say in `X-Forwarded-For` (see `client_addr`).
 pub struct Context(pub RequestContext);
 
-impl<S: Send + Sync> FromRequestParts<S> for Context {
+impl FromRequestParts<AppState> for Context {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let source_addr = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let source_addr =
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| {
+                    let forwarded = parts
+                        .headers
+                        .get_all("x-forwarded-for")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok());
+                    state
+                        .trusted_proxies
+                        .client_addr(addr.ip(), forwarded)
+                        .to_string()
+                });
         Ok(Context(RequestContext { source_addr }))
     }
 }

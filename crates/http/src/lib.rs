@@ -2,6 +2,7 @@
 //! the mapping of domain errors to responses (in `error`, once).
 
 mod admin;
+pub mod client_addr;
 pub mod error;
 pub mod extract;
 mod oauth;
@@ -14,19 +15,24 @@ use custos_protocol::OAuthError;
 use custos_service::Service;
 use std::sync::Arc;
 
+pub use client_addr::TrustedProxies;
 pub use oauth::JWKS_MAX_AGE_SECS;
 
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<Service>,
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// The whole application. Endpoints live under the issuer's path (RFC 8414
 /// §3: the metadata of an issuer with a path is at
 /// `/.well-known/oauth-authorization-server{path}`).
-pub fn router(service: Arc<Service>) -> Router {
+pub fn router(service: Arc<Service>, trusted_proxies: TrustedProxies) -> Router {
     let issuer_path = issuer_path(service.issuer());
-    let state = AppState { service };
+    let state = AppState {
+        service,
+        trusted_proxies: Arc::new(trusted_proxies),
+    };
     let endpoints = Router::new()
         .route(paths::TOKEN, post(oauth::token))
         .route(paths::INTROSPECTION, post(oauth::introspect))
