@@ -435,7 +435,8 @@ fn validate_https_uri(name: &str, uri: &str, allow_loopback_http: bool) -> Resul
     Ok(())
 }
 
-fn dedup(list: Vec<String>) -> Vec<String> {
+/// `list` without repeats, first occurrences kept in order.
+pub fn dedup(list: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(list.len());
     for item in list {
         if !out.contains(&item) {

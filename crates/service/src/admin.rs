@@ -10,7 +10,7 @@ use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::Argon2;
 use custos_governance::{event_type, AuditEvent, EventFilter, Outcome};
 use custos_protocol::grant::is_resource_indicator;
-use custos_protocol::metadata::ClientMetadata;
+use custos_protocol::metadata::{dedup, ClientMetadata};
 use custos_protocol::scope::is_scope_token;
 use custos_protocol::{ErrorCode, OAuthError};
 use custos_store::{InitialAccessTokenRecord, ResourceRecord, StoreError, UserRecord};
@@ -124,12 +124,7 @@ impl Service {
                 bad.escape_debug()
             )));
         }
-        let mut scopes: Vec<String> = Vec::new();
-        for scope in resource.scopes {
-            if !scopes.contains(&scope) {
-                scopes.push(scope);
-            }
-        }
+        let scopes = dedup(resource.scopes);
         let now = self.clock.now();
         let record = ResourceRecord {
             uri: resource.uri,
@@ -244,13 +239,7 @@ impl Service {
         client_id: &str,
         ctx: &RequestContext,
     ) -> Result<Value, OAuthError> {
-        let mut record = self
-            .store
-            .get_client(client_id)
-            .await
-            .map_err(internal)?
-            .filter(|c| c.disabled_at.is_none())
-            .ok_or_else(|| OAuthError::not_found("no active client with this client_id"))?;
+        let mut record = self.active_client(client_id).await?;
         let metadata: ClientMetadata =
             serde_json::from_str(&record.metadata_json).map_err(internal)?;
         if !metadata.token_endpoint_auth_method.uses_secret() {
@@ -285,13 +274,7 @@ impl Service {
         client_id: &str,
         ctx: &RequestContext,
     ) -> Result<(), OAuthError> {
-        let mut record = self
-            .store
-            .get_client(client_id)
-            .await
-            .map_err(internal)?
-            .filter(|c| c.disabled_at.is_none())
-            .ok_or_else(|| OAuthError::not_found("no active client with this client_id"))?;
+        let mut record = self.active_client(client_id).await?;
         let now = self.clock.now();
         record.disabled_at = Some(now);
         record.updated_at = now;
@@ -331,6 +314,21 @@ impl Service {
     /// `GET /admin/keys`.
     pub fn signing_keys(&self) -> Vec<KeyInfo> {
         self.keys.infos()
+    }
+}
+
+impl Service {
+    /// An enabled client for an admin call, or `not_found`.
+    async fn active_client(
+        &self,
+        client_id: &str,
+    ) -> Result<custos_store::ClientRecord, OAuthError> {
+        self.store
+            .get_client(client_id)
+            .await
+            .map_err(internal)?
+            .filter(|c| c.disabled_at.is_none())
+            .ok_or_else(|| OAuthError::not_found("no active client with this client_id"))
     }
 }
 
