@@ -8,10 +8,8 @@
 //! with its stored hash needs the server pepper and lives in the service.
 
 use crate::form::FormParams;
-use crate::metadata::AuthMethod;
-use crate::names::CLIENT_ASSERTION_TYPE_JWT_BEARER;
 use crate::OAuthError;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -39,135 +37,123 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-/// What the request presents to authenticate the client.
+/// A client_id and the credential that is to prove it, as one
+/// authentication method found them in a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ClientCredentials {
-    /// RFC 6749 §2.3.1, HTTP Basic.
-    Basic { client_id: String, secret: Secret },
-    /// RFC 6749 §2.3.1, in the request body.
-    Post { client_id: String, secret: Secret },
-    /// RFC 7523 §2.2: `client_assertion` with the jwt-bearer type. The
-    /// client_id comes from the `client_id` parameter or, failing that, the
-    /// unverified `sub` of the assertion; verification checks it.
-    JwtAssertion {
-        client_id: String,
-        assertion: Secret,
-    },
-    /// No authentication, only an identifier (public clients).
-    None { client_id: String },
+pub struct Claim {
+    pub client_id: String,
+    /// The secret or assertion presented; `None` for methods whose proof is
+    /// elsewhere (public clients, a TLS client certificate).
+    pub credential: Option<Secret>,
 }
 
-impl ClientCredentials {
-    pub fn client_id(&self) -> &str {
-        match self {
-            ClientCredentials::Basic { client_id, .. }
-            | ClientCredentials::Post { client_id, .. }
-            | ClientCredentials::JwtAssertion { client_id, .. }
-            | ClientCredentials::None { client_id } => client_id,
-        }
-    }
-
-    /// The registered method this presentation corresponds to.
-    pub fn method(&self) -> AuthMethod {
-        match self {
-            ClientCredentials::Basic { .. } => AuthMethod::ClientSecretBasic,
-            ClientCredentials::Post { .. } => AuthMethod::ClientSecretPost,
-            ClientCredentials::JwtAssertion { .. } => AuthMethod::PrivateKeyJwt,
-            ClientCredentials::None { .. } => AuthMethod::None,
-        }
-    }
-}
-
-/// Reads the client's credentials from the `Authorization` header value (if
-/// any) and the form. Refuses more than one method (RFC 6749 §2.3) and
-/// malformed presentations. `None` if the request carries no client
-/// identification at all.
-pub fn extract_credentials(
+/// Checks that hold whatever the method (RFC 6749 §2.3, RFC 7521 §4.2):
+/// credential parameters are bounded, `client_assertion` and
+/// `client_assertion_type` come together, and at most one mechanism is
+/// used: the `Authorization` header, `client_secret` in the body, or a
+/// `client_assertion`.
+pub fn check_presentation(
     authorization: Option<&str>,
     form: &FormParams,
-) -> Result<Option<ClientCredentials>, OAuthError> {
-    let body_client_id = form.get("client_id");
-    let body_secret = form.get("client_secret");
-    let assertion = form.get("client_assertion");
-    let assertion_type = form.get("client_assertion_type");
-    for value in [body_client_id, body_secret, assertion]
-        .into_iter()
-        .flatten()
-    {
-        if value.len() > MAX_CREDENTIAL_LENGTH {
+) -> Result<(), OAuthError> {
+    for name in ["client_id", "client_secret", "client_assertion"] {
+        if form.get(name).is_some_and(|v| v.len() > MAX_CREDENTIAL_LENGTH) {
             return Err(OAuthError::invalid_request(
                 "a client credential parameter is too long",
             ));
         }
     }
-
-    if let Some(header) = authorization {
-        let (client_id, secret) = parse_basic(header)?;
-        if body_secret.is_some() || assertion.is_some() {
-            return Err(OAuthError::invalid_request(
-                "the client used more than one authentication method (RFC 6749 §2.3)",
-            ));
-        }
-        if body_client_id.is_some_and(|id| id != client_id) {
-            return Err(OAuthError::invalid_client(
-                "client_id in the body differs from the one in the Authorization header",
-            ));
-        }
-        return Ok(Some(ClientCredentials::Basic { client_id, secret }));
-    }
-
-    if let Some(assertion) = assertion {
-        if body_secret.is_some() {
-            return Err(OAuthError::invalid_request(
-                "the client used more than one authentication method (RFC 6749 §2.3)",
-            ));
-        }
-        match assertion_type {
-            Some(CLIENT_ASSERTION_TYPE_JWT_BEARER) => {}
-            Some(_) => {
-                return Err(OAuthError::invalid_client(format!(
-                    "unsupported client_assertion_type; expected {CLIENT_ASSERTION_TYPE_JWT_BEARER}"
-                )))
-            }
-            None => {
-                return Err(OAuthError::invalid_request(
-                    "client_assertion requires client_assertion_type",
-                ))
-            }
-        }
-        let subject = unverified_subject(assertion)?;
-        let client_id = match body_client_id {
-            Some(id) if id != subject => {
-                return Err(OAuthError::invalid_client(
-                    "client_id differs from the client assertion's sub",
-                ))
-            }
-            _ => subject,
-        };
-        return Ok(Some(ClientCredentials::JwtAssertion {
-            client_id,
-            assertion: Secret::new(assertion),
-        }));
-    }
-    if assertion_type.is_some() {
+    let mechanisms = [
+        authorization.is_some(),
+        form.contains("client_secret"),
+        form.contains("client_assertion"),
+    ];
+    if mechanisms.into_iter().filter(|used| *used).count() > 1 {
         return Err(OAuthError::invalid_request(
-            "client_assertion_type was sent without client_assertion",
+            "the client used more than one authentication method (RFC 6749 §2.3)",
         ));
     }
-
-    match (body_client_id, body_secret) {
-        (Some(id), Some(secret)) => Ok(Some(ClientCredentials::Post {
-            client_id: id.to_owned(),
-            secret: Secret::new(secret),
-        })),
-        (None, Some(_)) => Err(OAuthError::invalid_request(
-            "client_secret requires client_id",
+    match (
+        form.contains("client_assertion"),
+        form.contains("client_assertion_type"),
+    ) {
+        (true, false) => Err(OAuthError::invalid_request(
+            "client_assertion requires client_assertion_type",
         )),
-        (Some(id), None) => Ok(Some(ClientCredentials::None {
-            client_id: id.to_owned(),
-        })),
-        (None, None) => Ok(None),
+        (false, true) => Err(OAuthError::invalid_request(
+            "client_assertion_type was sent without client_assertion",
+        )),
+        _ => Ok(()),
     }
+}
+
+/// `client_secret_basic` (RFC 6749 §2.3.1): the `Authorization: Basic`
+/// header; a `client_id` in the body must name the same client.
+pub fn basic_claim(
+    authorization: Option<&str>,
+    form: &FormParams,
+) -> Result<Option<Claim>, OAuthError> {
+    let Some(header) = authorization else {
+        return Ok(None);
+    };
+    let (client_id, secret) = parse_basic(header)?;
+    if form.get("client_id").is_some_and(|id| id != client_id) {
+        return Err(OAuthError::invalid_client(
+            "client_id in the body differs from the one in the Authorization header",
+        ));
+    }
+    Ok(Some(Claim {
+        client_id,
+        credential: Some(secret),
+    }))
+}
+
+/// `client_secret_post` (RFC 6749 §2.3.1): `client_id` and `client_secret`
+/// in the body.
+pub fn post_claim(form: &FormParams) -> Result<Option<Claim>, OAuthError> {
+    let Some(secret) = form.get("client_secret") else {
+        return Ok(None);
+    };
+    let client_id = form
+        .get("client_id")
+        .ok_or_else(|| OAuthError::invalid_request("client_secret requires client_id"))?;
+    Ok(Some(Claim {
+        client_id: client_id.to_owned(),
+        credential: Some(Secret::new(secret)),
+    }))
+}
+
+/// A JWT `client_assertion` of `assertion_type` (RFC 7521 §4.2): the
+/// client is the `client_id` parameter or, failing that, the unverified
+/// `sub` of the assertion; verification checks it.
+pub fn assertion_claim(
+    form: &FormParams,
+    assertion_type: &str,
+) -> Result<Option<Claim>, OAuthError> {
+    let Some(assertion) = form.get("client_assertion") else {
+        return Ok(None);
+    };
+    if form.get("client_assertion_type") != Some(assertion_type) {
+        return Ok(None);
+    }
+    let subject = unverified_subject(assertion)?;
+    if form.get("client_id").is_some_and(|id| id != subject) {
+        return Err(OAuthError::invalid_client(
+            "client_id differs from the client assertion's sub",
+        ));
+    }
+    Ok(Some(Claim {
+        client_id: subject,
+        credential: Some(Secret::new(assertion)),
+    }))
+}
+
+/// A public client (`none`): only a `client_id`.
+pub fn public_claim(form: &FormParams) -> Option<Claim> {
+    form.get("client_id").map(|id| Claim {
+        client_id: id.to_owned(),
+        credential: None,
+    })
 }
 
 /// Parses `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
@@ -199,31 +185,25 @@ pub fn parse_basic(header: &str) -> Result<(String, Secret), OAuthError> {
     Ok((id, Secret::new(secret)))
 }
 
-/// application/x-www-form-urlencoded decoding of one component.
+/// application/x-www-form-urlencoded decoding of one component: `+` is a
+/// space, `%XX` a byte; a malformed escape or non-UTF-8 result is refused.
 fn form_decode(text: &str) -> Option<String> {
-    let bytes: Vec<u8> = text
-        .bytes()
-        .map(|b| if b == b'+' { b' ' } else { b })
-        .collect();
-    let decoded: Vec<u8> = percent_decode(&bytes)?;
-    String::from_utf8(decoded).ok()
-}
-
-fn percent_decode(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let text = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(text, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let spaced = text.replace('+', " ");
+    let bytes = spaced.as_bytes();
+    // percent-encoding passes malformed escapes through; refuse them.
+    let well_formed = bytes.iter().enumerate().all(|(i, b)| {
+        *b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !well_formed {
+        return None;
     }
-    Some(out)
+    percent_encoding::percent_decode(bytes)
+        .decode_utf8()
+        .ok()
+        .map(|text| text.into_owned())
 }
 
 #[derive(Deserialize)]
@@ -232,26 +212,19 @@ struct SubjectOnly {
 }
 
 /// The `sub` of a JWT, read without verifying it (to find the client).
-fn unverified_subject(jwt: &str) -> Result<String, OAuthError> {
+pub fn unverified_subject(jwt: &str) -> Result<String, OAuthError> {
     let bad = || {
         OAuthError::invalid_client("client_assertion is not a well-formed JWT with a 'sub' claim")
     };
-    let mut parts = jwt.split('.');
-    let (Some(_), Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad());
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(payload).map_err(|_| bad())?;
-    let claims: SubjectOnly = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    claims.sub.filter(|s| !s.is_empty()).ok_or_else(bad)
+    let data = jsonwebtoken::dangerous::insecure_decode::<SubjectOnly>(jwt).map_err(|_| bad())?;
+    data.claims.sub.filter(|s| !s.is_empty()).ok_or_else(bad)
 }
 
 /// The rules a client assertion is held to.
 #[derive(Debug, Clone)]
 pub struct AssertionRules<'a> {
     pub client_id: &'a str,
-    /// Accepted `aud` values: the issuer and the endpoint URL (RFC 7523 §3).
+    /// Accepted `aud` values, the issuer first (RFC 7523 §3, draft-ietf-oauth-rfc7523bis).
     pub audiences: &'a [String],
     pub now: i64,
     /// Clock skew tolerated on exp/nbf/iat, seconds.
@@ -271,6 +244,7 @@ pub struct VerifiedAssertion {
 struct AssertionClaims {
     iss: Option<String>,
     sub: Option<String>,
+    aud: Option<serde_json::Value>,
     exp: Option<serde_json::Value>,
     nbf: Option<serde_json::Value>,
     iat: Option<serde_json::Value>,
@@ -323,7 +297,8 @@ pub fn verify_client_assertion(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.required_spec_claims.clear();
-    validation.set_audience(rules.audiences);
+    // `aud` is checked below, more strictly than jsonwebtoken would.
+    validation.validate_aud = false;
     let mut verified = None;
     for key in candidates {
         let Ok(decoding_key) = DecodingKey::from_jwk(key) else {
@@ -338,9 +313,10 @@ pub fn verify_client_assertion(
     }
     let claims = verified.ok_or_else(|| {
         OAuthError::invalid_client(
-            "client_assertion signature or audience is invalid: it must be signed by a registered key and its aud must be the issuer or the endpoint URL",
+            "client_assertion signature is invalid: it must be signed by one of the client's registered keys",
         )
     })?;
+    check_audience(claims.aud.as_ref(), rules.audiences)?;
     if claims.iss.as_deref() != Some(rules.client_id)
         || claims.sub.as_deref() != Some(rules.client_id)
     {
@@ -380,6 +356,41 @@ pub fn verify_client_assertion(
             )
         })?;
     Ok(VerifiedAssertion { jti, exp })
+}
+
+/// RFC 7523 §3: the assertion MUST carry `aud` identifying the server.
+/// draft-ietf-oauth-rfc7523bis makes the issuer identifier the one value;
+/// older clients send the token endpoint URL, also accepted. An array is
+/// accepted only when every member is accepted: an assertion addressed to
+/// another party as well could be replayed there.
+fn check_audience(
+    aud: Option<&serde_json::Value>,
+    accepted: &[String],
+) -> Result<(), OAuthError> {
+    let is_accepted = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .is_some_and(|v| accepted.iter().any(|a| a == v))
+    };
+    let ok = match aud {
+        None | Some(serde_json::Value::Null) => {
+            return Err(OAuthError::invalid_client(
+                "client_assertion must carry an aud claim (RFC 7523 section 3): the issuer identifier",
+            ))
+        }
+        Some(serde_json::Value::Array(values)) => {
+            !values.is_empty() && values.iter().all(is_accepted)
+        }
+        Some(value) => is_accepted(value),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(OAuthError::invalid_client(format!(
+            "client_assertion aud must be this server's issuer identifier '{}' (or, for older clients, its token endpoint URL) and nothing else",
+            accepted.first().map(String::as_str).unwrap_or_default()
+        )))
+    }
 }
 
 /// A JWT NumericDate: integer or fractional seconds.

@@ -1,7 +1,9 @@
 //! OAuth errors (RFC 6749 §5.2, RFC 7591 §3.2.2, RFC 8707 §2, RFC 7009 §2.2.1).
 //!
-//! Domain errors know nothing of HTTP; the HTTP crate maps each code to a
-//! status in one place.
+//! Only the codes the RFCs define live here; conditions that are not OAuth
+//! errors (not found, conflict, throttled, internal) are the service's
+//! `ServiceError`. Domain errors know nothing of HTTP; the HTTP crate maps
+//! each to a status in one place.
 
 use std::fmt;
 
@@ -25,25 +27,15 @@ pub enum ErrorCode {
     /// token, admin token) is missing, expired or wrong.
     InvalidToken,
     AccessDenied,
-    /// Not an OAuth code: the addressed object does not exist (admin API, RFC 7592).
-    NotFound,
-    /// Not an OAuth code: the object already exists (admin API).
-    Conflict,
-    /// Too many attempts; try later.
+    /// RFC 6749 §4.1.2.1: the server is temporarily unable to handle the request.
     TemporarilyUnavailable,
-    /// A bearer-protected call came with no credentials at all. On the wire
-    /// it is `invalid_token`, but the challenge carries no error code
-    /// (RFC 6750 §3.1).
-    MissingCredentials,
-    /// The request body exceeds the size limit; on the wire `invalid_request`.
-    BodyTooLarge,
     ServerError,
 }
 
 impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
-            ErrorCode::InvalidRequest | ErrorCode::BodyTooLarge => "invalid_request",
+            ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::InvalidClient => "invalid_client",
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnauthorizedClient => "unauthorized_client",
@@ -53,10 +45,8 @@ impl ErrorCode {
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
-            ErrorCode::InvalidToken | ErrorCode::MissingCredentials => "invalid_token",
+            ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::AccessDenied => "access_denied",
-            ErrorCode::NotFound => "not_found",
-            ErrorCode::Conflict => "conflict",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::ServerError => "server_error",
         }
@@ -101,9 +91,6 @@ impl OAuthError {
     }
     pub fn invalid_token(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidToken, description)
-    }
-    pub fn not_found(description: impl Into<String>) -> Self {
-        Self::new(ErrorCode::NotFound, description)
     }
     pub fn server_error(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::ServerError, description)

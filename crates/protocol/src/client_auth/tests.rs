@@ -1,4 +1,5 @@
 use super::*;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::ErrorCode;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
@@ -13,28 +14,53 @@ fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
+const JWT_BEARER: &str = crate::names::CLIENT_ASSERTION_TYPE_JWT_BEARER;
+
 #[test]
 fn rfc6749_2_3_1_basic_is_form_urlencoded() {
-    let creds = extract_credentials(
+    let claim = basic_claim(
         Some(&basic("my%20client", "s%3Acret+x")),
         &form("grant_type=x"),
     )
     .unwrap()
     .unwrap();
     assert_eq!(
-        creds,
-        ClientCredentials::Basic {
+        claim,
+        Claim {
             client_id: "my client".into(),
-            secret: Secret::new("s:cret x")
+            credential: Some(Secret::new("s:cret x"))
         }
     );
 }
 
 #[test]
+fn rfc6749_2_3_1_malformed_percent_escapes_are_refused() {
+    for bad in ["a%2", "a%zz", "%"] {
+        let header = format!("Basic {}", STANDARD.encode(format!("{bad}:secret")));
+        assert!(parse_basic(&header).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn rfc6749_2_3_client_must_not_use_more_than_one_method() {
-    let err = extract_credentials(Some(&basic("a", "b")), &form("client_secret=b&client_id=a"))
-        .unwrap_err();
-    assert_eq!(err.code, ErrorCode::InvalidRequest);
+    for (header, body) in [
+        (Some(basic("a", "b")), "client_secret=b&client_id=a"),
+        (Some(basic("a", "b")), "client_assertion=x&client_assertion_type=y"),
+        (None, "client_id=a&client_secret=b&client_assertion=x&client_assertion_type=y"),
+    ] {
+        let err = check_presentation(header.as_deref(), &form(body)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest, "{body}");
+    }
+}
+
+#[test]
+fn rfc7521_4_2_assertion_and_its_type_come_together() {
+    for body in ["client_assertion=x", "client_assertion_type=y"] {
+        let err = check_presentation(None, &form(body)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRequest, "{body}");
+    }
+    let long = format!("client_id={}", "a".repeat(MAX_CREDENTIAL_LENGTH + 1));
+    assert!(check_presentation(None, &form(&long)).is_err());
 }
 
 #[test]
@@ -46,35 +72,27 @@ fn broken_basic_is_invalid_client() {
         "Bearer abc",
         "Basic OmZvbw==",
     ] {
-        let err = extract_credentials(Some(header), &form("")).unwrap_err();
+        let err = basic_claim(Some(header), &form("")).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidClient, "{header}");
     }
+    let err = basic_claim(Some(&basic("a", "b")), &form("client_id=other")).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidClient);
 }
 
 #[test]
 fn post_and_public_and_absent() {
+    let claim = post_claim(&form("client_id=a&client_secret=b"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(claim.client_id, "a");
+    assert_eq!(post_claim(&form("client_id=a")).unwrap(), None);
     assert_eq!(
-        extract_credentials(None, &form("client_id=a&client_secret=b"))
-            .unwrap()
-            .unwrap()
-            .method(),
-        AuthMethod::ClientSecretPost
+        public_claim(&form("client_id=a")).map(|c| c.client_id),
+        Some("a".to_owned())
     );
+    assert_eq!(public_claim(&form("grant_type=x")), None);
     assert_eq!(
-        extract_credentials(None, &form("client_id=a"))
-            .unwrap()
-            .unwrap()
-            .method(),
-        AuthMethod::None
-    );
-    assert_eq!(
-        extract_credentials(None, &form("grant_type=x")).unwrap(),
-        None
-    );
-    assert_eq!(
-        extract_credentials(None, &form("client_secret=b"))
-            .unwrap_err()
-            .code,
+        post_claim(&form("client_secret=b")).unwrap_err().code,
         ErrorCode::InvalidRequest
     );
 }
@@ -131,16 +149,19 @@ fn rfc7523_3_valid_assertion_is_accepted() {
         "https://as.example/token".to_string(),
     ];
     let jwt = sign(&key, "k1", good_claims());
-    let creds = extract_credentials(
-        None,
+    let claim = assertion_claim(
         &form(&format!(
-            "client_assertion_type={}&client_assertion={jwt}",
-            CLIENT_ASSERTION_TYPE_JWT_BEARER
+            "client_assertion_type={JWT_BEARER}&client_assertion={jwt}"
         )),
+        JWT_BEARER,
     )
     .unwrap()
     .unwrap();
-    assert_eq!(creds.client_id(), "c1");
+    assert_eq!(claim.client_id, "c1");
+    let other_type = form(&format!(
+        "client_assertion_type=urn:x&client_assertion={jwt}"
+    ));
+    assert_eq!(assertion_claim(&other_type, JWT_BEARER).unwrap(), None);
     let verified = verify_client_assertion(&jwt, &key.jwks, &rules(&aud)).unwrap();
     assert_eq!(
         verified,
@@ -157,6 +178,10 @@ fn rfc7523_3_assertion_rules_are_enforced() {
     let aud = vec!["https://as.example".to_string()];
     let cases: Vec<(&str, serde_json::Value)> = vec![
         ("wrong aud", json!({"aud": "https://other.example"})),
+        ("no aud", json!({"aud": null})),
+        ("empty aud array", json!({"aud": []})),
+        ("aud array naming another party", json!({"aud": ["https://as.example", "https://other.example"]})),
+        ("aud not a string", json!({"aud": 7})),
         ("wrong iss", json!({"iss": "c2"})),
         ("wrong sub", json!({"sub": "c2"})),
         ("no exp", json!({"exp": null})),
@@ -178,6 +203,34 @@ fn rfc7523_3_assertion_rules_are_enforced() {
         let err = verify_client_assertion(&jwt, &key.jwks, &rules(&aud)).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidClient, "{name}");
     }
+}
+
+#[test]
+fn rfc7523_3_aud_is_required_and_may_be_the_issuer_or_token_endpoint() {
+    let key = test_key("k1");
+    let aud = vec![
+        "https://as.example".to_string(),
+        "https://as.example/token".to_string(),
+    ];
+    for good in [
+        json!("https://as.example"),
+        json!("https://as.example/token"),
+        json!(["https://as.example"]),
+        json!(["https://as.example", "https://as.example/token"]),
+    ] {
+        let mut claims = good_claims();
+        claims["aud"] = good.clone();
+        let jwt = sign(&key, "k1", claims);
+        assert!(
+            verify_client_assertion(&jwt, &key.jwks, &rules(&aud)).is_ok(),
+            "{good}"
+        );
+    }
+    let mut claims = good_claims();
+    claims.as_object_mut().unwrap().remove("aud");
+    let err = verify_client_assertion(&sign(&key, "k1", claims), &key.jwks, &rules(&aud))
+        .unwrap_err();
+    assert!(err.description.contains("aud"), "{}", err.description);
 }
 
 #[test]
@@ -211,10 +264,8 @@ fn symmetric_and_none_algorithms_are_refused() {
 #[test]
 fn junk_assertions_are_invalid_client() {
     for junk in ["", "a.b", "a.b.c", "....", "eyJ.eyJ.x"] {
-        let body = format!(
-            "client_assertion_type={CLIENT_ASSERTION_TYPE_JWT_BEARER}&client_assertion={junk}"
-        );
-        if let Err(e) = extract_credentials(None, &form(&body)) {
+        let body = format!("client_assertion_type={JWT_BEARER}&client_assertion={junk}");
+        if let Err(e) = assertion_claim(&form(&body), JWT_BEARER) {
             assert!(matches!(
                 e.code,
                 ErrorCode::InvalidClient | ErrorCode::InvalidRequest
