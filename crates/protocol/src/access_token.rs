@@ -58,6 +58,30 @@ pub struct AccessTokenClaims {
     pub jti: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// RFC 7800 / RFC 9449 §6 / RFC 8705 §3: the key the token is bound to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnf: Option<Confirmation>,
+    /// RFC 8693 §4.1: the delegation chain, newest actor outermost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<serde_json::Value>,
+    /// RFC 9396 §9: the authorization details granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<serde_json::Value>,
+}
+
+/// `cnf`: the proof-of-possession key a token is bound to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    /// RFC 9449 §6.1: SHA-256 JWK thumbprint of the DPoP key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jkt: Option<String>,
+    /// RFC 8705 §3.1: SHA-256 thumbprint of the client certificate.
+    #[serde(
+        rename = "x5t#S256",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub x5t_s256: Option<String>,
 }
 
 impl AccessTokenClaims {
@@ -72,6 +96,9 @@ impl AccessTokenClaims {
             exp: now + i64::from(grant.lifetime),
             jti,
             scope: (!grant.scopes.is_empty()).then(|| grant.scopes.join(" ")),
+            cnf: None,
+            act: None,
+            authorization_details: None,
         }
     }
 }

@@ -1,8 +1,6 @@
 //! Authorization server metadata (RFC 8414 §2), built from what this server
 //! really supports — nothing is advertised that does not work.
 
-use crate::grant::SUPPORTED_GRANT_TYPES;
-use crate::metadata::AuthMethod;
 use serde_json::{json, Value};
 
 /// Endpoint paths, relative to the issuer.
@@ -19,15 +17,29 @@ pub const ASSERTION_SIGNING_ALGS: [&str; 8] = [
     "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "EdDSA",
 ];
 
-/// The metadata document for `issuer` (no trailing slash), whose tokens are
-/// signed with `signing_alg`.
-pub fn authorization_server_metadata(issuer: &str, signing_alg: &str) -> Value {
+/// What the server really serves, as its grant and client-authentication
+/// tables say.
+#[derive(Debug, Clone)]
+pub struct Capabilities<'a> {
+    /// The issuer identifier, without a trailing slash.
+    pub issuer: &'a str,
+    /// The algorithm access tokens are signed with.
+    pub signing_alg: &'a str,
+    /// `grant_type`s the token endpoint dispatches.
+    pub grant_types: &'a [&'a str],
+    /// Client authentication methods with an implementation, `none` excluded.
+    pub auth_methods: &'a [&'a str],
+}
+
+/// The metadata document (RFC 8414 §2).
+pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
+    let Capabilities {
+        issuer,
+        signing_alg,
+        grant_types,
+        auth_methods,
+    } = capabilities;
     let endpoint = |path: &str| format!("{issuer}{path}");
-    let auth_methods: Vec<&str> = AuthMethod::SUPPORTED
-        .iter()
-        .filter(|m| **m != AuthMethod::None)
-        .map(|m| m.as_str())
-        .collect();
     json!({
         "issuer": issuer,
         "token_endpoint": endpoint(paths::TOKEN),
@@ -35,7 +47,7 @@ pub fn authorization_server_metadata(issuer: &str, signing_alg: &str) -> Value {
         "registration_endpoint": endpoint(paths::REGISTRATION),
         "introspection_endpoint": endpoint(paths::INTROSPECTION),
         "revocation_endpoint": endpoint(paths::REVOCATION),
-        "grant_types_supported": SUPPORTED_GRANT_TYPES,
+        "grant_types_supported": grant_types,
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
@@ -54,12 +66,21 @@ mod tests {
 
     #[test]
     fn rfc8414_2_required_fields_and_oauth21_values() {
-        let doc = authorization_server_metadata("https://as.example", "ES256");
+        let doc = authorization_server_metadata(&Capabilities {
+            issuer: "https://as.example",
+            signing_alg: "ES256",
+            grant_types: &["client_credentials"],
+            auth_methods: &["client_secret_basic", "private_key_jwt"],
+        });
         assert_eq!(doc["issuer"], "https://as.example");
         assert_eq!(doc["token_endpoint"], "https://as.example/token");
         assert_eq!(doc["response_types_supported"], json!(["code"]));
         assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
         let grants = doc["grant_types_supported"].as_array().unwrap();
         assert!(!grants.iter().any(|g| g == "password" || g == "implicit"));
+        assert_eq!(
+            doc["token_endpoint_auth_methods_supported"],
+            json!(["client_secret_basic", "private_key_jwt"])
+        );
     }
 }

@@ -61,7 +61,7 @@ impl AuthMethod {
     }
 }
 
-/// Grant types a client may register.
+/// Every grant type a client may register with some server configuration.
 pub const REGISTRABLE_GRANT_TYPES: [&str; 3] = [
     GRANT_CLIENT_CREDENTIALS,
     GRANT_AUTHORIZATION_CODE,
@@ -140,11 +140,27 @@ struct RawMetadata {
 }
 
 /// Deployment choices that registration validation depends on.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistrationRules {
     /// Accept a `jwks_uri` on loopback or a private address, and plain http
     /// on loopback (development and tests only).
     pub allow_private_jwks_uri: bool,
+    /// Grant types a client may register: what the server's grant table
+    /// serves (the service derives it).
+    pub grant_types: Vec<&'static str>,
+    /// Client authentication methods with an implementation.
+    pub auth_methods: Vec<AuthMethod>,
+}
+
+impl Default for RegistrationRules {
+    /// Every grant type and method this crate knows.
+    fn default() -> Self {
+        RegistrationRules {
+            allow_private_jwks_uri: false,
+            grant_types: REGISTRABLE_GRANT_TYPES.to_vec(),
+            auth_methods: AuthMethod::SUPPORTED.to_vec(),
+        }
+    }
 }
 
 /// Validates registration metadata (RFC 7591 §2, OAuth 2.1).
@@ -163,13 +179,16 @@ pub fn validate_registration(
 
     let method = match raw.token_endpoint_auth_method.as_deref() {
         None => AuthMethod::ClientSecretBasic,
-        Some(text) => AuthMethod::parse(text).ok_or_else(|| {
-            OAuthError::invalid_client_metadata(format!(
-                "token_endpoint_auth_method '{}' is not supported; supported: {}",
-                short(text),
-                AuthMethod::SUPPORTED.map(AuthMethod::as_str).join(", ")
-            ))
-        })?,
+        Some(text) => AuthMethod::parse(text)
+            .filter(|m| rules.auth_methods.contains(m))
+            .ok_or_else(|| {
+                let supported: Vec<&str> = rules.auth_methods.iter().map(|m| m.as_str()).collect();
+                OAuthError::invalid_client_metadata(format!(
+                    "token_endpoint_auth_method '{}' is not supported; supported: {}",
+                    short(text),
+                    supported.join(", ")
+                ))
+            })?,
     };
 
     let grant_types = dedup(
@@ -188,12 +207,12 @@ pub fn validate_registration(
                     "grant type '{grant}' was removed by OAuth 2.1 and is not supported"
                 )))
             }
-            g if REGISTRABLE_GRANT_TYPES.contains(&g) => {}
+            g if rules.grant_types.contains(&g) => {}
             other => {
                 return Err(OAuthError::invalid_client_metadata(format!(
                     "grant type '{}' is not supported; supported: {}",
                     short(other),
-                    REGISTRABLE_GRANT_TYPES.join(", ")
+                    rules.grant_types.join(", ")
                 )))
             }
         }

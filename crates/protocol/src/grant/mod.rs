@@ -1,8 +1,10 @@
 //! Token requests, one grant type per file (RFC 6749 §4, §5).
 //!
-//! [`parse_token_request`] dispatches on `grant_type`; each grant module has
-//! one parse function and one decision function. Adding a grant adds a file
-//! and a match arm, and touches no other grant.
+//! Each grant module has one `parse` (form → typed request) and one
+//! `decide` (facts → [`Grant`] or an `OAuthError`), both pure. The service
+//! crate's grant table (`service/src/grant/`) dispatches on `grant_type`
+//! once and pairs each of these files with the one that loads and persists;
+//! adding a grant adds a file here and one there, and touches no other.
 
 pub mod client_credentials;
 
@@ -10,41 +12,22 @@ use crate::form::FormParams;
 use crate::{ErrorCode, OAuthError};
 use url::Url;
 
-/// A token request, typed by grant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenRequest {
-    ClientCredentials(client_credentials::ClientCredentialsRequest),
-}
+/// Grant types OAuth 2.1 removed; asking for one gets a precise refusal.
+pub const REMOVED_GRANT_TYPES: [&str; 2] = ["password", "implicit"];
 
-impl TokenRequest {
-    pub fn grant_type(&self) -> &'static str {
-        match self {
-            TokenRequest::ClientCredentials(_) => crate::names::GRANT_CLIENT_CREDENTIALS,
-        }
-    }
-}
-
-/// Grant types the token endpoint serves, as advertised in discovery.
-pub const SUPPORTED_GRANT_TYPES: [&str; 1] = [crate::names::GRANT_CLIENT_CREDENTIALS];
-
-/// Reads `grant_type` and the grant's own parameters.
-pub fn parse_token_request(form: &FormParams) -> Result<TokenRequest, OAuthError> {
-    match form.require("grant_type")? {
-        crate::names::GRANT_CLIENT_CREDENTIALS => {
-            client_credentials::parse(form).map(TokenRequest::ClientCredentials)
-        }
-        "password" | "implicit" => Err(OAuthError::new(
+/// The refusal for a `grant_type` the token endpoint does not serve
+/// (RFC 6749 §5.2 `unsupported_grant_type`), naming what it does serve.
+pub fn unsupported_grant_type(grant_type: &str, supported: &[&str]) -> OAuthError {
+    if REMOVED_GRANT_TYPES.contains(&grant_type) {
+        return OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             "this grant type was removed by OAuth 2.1",
-        )),
-        _ => Err(OAuthError::new(
-            ErrorCode::UnsupportedGrantType,
-            format!(
-                "supported grant types: {}",
-                SUPPORTED_GRANT_TYPES.join(", ")
-            ),
-        )),
+        );
     }
+    OAuthError::new(
+        ErrorCode::UnsupportedGrantType,
+        format!("supported grant types: {}", supported.join(", ")),
+    )
 }
 
 /// Most resource indicators accepted in one request.
@@ -89,8 +72,10 @@ pub struct KnownResource {
 /// What a grant decided to issue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
+    /// `sub`: the client itself, or the person or workload it acts for.
     pub subject: String,
     pub scopes: Vec<String>,
     pub audience: Vec<String>,
+    /// Access token lifetime, seconds.
     pub lifetime: u32,
 }

@@ -172,6 +172,7 @@ fn jwks_uri_must_be_public_unless_allowed() {
     let strict = RegistrationRules::default();
     let lenient = RegistrationRules {
         allow_private_jwks_uri: true,
+        ..RegistrationRules::default()
     };
     for uri in [
         "https://127.0.0.1/jwks",
