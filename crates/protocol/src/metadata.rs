@@ -52,6 +52,16 @@ impl AuthMethod {
         Self::SUPPORTED.into_iter().find(|m| m.as_str() == text)
     }
 
+    /// How much a successful authentication proves, for RFC 7592's "never
+    /// weaken": nothing (public), a shared secret, a private key.
+    pub fn strength(self) -> u8 {
+        match self {
+            AuthMethod::None => 0,
+            AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => 1,
+            AuthMethod::PrivateKeyJwt => 2,
+        }
+    }
+
     /// Does this method authenticate with a server-issued shared secret?
     pub fn uses_secret(self) -> bool {
         matches!(
@@ -468,6 +478,8 @@ pub fn dedup(list: Vec<String>) -> Vec<String> {
 fn short(text: &str) -> String {
     text.chars().filter(|c| !c.is_control()).take(80).collect()
 }
+
+pub mod self_service;
 
 #[cfg(test)]
 mod tests;

@@ -5,7 +5,10 @@
 //! shutdown, and flushed on demand so that reading the trail on this
 //! replica sees every event recorded before the read.
 
-use custos_governance::AuditEvent;
+use crate::client_auth::ClaimedClient;
+use crate::refusals::RefusalCollapser;
+use crate::request::RequestContext;
+use custos_governance::{AuditEvent, Outcome};
 use custos_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,6 +85,90 @@ impl AuditSink {
             let _ = tokio::time::timeout(FULL_QUEUE_PATIENCE, written).await;
         }
     }
+}
+
+/// Longest client_id kept in an event when no such client is registered:
+/// made-up ids are request noise, not identifiers worth keeping whole.
+pub const MAX_UNKNOWN_CLIENT_ID: usize = 64;
+/// Longest text kept from a request in any event field.
+pub const MAX_FIELD: usize = 512;
+/// Refusals recorded in full per source, client and window before the
+/// rest are only counted: one for an unknown client, a few for a known one.
+const IN_FULL_UNKNOWN: u64 = 1;
+const IN_FULL_KNOWN: u64 = 20;
+
+/// What use cases record events through: builds events stamped with the
+/// request's time and source, and keeps unauthenticated refusals bounded.
+#[derive(Clone)]
+pub struct Auditor {
+    sink: AuditSink,
+    refusals: Arc<RefusalCollapser>,
+}
+
+impl Auditor {
+    pub fn new(sink: AuditSink) -> Self {
+        Auditor {
+            sink,
+            refusals: Arc::new(RefusalCollapser::default()),
+        }
+    }
+
+    /// A new event of `event_type` at the request's time, from its source.
+    pub fn event(&self, event_type: &str, outcome: Outcome, ctx: &RequestContext) -> AuditEvent {
+        let mut event = AuditEvent::new(event_type, ctx.now_ms, outcome);
+        event.source_addr = ctx.source_addr.clone();
+        event
+    }
+
+    pub async fn record(&self, event: AuditEvent) {
+        self.sink.record(event).await;
+    }
+
+    /// Records a refusal of a caller that did not authenticate: the
+    /// client_id is cut short when no such client exists, and past the
+    /// first few per source, client and window, refusals are only counted
+    /// (see `refusals`).
+    pub async fn record_unauthenticated(&self, mut event: AuditEvent, claimed: &ClaimedClient) {
+        let (key, in_full) = if claimed.known {
+            (claimed.client_id.as_deref().unwrap_or(""), IN_FULL_KNOWN)
+        } else {
+            event.client_id = event
+                .client_id
+                .as_deref()
+                .map(|id| bounded(id, MAX_UNKNOWN_CLIENT_ID));
+            ("", IN_FULL_UNKNOWN)
+        };
+        let source = event.source_addr.clone().unwrap_or_default();
+        if self.refusals.admit(&source, key, in_full, &event) {
+            self.record(event).await;
+        }
+    }
+
+    /// Records the summaries of collapsed refusals whose window ended.
+    /// Called periodically (and at shutdown).
+    pub async fn close_refusal_windows(&self, now_ms: i64) {
+        for summary in self.refusals.close_ended(now_ms) {
+            self.record(summary).await;
+        }
+    }
+
+    /// See [`AuditSink::flush`].
+    pub async fn flush(&self) {
+        self.sink.flush().await;
+    }
+}
+
+/// Cuts request-controlled text to at most `max` bytes (on a character
+/// boundary), marking the cut with "…".
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 impl AuditWriter {

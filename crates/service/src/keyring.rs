@@ -334,11 +334,11 @@ pub fn generate_key(
             )
         }
     };
-    let kid = thumbprint(&members);
     let mut jwk = serde_json::Map::new();
     for (name, value) in &members {
         jwk.insert((*name).to_owned(), serde_json::Value::String(value.clone()));
     }
+    let kid = thumbprint(&jwk)?;
     jwk.insert("kid".into(), kid.clone().into());
     jwk.insert("alg".into(), alg.as_str().into());
     jwk.insert("use".into(), "sig".into());
@@ -354,16 +354,11 @@ pub fn generate_key(
     })
 }
 
-/// RFC 7638 JWK thumbprint: SHA-256 over the required members in
-/// lexicographic order, no whitespace. `members` must already be sorted.
-fn thumbprint(members: &[(&str, String)]) -> String {
-    let body: Vec<String> = members
-        .iter()
-        .map(|(name, value)| format!("\"{name}\":\"{value}\""))
-        .collect();
-    let canonical = format!("{{{}}}", body.join(","));
-    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
-    URL_SAFE_NO_PAD.encode(hash.as_ref())
+/// RFC 7638 JWK thumbprint (SHA-256) of a public key's members.
+fn thumbprint(members: &serde_json::Map<String, serde_json::Value>) -> Result<String, KeyError> {
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(members.clone().into())
+        .map_err(|_| KeyError::Crypto("public JWK"))?;
+    Ok(jwk.thumbprint(jsonwebtoken::jwk::ThumbprintHash::SHA256))
 }
 
 #[cfg(test)]

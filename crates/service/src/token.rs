@@ -1,139 +1,167 @@
-//! The token endpoint (RFC 6749 §3.2, §5): authenticate the client, parse
-//! the grant, decide, sign, audit.
+//! The token endpoint (RFC 6749 §3.2, §5). Every issuance passes the same
+//! steps: authenticate the client → the grant decides (its handler from
+//! the grant table) → bind → sign → audit. Every outcome is audited;
+//! refusals of callers that did not authenticate are kept bounded.
 
+use crate::audit::{bounded, Auditor, MAX_FIELD};
+use crate::client_auth::{Authenticator, ClaimedClient, Presented, VerifiedClient};
 use crate::crypto::random_token;
-use crate::{internal, RequestContext, Service};
+use crate::error::ServiceError;
+use crate::grant::{GrantRequest, GrantTable, Issuance};
+use crate::request::{ClientProof, RequestContext};
+use crate::signing_keys::SigningKeys;
 use custos_governance::{event_type, Outcome};
 use custos_protocol::access_token::AccessTokenClaims;
 use custos_protocol::form::FormParams;
-use custos_protocol::grant::{self, client_credentials, Grant, KnownResource, TokenRequest};
-use custos_protocol::OAuthError;
 use serde::Serialize;
+use std::sync::Arc;
 
-/// A successful token response (RFC 6749 §5.1).
+/// A successful token response (RFC 6749 §5.1), with room for what later
+/// grants return.
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenResponse {
     pub access_token: String,
+    /// `Bearer`, or `DPoP` for a DPoP-bound token (RFC 9449 §5).
     pub token_type: &'static str,
     pub expires_in: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// RFC 8693 §2.2.1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
+    /// RFC 9396 §7.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_details: Option<serde_json::Value>,
 }
 
-impl Service {
-    /// Handles a token request: `authorization` is the raw `Authorization`
-    /// header, `body` the form body. Every outcome is audited.
-    pub async fn issue_token(
+pub struct TokenEndpoint {
+    issuer: String,
+    authenticator: Arc<Authenticator>,
+    grants: GrantTable,
+    keys: Arc<SigningKeys>,
+    audit: Auditor,
+}
+
+impl TokenEndpoint {
+    pub(crate) fn new(
+        issuer: String,
+        authenticator: Arc<Authenticator>,
+        grants: GrantTable,
+        keys: Arc<SigningKeys>,
+        audit: Auditor,
+    ) -> Self {
+        TokenEndpoint {
+            issuer,
+            authenticator,
+            grants,
+            keys,
+            audit,
+        }
+    }
+
+    /// Every `grant_type` the endpoint serves.
+    pub fn grant_types(&self) -> Vec<&'static str> {
+        self.grants.grant_types()
+    }
+
+    /// Handles a token request.
+    pub async fn issue(
         &self,
-        authorization: Option<&str>,
-        body: &[u8],
+        form: &FormParams,
+        proof: &ClientProof,
         ctx: &RequestContext,
-    ) -> Result<TokenResponse, OAuthError> {
-        let mut claimed_client = None;
-        let form = FormParams::parse(body);
-        let result = match &form {
-            Ok(form) => {
-                self.issue_for_form(authorization, form, &mut claimed_client)
-                    .await
-            }
-            Err(e) => Err(e.clone()),
-        };
+    ) -> Result<TokenResponse, ServiceError> {
+        let mut claimed = ClaimedClient::default();
+        let mut authenticated = false;
+        let result = self
+            .issue_unaudited(form, proof, ctx, &mut claimed, &mut authenticated)
+            .await;
         let (outcome, kind) = match &result {
             Ok(_) => (Outcome::Success, event_type::TOKEN_ISSUED),
             Err(_) => (Outcome::Failure, event_type::TOKEN_REFUSED),
         };
-        let mut event = self.event(kind, outcome, ctx);
-        event.client_id = claimed_client;
-        if let Ok(form) = &form {
-            event.grant_type = form.get("grant_type").map(bounded);
-            event.resource = Some(form.all("resource").join(" "))
-                .filter(|r| !r.is_empty())
-                .map(|r| bounded(&r));
-            event.scope = form.get("scope").map(bounded);
-        }
-        let result = match result {
-            Ok((response, grant)) => {
+        let mut event = self.audit.event(kind, outcome, ctx);
+        event.client_id = claimed.client_id.clone();
+        event.grant_type = form.get("grant_type").map(|g| bounded(g, 64));
+        match result {
+            Ok((response, issuance)) => {
                 event.scope = response.scope.clone();
-                event.resource = Some(grant.audience.join(" "));
+                event.resource = Some(issuance.grant.audience.join(" "));
+                self.audit.record(event).await;
                 Ok(response)
             }
             Err(error) => {
-                event.reason = Some(bounded(&error.to_string()));
+                event.scope = form.get("scope").map(|s| bounded(s, MAX_FIELD));
+                event.resource = Some(form.all("resource").join(" "))
+                    .filter(|r| !r.is_empty())
+                    .map(|r| bounded(&r, MAX_FIELD));
+                event.reason = Some(bounded(&error.to_string(), MAX_FIELD));
+                if authenticated {
+                    self.audit.record(event).await;
+                } else {
+                    self.audit.record_unauthenticated(event, &claimed).await;
+                }
                 Err(error)
             }
-        };
-        self.record(event).await;
-        result
+        }
     }
 
-    async fn issue_for_form(
+    async fn issue_unaudited(
         &self,
-        authorization: Option<&str>,
         form: &FormParams,
-        claimed_client: &mut Option<String>,
-    ) -> Result<(TokenResponse, Grant), OAuthError> {
-        let request = grant::parse_token_request(form)?;
+        proof: &ClientProof,
+        ctx: &RequestContext,
+        claimed: &mut ClaimedClient,
+        authenticated: &mut bool,
+    ) -> Result<(TokenResponse, Issuance), ServiceError> {
+        let handler = self.grants.handler(form.require("grant_type")?)?;
+        let presented = Presented { form, proof };
         let client = self
-            .authenticate_client(authorization, form, &self.token_endpoint, claimed_client)
+            .authenticator
+            .authenticate(&presented, ctx, claimed)
             .await?;
-        let grant = match &request {
-            TokenRequest::ClientCredentials(request) => {
-                let resources = self.load_resources(&request.resources).await?;
-                client_credentials::decide(
-                    request,
-                    client.client_id(),
-                    client.metadata(),
-                    &resources,
-                    &self.config.issuer,
-                )?
-            }
-        };
-        let now = self.clock.now();
-        let claims = AccessTokenClaims::for_grant(
-            &self.config.issuer,
+        *authenticated = true;
+        let issuance = handler
+            .issue(&GrantRequest {
+                form,
+                client: &client,
+                proof,
+                ctx,
+            })
+            .await?;
+        let response = self.sign(&client, &issuance, ctx)?;
+        Ok((response, issuance))
+    }
+
+    fn sign(
+        &self,
+        client: &VerifiedClient,
+        issuance: &Issuance,
+        ctx: &RequestContext,
+    ) -> Result<TokenResponse, ServiceError> {
+        let now = ctx.now();
+        let mut claims = AccessTokenClaims::for_grant(
+            &self.issuer,
             client.client_id(),
-            &grant,
+            &issuance.grant,
             now,
             random_token(16),
         );
-        let access_token = self
-            .keys
-            .sign_access_token(&claims, now)
-            .map_err(internal)?;
-        let response = TokenResponse {
+        claims.cnf = issuance.cnf.clone();
+        claims.act = issuance.act.clone();
+        claims.authorization_details = issuance.authorization_details.clone();
+        let access_token = self.keys.sign(&claims, now)?;
+        let dpop_bound = issuance.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
+        Ok(TokenResponse {
             access_token,
-            token_type: "Bearer",
-            expires_in: grant.lifetime,
+            token_type: if dpop_bound { "DPoP" } else { "Bearer" },
+            expires_in: issuance.grant.lifetime,
             scope: claims.scope,
-        };
-        Ok((response, grant))
+            refresh_token: issuance.refresh_token.clone(),
+            issued_token_type: None,
+            authorization_details: issuance.authorization_details.clone(),
+        })
     }
-
-    /// The registered resources among `uris`; unknown ones are left out
-    /// (the grant's decision refuses them with `invalid_target`).
-    async fn load_resources(&self, uris: &[String]) -> Result<Vec<KnownResource>, OAuthError> {
-        let mut found = Vec::with_capacity(uris.len());
-        for uri in uris {
-            if let Some(record) = self.store.get_resource(uri).await.map_err(internal)? {
-                found.push(KnownResource {
-                    uri: record.uri,
-                    scopes: record.scopes,
-                });
-            }
-        }
-        Ok(found)
-    }
-}
-
-/// Bounds what a request controls before it reaches the audit trail.
-pub(crate) fn bounded(text: &str) -> String {
-    const MAX: usize = 512;
-    if text.len() <= MAX {
-        return text.to_owned();
-    }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

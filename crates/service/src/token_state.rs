@@ -4,37 +4,65 @@
 //! the store, shared by every replica: the revoked `jti`s (kept until the
 //! token would have expired) and whether the client is still enabled.
 
-use crate::authenticate::AuthenticatedClient;
-use crate::{internal, RequestContext, Service};
+use crate::audit::{bounded, Auditor, MAX_FIELD};
+use crate::client_auth::{Authenticator, ClaimedClient, Presented, VerifiedClient};
+use crate::clients::ClientDirectory;
+use crate::error::{internal, ServiceError};
+use crate::request::{ClientProof, RequestContext};
+use crate::signing_keys::SigningKeys;
 use custos_governance::{event_type, Outcome};
 use custos_protocol::access_token::{verify_access_token, AccessTokenClaims};
-use custos_protocol::discovery::paths;
 use custos_protocol::form::FormParams;
 use custos_protocol::introspection::IntrospectionResponse;
 use custos_protocol::OAuthError;
-use custos_store::RevokedToken;
+use custos_store::{RevokedToken, Store};
+use std::sync::Arc;
 
-impl Service {
+pub struct TokenState {
+    issuer: String,
+    authenticator: Arc<Authenticator>,
+    clients: Arc<ClientDirectory>,
+    store: Arc<dyn Store>,
+    keys: Arc<SigningKeys>,
+    audit: Auditor,
+}
+
+impl TokenState {
+    pub(crate) fn new(
+        issuer: String,
+        authenticator: Arc<Authenticator>,
+        clients: Arc<ClientDirectory>,
+        store: Arc<dyn Store>,
+        keys: Arc<SigningKeys>,
+        audit: Auditor,
+    ) -> Self {
+        TokenState {
+            issuer,
+            authenticator,
+            clients,
+            store,
+            keys,
+            audit,
+        }
+    }
+
     /// RFC 7662 §2.1: the caller must authenticate as a confidential client.
     pub async fn introspect(
         &self,
-        authorization: Option<&str>,
-        body: &[u8],
+        form: &FormParams,
+        proof: &ClientProof,
         ctx: &RequestContext,
-    ) -> Result<IntrospectionResponse, OAuthError> {
-        let form = FormParams::parse(body)?;
-        let endpoint = format!("{}{}", self.config.issuer, paths::INTROSPECTION);
-        let mut claimed = None;
+    ) -> Result<IntrospectionResponse, ServiceError> {
         let client = self
-            .authenticate_for_token_state(authorization, &form, &endpoint, &mut claimed, ctx)
+            .authenticate(form, proof, ctx, event_type::TOKEN_INTROSPECTED)
             .await?;
         if client.is_public() {
-            return Err(OAuthError::invalid_client(
-                "introspection requires a confidential client",
-            ));
+            return Err(
+                OAuthError::invalid_client("introspection requires a confidential client").into(),
+            );
         }
         let token = form.require("token")?;
-        Ok(match self.active_claims(token).await? {
+        Ok(match self.active_claims(token, ctx).await? {
             Some(claims) => IntrospectionResponse::active(claims),
             None => IntrospectionResponse::inactive(),
         })
@@ -44,60 +72,63 @@ impl Service {
     /// An invalid or unknown token is not an error (§2.2).
     pub async fn revoke(
         &self,
-        authorization: Option<&str>,
-        body: &[u8],
+        form: &FormParams,
+        proof: &ClientProof,
         ctx: &RequestContext,
-    ) -> Result<(), OAuthError> {
-        let form = FormParams::parse(body)?;
-        let endpoint = format!("{}{}", self.config.issuer, paths::REVOCATION);
-        let mut claimed = None;
+    ) -> Result<(), ServiceError> {
         let client = self
-            .authenticate_for_token_state(authorization, &form, &endpoint, &mut claimed, ctx)
+            .authenticate(form, proof, ctx, event_type::TOKEN_REVOKED)
             .await?;
         let token = form.require("token")?;
-        let now = self.clock.now();
         let Some(claims) = verify_access_token(
             token,
             &self.keys.verification_keys(),
-            &self.config.issuer,
-            now,
+            &self.issuer,
+            ctx.now(),
         ) else {
             return Ok(());
         };
         if claims.client_id != client.client_id() {
             let error = OAuthError::unauthorized_client("the token was not issued to this client");
-            let mut event = self.event(event_type::TOKEN_REVOKED, Outcome::Failure, ctx);
+            let mut event = self
+                .audit
+                .event(event_type::TOKEN_REVOKED, Outcome::Failure, ctx);
             event.client_id = Some(client.client_id().to_owned());
             event.reason = Some(error.to_string());
-            self.record(event).await;
-            return Err(error);
+            self.audit.record(event).await;
+            return Err(error.into());
         }
         self.store
             .revoke_token(&RevokedToken {
                 jti: claims.jti.clone(),
                 client_id: claims.client_id.clone(),
-                revoked_at: now,
+                revoked_at: ctx.now(),
                 expires_at: claims.exp,
             })
             .await
             .map_err(internal)?;
-        let mut event = self.event(event_type::TOKEN_REVOKED, Outcome::Success, ctx);
+        let mut event = self
+            .audit
+            .event(event_type::TOKEN_REVOKED, Outcome::Success, ctx);
         event.client_id = Some(claims.client_id);
         event.scope = claims.scope;
         event.resource = Some(claims.aud.0.join(" "));
-        self.record(event).await;
+        self.audit.record(event).await;
         Ok(())
     }
 
     /// The claims of `token` if it is one of ours, unexpired, not revoked,
-    /// and its client is still enabled.
-    async fn active_claims(&self, token: &str) -> Result<Option<AccessTokenClaims>, OAuthError> {
-        let now = self.clock.now();
+    /// and its client is still enabled (read from the store, never a cache).
+    async fn active_claims(
+        &self,
+        token: &str,
+        ctx: &RequestContext,
+    ) -> Result<Option<AccessTokenClaims>, ServiceError> {
         let Some(claims) = verify_access_token(
             token,
             &self.keys.verification_keys(),
-            &self.config.issuer,
-            now,
+            &self.issuer,
+            ctx.now(),
         ) else {
             return Ok(None);
         };
@@ -109,39 +140,31 @@ impl Service {
         {
             return Ok(None);
         }
-        let client_enabled = self
-            .store
-            .get_client(&claims.client_id)
-            .await
-            .map_err(internal)?
-            .is_some_and(|c| c.disabled_at.is_none());
-        Ok(client_enabled.then_some(claims))
+        let enabled = self.clients.is_enabled(&claims.client_id).await?;
+        Ok(enabled.then_some(claims))
     }
 
-    /// Authenticates, auditing a refusal.
-    async fn authenticate_for_token_state(
+    /// Authenticates, auditing a refusal as `refusal_type`.
+    async fn authenticate(
         &self,
-        authorization: Option<&str>,
         form: &FormParams,
-        endpoint: &str,
-        claimed: &mut Option<String>,
+        proof: &ClientProof,
         ctx: &RequestContext,
-    ) -> Result<AuthenticatedClient, OAuthError> {
+        refusal_type: &str,
+    ) -> Result<VerifiedClient, ServiceError> {
+        let mut claimed = ClaimedClient::default();
+        let presented = Presented { form, proof };
         match self
-            .authenticate_client(authorization, form, endpoint, claimed)
+            .authenticator
+            .authenticate(&presented, ctx, &mut claimed)
             .await
         {
             Ok(client) => Ok(client),
             Err(error) => {
-                let kind = if endpoint.ends_with(paths::REVOCATION) {
-                    event_type::TOKEN_REVOKED
-                } else {
-                    event_type::TOKEN_INTROSPECTED
-                };
-                let mut event = self.event(kind, Outcome::Failure, ctx);
-                event.client_id = claimed.take();
-                event.reason = Some(error.to_string());
-                self.record(event).await;
+                let mut event = self.audit.event(refusal_type, Outcome::Failure, ctx);
+                event.client_id = claimed.client_id.clone();
+                event.reason = Some(bounded(&error.to_string(), MAX_FIELD));
+                self.audit.record_unauthenticated(event, &claimed).await;
                 Err(error)
             }
         }

@@ -1,0 +1,250 @@
+//! Client authentication: who is calling the token, introspection or
+//! revocation endpoint? (RFC 6749 §2.3.)
+//!
+//! Each method is one implementation of [`ClientAuthMethod`] in its own
+//! file: it says whether a request presents its kind of credentials (and
+//! for which client), and verifies them against the client's registration.
+//! The [`Authenticator`] holds the table of methods, refuses a request that
+//! presents more than one, loads the client and holds it to its registered
+//! method. Adding a method (mTLS, SPIFFE, federated tokens) adds a file
+//! here and one line in [`Authenticator::new`].
+
+mod client_secret;
+mod none;
+mod private_key_jwt;
+
+pub use private_key_jwt::{JwksFetcher, NoJwksFetching};
+
+use crate::client_cache::{Cached, LoadedClient};
+use crate::clients::ClientDirectory;
+use crate::crypto::MasterKey;
+use crate::error::ServiceError;
+use crate::request::{ClientProof, RequestContext};
+use async_trait::async_trait;
+use custos_protocol::client_auth::{check_presentation, Claim};
+use custos_protocol::form::FormParams;
+use custos_protocol::metadata::{AuthMethod, ClientMetadata};
+use custos_protocol::OAuthError;
+use custos_store::Store;
+use std::sync::Arc;
+
+/// A request as a client authentication method sees it.
+pub struct Presented<'a> {
+    pub form: &'a FormParams,
+    pub proof: &'a ClientProof,
+}
+
+/// How a client proved itself, for the token, the policy and the audit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attestation {
+    /// What the platform vouched for (a SPIFFE ID, a federated `iss` +
+    /// `sub`, a certificate subject); `None` for secrets and plain keys.
+    pub attested_id: Option<String>,
+}
+
+/// One client authentication method.
+#[async_trait]
+pub(crate) trait ClientAuthMethod: Send + Sync {
+    /// The registered `token_endpoint_auth_method` this implements.
+    fn method(&self) -> AuthMethod;
+
+    /// The client this request claims to be, if it presents this method's
+    /// credentials; an error if it presents them malformed.
+    fn claim(&self, request: &Presented<'_>) -> Result<Option<Claim>, OAuthError>;
+
+    /// Holds the claim against the client's registration.
+    async fn verify(
+        &self,
+        client: &LoadedClient,
+        claim: &Claim,
+        request: &Presented<'_>,
+        ctx: &RequestContext,
+    ) -> Result<Attestation, ServiceError>;
+}
+
+/// A client that proved who it is (or, for public clients, said so).
+pub struct VerifiedClient {
+    pub(crate) loaded: Arc<LoadedClient>,
+    pub method: AuthMethod,
+    pub attestation: Attestation,
+}
+
+impl VerifiedClient {
+    pub fn client_id(&self) -> &str {
+        &self.loaded.record.client_id
+    }
+    pub fn metadata(&self) -> &ClientMetadata {
+        &self.loaded.metadata
+    }
+    pub fn is_public(&self) -> bool {
+        self.method == AuthMethod::None
+    }
+}
+
+/// The client a request named, for the audit trail, even when
+/// authentication failed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimedClient {
+    pub client_id: Option<String>,
+    /// False when no such client is registered (or none was named): the
+    /// audit trail bounds what such requests can make it keep.
+    pub known: bool,
+}
+
+pub(crate) fn failed() -> OAuthError {
+    OAuthError::invalid_client("client authentication failed")
+}
+
+pub struct Authenticator {
+    methods: Vec<Box<dyn ClientAuthMethod>>,
+    clients: Arc<ClientDirectory>,
+}
+
+impl Authenticator {
+    pub(crate) fn new(
+        clients: Arc<ClientDirectory>,
+        store: Arc<dyn Store>,
+        master: Arc<MasterKey>,
+        jwks: Arc<dyn JwksFetcher>,
+        assertion_rules: AssertionSettings,
+    ) -> Self {
+        let methods: Vec<Box<dyn ClientAuthMethod>> = vec![
+            Box::new(client_secret::ClientSecret::basic(master.clone())),
+            Box::new(client_secret::ClientSecret::post(master)),
+            Box::new(private_key_jwt::PrivateKeyJwt::new(
+                store,
+                jwks,
+                assertion_rules,
+            )),
+            Box::new(none::NoAuthentication),
+        ];
+        Authenticator { methods, clients }
+    }
+
+    /// The methods with an implementation, as registration and discovery
+    /// advertise them.
+    pub fn supported_methods(&self) -> Vec<AuthMethod> {
+        self.methods.iter().map(|m| m.method()).collect()
+    }
+
+    /// Authenticates the client of `request`. `claimed` receives the
+    /// client the request names, even when authentication fails.
+    pub(crate) async fn authenticate(
+        &self,
+        request: &Presented<'_>,
+        ctx: &RequestContext,
+        claimed: &mut ClaimedClient,
+    ) -> Result<VerifiedClient, ServiceError> {
+        check_presentation(request.proof.authorization.as_deref(), request.form)?;
+        let (method, claim) = self.claim(request)?;
+        claimed.client_id = Some(claim.client_id.clone());
+        let id = claim.client_id.as_str();
+        match self.clients.cached(id) {
+            Some(Cached::Unknown) => return Err(failed().into()),
+            Some(Cached::Known(cached)) => {
+                claimed.known = true;
+                match self.verify(method, cached.clone(), &claim, request, ctx).await {
+                    Ok(verified) => return Ok(verified),
+                    // The client may have changed on another replica: if
+                    // the entry is not brand new, ask the database before
+                    // refusing.
+                    Err(error) if !cached.may_be_stale() => return Err(error),
+                    Err(_) => {}
+                }
+            }
+            None => {}
+        }
+        let Some(loaded) = self.clients.load(id).await? else {
+            claimed.known = false;
+            return Err(failed().into());
+        };
+        claimed.known = true;
+        self.verify(method, loaded, &claim, request, ctx).await
+    }
+
+    /// The one method the request presents, and its claim.
+    fn claim(
+        &self,
+        request: &Presented<'_>,
+    ) -> Result<(&dyn ClientAuthMethod, Claim), OAuthError> {
+        let mut found: Option<(&dyn ClientAuthMethod, Claim)> = None;
+        for method in &self.methods {
+            if method.method() == AuthMethod::None {
+                continue;
+            }
+            if let Some(claim) = method.claim(request)? {
+                if found.is_some() {
+                    return Err(OAuthError::invalid_request(
+                        "the client used more than one authentication method (RFC 6749 §2.3)",
+                    ));
+                }
+                found = Some((method.as_ref(), claim));
+            }
+        }
+        if let Some(found) = found {
+            return Ok(found);
+        }
+        if request.form.contains("client_assertion") {
+            return Err(OAuthError::invalid_client(format!(
+                "unsupported client_assertion_type; expected {}",
+                custos_protocol::names::CLIENT_ASSERTION_TYPE_JWT_BEARER
+            )));
+        }
+        let public = self
+            .methods
+            .iter()
+            .find(|m| m.method() == AuthMethod::None);
+        match public {
+            Some(method) => match method.claim(request)? {
+                Some(claim) => Ok((method.as_ref(), claim)),
+                None => Err(OAuthError::invalid_client(
+                    "client authentication is required",
+                )),
+            },
+            None => Err(OAuthError::invalid_client(
+                "client authentication is required",
+            )),
+        }
+    }
+
+    async fn verify(
+        &self,
+        method: &dyn ClientAuthMethod,
+        client: Arc<LoadedClient>,
+        claim: &Claim,
+        request: &Presented<'_>,
+        ctx: &RequestContext,
+    ) -> Result<VerifiedClient, ServiceError> {
+        if client.record.disabled_at.is_some() {
+            return Err(failed().into());
+        }
+        let registered = client.metadata.token_endpoint_auth_method;
+        if method.method() != registered {
+            return Err(OAuthError::invalid_client(format!(
+                "this client must authenticate with {}",
+                registered.as_str()
+            ))
+            .into());
+        }
+        let attestation = method.verify(&client, claim, request, ctx).await?;
+        Ok(VerifiedClient {
+            loaded: client,
+            method: registered,
+            attestation,
+        })
+    }
+}
+
+/// How client assertions are judged (RFC 7523 §3).
+#[derive(Debug, Clone)]
+pub struct AssertionSettings {
+    /// The issuer identifier: the one `aud` draft-ietf-oauth-rfc7523bis
+    /// expects.
+    pub issuer: String,
+    /// The token endpoint URL, which older clients put in `aud`.
+    pub token_endpoint: String,
+    /// Longest accepted remaining lifetime of an assertion, seconds.
+    pub max_lifetime: i64,
+    /// Clock skew tolerated on assertion times, seconds.
+    pub leeway: i64,
+}

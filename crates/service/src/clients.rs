@@ -1,0 +1,103 @@
+//! The registered clients as use cases see them: read through the
+//! per-process cache on the token path, written with the store's
+//! conditional update, and the one place stored metadata is decoded.
+
+use crate::client_cache::{Cached, ClientCache, LoadedClient};
+use crate::error::{internal, ServiceError};
+use custos_protocol::metadata::ClientMetadata;
+use custos_store::{ClientRecord, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub(crate) struct ClientDirectory {
+    store: Arc<dyn Store>,
+    cache: ClientCache,
+}
+
+/// Decodes a client's stored metadata (validated when it was written).
+pub(crate) fn decode_metadata(record: &ClientRecord) -> Result<ClientMetadata, ServiceError> {
+    serde_json::from_str(&record.metadata_json).map_err(internal)
+}
+
+impl ClientDirectory {
+    pub fn new(store: Arc<dyn Store>, cache_ttl: Duration) -> Self {
+        ClientDirectory {
+            store,
+            cache: ClientCache::new(cache_ttl),
+        }
+    }
+
+    /// What this replica's cache knows of `client_id`, if anything.
+    pub fn cached(&self, client_id: &str) -> Option<Cached> {
+        self.cache.get(client_id)
+    }
+
+    /// Reads a client from the store, disabled ones included, and caches
+    /// what it found (an unknown id is remembered as unknown).
+    pub async fn load(&self, client_id: &str) -> Result<Option<Arc<LoadedClient>>, ServiceError> {
+        let Some(record) = self.store.get_client(client_id).await.map_err(internal)? else {
+            self.cache.put(client_id, None);
+            return Ok(None);
+        };
+        let metadata = decode_metadata(&record)?;
+        let loaded = Arc::new(LoadedClient::new(record, metadata));
+        self.cache.put(client_id, Some(&loaded));
+        Ok(Some(loaded))
+    }
+
+    /// An enabled client read from the store (never the cache): for
+    /// read-modify-write and for decisions that must see other replicas'
+    /// changes at once.
+    pub async fn active(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(ClientRecord, ClientMetadata)>, ServiceError> {
+        let Some(record) = self.store.get_client(client_id).await.map_err(internal)? else {
+            return Ok(None);
+        };
+        if record.disabled_at.is_some() {
+            return Ok(None);
+        }
+        let metadata = decode_metadata(&record)?;
+        Ok(Some((record, metadata)))
+    }
+
+    /// Whether `client_id` exists and is enabled, read from the store.
+    pub async fn is_enabled(&self, client_id: &str) -> Result<bool, ServiceError> {
+        Ok(self
+            .store
+            .get_client(client_id)
+            .await
+            .map_err(internal)?
+            .is_some_and(|c| c.disabled_at.is_none()))
+    }
+
+    pub async fn insert(&self, record: &ClientRecord) -> Result<(), ServiceError> {
+        self.store.insert_client(record).await.map_err(internal)?;
+        self.cache.invalidate(&record.client_id);
+        Ok(())
+    }
+
+    /// Writes `record` if the stored client has not changed since it was
+    /// read (the store compares versions); false if it has, or is gone.
+    /// This replica's cached copy is dropped either way.
+    pub async fn update(&self, record: &ClientRecord) -> Result<bool, ServiceError> {
+        let written = self.store.update_client(record).await.map_err(internal);
+        self.cache.invalidate(&record.client_id);
+        written
+    }
+
+    /// Every client, disabled ones included, with its metadata.
+    pub async fn list(&self) -> Result<Vec<(ClientRecord, ClientMetadata)>, ServiceError> {
+        let records = self.store.list_clients().await.map_err(internal)?;
+        records
+            .into_iter()
+            .map(|record| decode_metadata(&record).map(|m| (record, m)))
+            .collect()
+    }
+}
+
+/// The refusal for a read-modify-write that lost a race.
+pub(crate) fn changed_meanwhile() -> ServiceError {
+    ServiceError::conflict("the client changed while this request ran; read it again and retry")
+}

@@ -1,0 +1,117 @@
+//! The grant table: one handler per `grant_type`, dispatched once.
+//!
+//! Each handler is one file here (load what the grant needs, persist what
+//! it creates) paired with one file in `protocol/src/grant/` (parse and
+//! decide, pure). Discovery and registration derive their supported grant
+//! lists from this table, so a grant is advertised exactly when it is
+//! served. To add a grant: add `protocol/src/grant/<name>.rs`, add
+//! `service/src/grant/<name>.rs` implementing [`GrantHandler`], and list it
+//! in [`GrantTable::new`].
+
+mod client_credentials;
+
+use crate::client_auth::VerifiedClient;
+use crate::error::ServiceError;
+use crate::request::{ClientProof, RequestContext};
+use async_trait::async_trait;
+use custos_protocol::access_token::Confirmation;
+use custos_protocol::form::FormParams;
+use custos_protocol::grant::{unsupported_grant_type, Grant};
+use custos_protocol::OAuthError;
+use custos_store::Store;
+use std::sync::Arc;
+
+/// A token request as a grant handler sees it: the client has already
+/// authenticated.
+pub(crate) struct GrantRequest<'a> {
+    pub form: &'a FormParams,
+    pub client: &'a VerifiedClient,
+    pub proof: &'a ClientProof,
+    pub ctx: &'a RequestContext,
+}
+
+/// What a grant decided, and what the token endpoint is to issue with it.
+#[derive(Debug, Clone)]
+pub(crate) struct Issuance {
+    pub grant: Grant,
+    /// A refresh token to return alongside (grants that issue one).
+    pub refresh_token: Option<String>,
+    /// The key the access token is bound to (DPoP, mTLS).
+    pub cnf: Option<Confirmation>,
+    /// RFC 8693 delegation chain.
+    pub act: Option<serde_json::Value>,
+    /// RFC 9396 authorization details granted.
+    pub authorization_details: Option<serde_json::Value>,
+}
+
+impl Issuance {
+    pub fn new(grant: Grant) -> Self {
+        Issuance {
+            grant,
+            refresh_token: None,
+            cnf: None,
+            act: None,
+            authorization_details: None,
+        }
+    }
+}
+
+/// One grant type at the token endpoint.
+#[async_trait]
+pub(crate) trait GrantHandler: Send + Sync {
+    /// The `grant_type` value it serves.
+    fn grant_type(&self) -> &'static str;
+
+    /// Parses the grant's parameters, decides, and persists what the grant
+    /// creates. Called only for an authenticated client.
+    async fn issue(&self, request: &GrantRequest<'_>) -> Result<Issuance, ServiceError>;
+}
+
+pub(crate) struct GrantTable {
+    handlers: Vec<Box<dyn GrantHandler>>,
+}
+
+impl GrantTable {
+    pub fn new(store: Arc<dyn Store>, issuer: &str) -> Self {
+        let handlers: Vec<Box<dyn GrantHandler>> = vec![Box::new(
+            client_credentials::ClientCredentials::new(store, issuer),
+        )];
+        GrantTable { handlers }
+    }
+
+    /// Every `grant_type` served, in table order.
+    pub fn grant_types(&self) -> Vec<&'static str> {
+        self.handlers.iter().map(|h| h.grant_type()).collect()
+    }
+
+    /// The handler for `grant_type`, or `unsupported_grant_type`.
+    pub fn handler(&self, grant_type: &str) -> Result<&dyn GrantHandler, OAuthError> {
+        self.handlers
+            .iter()
+            .find(|h| h.grant_type() == grant_type)
+            .map(|h| h.as_ref())
+            .ok_or_else(|| unsupported_grant_type(grant_type, &self.grant_types()))
+    }
+}
+
+/// The registered resources among `uris`; unknown ones are left out (the
+/// grant's decision refuses them with `invalid_target`).
+pub(crate) async fn load_resources(
+    store: &dyn Store,
+    uris: &[String],
+) -> Result<Vec<custos_protocol::grant::KnownResource>, ServiceError> {
+    let mut found = Vec::with_capacity(uris.len());
+    for uri in uris {
+        if let Some(record) = store
+            .get_resource(uri)
+            .await
+            .map_err(crate::error::internal)?
+        {
+            found.push(custos_protocol::grant::KnownResource {
+                uri: record.uri,
+                scopes: record.scopes,
+            });
+        }
+    }
+    Ok(found)
+}
