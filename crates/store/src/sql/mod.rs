@@ -18,7 +18,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 
 use crate::connect;
@@ -190,6 +191,38 @@ pub(crate) fn db_err(error: sqlx::Error) -> StoreError {
             StoreError::Corrupt(error.to_string())
         }
         other => StoreError::Database(other.to_string()),
+    }
+}
+
+/// Executes a conditional write (see "Conditional writes" in the crate
+/// documentation): one `UPDATE` (or `DELETE`) whose `WHERE` names a row by
+/// its unique key and states what the writer read, e.g.
+/// `WHERE client_id = $1 AND version = $2`. Returns whether it changed the
+/// row: true for exactly one winner among concurrent writers of the same
+/// state, false if the row is missing or no longer in the state read.
+///
+/// More than one affected row means the `WHERE` did not select by a unique
+/// key, a bug: it is reported as `Corrupt`, never as a success (the rows
+/// stay changed unless the caller's transaction is rolled back).
+pub(crate) async fn conditional_write<'q, 'e, 'c: 'e, E>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    executor: E,
+) -> StoreResult<bool>
+where
+    'q: 'e,
+    E: 'e + Executor<'c, Database = Any>,
+{
+    match query
+        .execute(executor)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+    {
+        0 => Ok(false),
+        1 => Ok(true),
+        n => Err(StoreError::Corrupt(format!(
+            "a conditional write changed {n} rows instead of at most one"
+        ))),
     }
 }
 
