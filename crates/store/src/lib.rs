@@ -167,6 +167,16 @@ pub trait Maintenance: Send + Sync {
     /// Deletes replay records, revocations and initial access tokens whose
     /// `expires_at <= now`, in one transaction; returns the number of rows.
     async fn prune_expired(&self, now: i64) -> StoreResult<u64>;
+    /// Audit retention: deletes at most `max_rows` audit events recorded
+    /// strictly before `recorded_before_ms` (`time_ms < recorded_before_ms`),
+    /// oldest first (by `time_ms`, then id), and returns how many it deleted.
+    /// Works in batches of at most 1000 rows, each its own short statement,
+    /// so a large backlog never holds one long transaction or lock; a
+    /// failure part-way keeps the batches already deleted. Fewer than
+    /// `max_rows` returned means no eligible events were left (or another
+    /// replica pruning at the same time took some). `max_rows == 0` deletes
+    /// nothing.
+    async fn prune_audit_events(&self, recorded_before_ms: i64, max_rows: u64) -> StoreResult<u64>;
     /// Closes the pool cleanly (waits for connections to be returned).
     async fn close(&self);
     /// "sqlite" or "postgres".

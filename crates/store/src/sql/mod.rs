@@ -5,7 +5,8 @@
 //! `Vec<u8>` and `Option`s of those. Engine differences are confined to the
 //! migrations, the statement that opens a writing transaction
 //! ([`begin_statement`]), the SQLite connection pragmas, the PostgreSQL
-//! migration lock, and the audit batch size (`audit::rows_per_insert`).
+//! migration lock, the audit batch size (`audit::rows_per_insert`) and the
+//! row locking of audit pruning (`audit::prune_events`).
 
 mod audit;
 mod clients;
@@ -263,6 +264,12 @@ impl Maintenance for SqlStore {
         }
         tx.commit().await.map_err(db_err)?;
         Ok(removed)
+    }
+
+    /// Batched `DELETE … WHERE id IN (SELECT id … ORDER BY time_ms, id
+    /// LIMIT n)`; see `audit::prune_events`.
+    async fn prune_audit_events(&self, recorded_before_ms: i64, max_rows: u64) -> StoreResult<u64> {
+        audit::prune_events(self, recorded_before_ms, max_rows).await
     }
 
     /// Closes the pool: new acquisitions fail, and this returns once every
