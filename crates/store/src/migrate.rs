@@ -9,6 +9,12 @@
 //!
 //! Rules for adding a migration: append a file to BOTH engines' lists with
 //! the next version number; never edit a released file.
+//!
+//! Why not sqlx's `Migrator` (checked with sqlx 0.8.6 over `Any`): on SQLite its lock is a
+//! no-op and it reads the applied versions outside its deferred transaction, so 4 processes
+//! starting on a new file fail 2–3 of 4 ("table custos_clients already exists"). And it keeps
+//! its own `_sqlx_migrations` table, so on a database made here (`custos_schema_migrations`,
+//! 0001 applied) it re-runs 0001 and fails on both engines. Only PostgreSQL would be served.
 
 use sqlx::AnyConnection;
 use sqlx::{Connection, Executor, Row};
