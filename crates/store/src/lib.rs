@@ -6,6 +6,27 @@
 //! decided by the database atomically, never by a process cache.
 //!
 //! Times are `i64` seconds since the Unix epoch unless a name says `_ms`.
+//!
+//! # Conditional writes
+//!
+//! A row that two requests (on any replicas) may change at once is changed
+//! only by a *conditional write*: a single `UPDATE … WHERE <key> = $1 AND
+//! <state read> = $n` whose `WHERE` restates what the writer read, and
+//! whose affected-row count (0 or 1) is the answer. For clients the state is
+//! a `version` column that every successful write increments
+//! ([`ClientRepo::update_client`]); for single-use rows it can be the column
+//! that records the use, e.g. `… SET used_at = $2 WHERE code = $1 AND
+//! used_at IS NULL` (code redemption, refresh-token rotation). No lock is
+//! held between the read and the write and no transaction is needed: the
+//! database decides atomically (SQLite serialises writers; PostgreSQL, at
+//! READ COMMITTED, makes a second writer wait for the first's row lock and
+//! re-checks the `WHERE` against the committed row). Of any number of
+//! writers that read the same state exactly one gets `true`; the others get
+//! `false` with nothing written, and must re-read and decide again from the
+//! fresh row (or give up) — never retry the same write unconditionally.
+//! `false` also covers a row that does not exist; re-read to tell them apart.
+//! The methods return `StoreResult<bool>`; implementations go through one
+//! helper (`sql::conditional_write`).
 
 mod connect;
 mod migrate;
@@ -36,11 +57,20 @@ pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
 pub trait ClientRepo: Send + Sync {
-    /// Inserts a new client; `Conflict` if the client_id exists.
+    /// Inserts a new client, storing `client.version` as given (callers
+    /// pass 1); `Conflict` if the client_id exists.
     async fn insert_client(&self, client: &ClientRecord) -> StoreResult<()>;
     /// The client with this id, disabled ones included; `None` if unknown.
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ClientRecord>>;
-    /// Replaces every column of an existing client; false if it does not exist.
+    /// A conditional write (see the crate documentation): replaces every
+    /// column of the client `client.client_id` only if its stored `version`
+    /// still equals `client.version`, and sets the stored version to
+    /// `client.version + 1`. Returns true if it wrote; false, writing
+    /// nothing, if the client does not exist or was changed since
+    /// `client` was read (a stale version). Atomic across replicas: of
+    /// concurrent updates made from the same read exactly one returns true,
+    /// so an update built from an old read (e.g. a secret rotation) can
+    /// never undo a newer one (e.g. disabling the client).
     async fn update_client(&self, client: &ClientRecord) -> StoreResult<bool>;
     /// Every client, disabled ones included, ordered by created_at then client_id.
     async fn list_clients(&self) -> StoreResult<Vec<ClientRecord>>;
@@ -137,6 +167,16 @@ pub trait Maintenance: Send + Sync {
     /// Deletes replay records, revocations and initial access tokens whose
     /// `expires_at <= now`, in one transaction; returns the number of rows.
     async fn prune_expired(&self, now: i64) -> StoreResult<u64>;
+    /// Audit retention: deletes at most `max_rows` audit events recorded
+    /// strictly before `recorded_before_ms` (`time_ms < recorded_before_ms`),
+    /// oldest first (by `time_ms`, then id), and returns how many it deleted.
+    /// Works in batches of at most 1000 rows, each its own short statement,
+    /// so a large backlog never holds one long transaction or lock; a
+    /// failure part-way keeps the batches already deleted. Fewer than
+    /// `max_rows` returned means no eligible events were left (or another
+    /// replica pruning at the same time took some). `max_rows == 0` deletes
+    /// nothing.
+    async fn prune_audit_events(&self, recorded_before_ms: i64, max_rows: u64) -> StoreResult<u64>;
     /// Closes the pool cleanly (waits for connections to be returned).
     async fn close(&self);
     /// "sqlite" or "postgres".

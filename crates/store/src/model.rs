@@ -23,6 +23,11 @@ pub struct ClientRecord {
     pub created_at: i64,
     pub updated_at: i64,
     pub disabled_at: Option<i64>,
+    /// Optimistic concurrency token. New clients are inserted with 1;
+    /// [`ClientRepo::update_client`](crate::ClientRepo::update_client) writes
+    /// only if the stored version still equals this one (the record was read
+    /// at that version) and leaves the row at `version + 1`.
+    pub version: i64,
 }
 
 impl std::fmt::Debug for ClientRecord {
@@ -42,6 +47,7 @@ impl std::fmt::Debug for ClientRecord {
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .field("disabled_at", &self.disabled_at)
+            .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }

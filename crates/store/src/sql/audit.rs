@@ -22,6 +22,9 @@ fn rows_per_insert(engine: Engine) -> usize {
         Engine::Postgres => 1000,
     }
 }
+/// Most events deleted by one statement of [`prune_events`].
+const PRUNE_BATCH: u64 = 1000;
+
 /// What `EventFilter::limit == 0` means.
 const DEFAULT_LIMIT: u32 = 1000;
 
@@ -198,4 +201,56 @@ impl AuditRepo for SqlStore {
             .map(|row| Ok((col(row, "client_id")?, col(row, "last_ms")?)))
             .collect()
     }
+}
+
+/// `Maintenance::prune_audit_events`: deletes up to `max_rows` events with
+/// `time_ms < recorded_before_ms`, oldest first, [`PRUNE_BATCH`] rows per
+/// statement. Each batch is one autocommit `DELETE`, so the write lock
+/// (SQLite) or the row locks (PostgreSQL) are held for one batch only, and
+/// other writers, such as the audit batch writer, get in between batches.
+/// The batch's rows are picked through `custos_audit_events_by_time`.
+///
+/// On PostgreSQL the batch is picked `FOR UPDATE SKIP LOCKED`, so replicas
+/// pruning at the same time take disjoint batches instead of waiting on (or
+/// deadlocking over) each other's rows; SQLite runs one writer at a time,
+/// and every `DELETE` sees the rows its predecessors left.
+///
+/// Stops at the first batch that deletes fewer rows than it asked for:
+/// nothing eligible is left (apart from rows a concurrent pruner is
+/// deleting).
+pub(super) async fn prune_events(
+    store: &SqlStore,
+    recorded_before_ms: i64,
+    max_rows: u64,
+) -> StoreResult<u64> {
+    let sql = match store.engine {
+        Engine::Sqlite => {
+            "DELETE FROM custos_audit_events WHERE id IN (\
+             SELECT id FROM custos_audit_events WHERE time_ms < $1 \
+             ORDER BY time_ms, id LIMIT $2)"
+        }
+        Engine::Postgres => {
+            "DELETE FROM custos_audit_events WHERE id IN (\
+             SELECT id FROM custos_audit_events WHERE time_ms < $1 \
+             ORDER BY time_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED)"
+        }
+    };
+    let mut deleted = 0u64;
+    while deleted < max_rows {
+        let batch = (max_rows - deleted).min(PRUNE_BATCH);
+        let done = sqlx::query(sql)
+            .bind(recorded_before_ms)
+            // At most PRUNE_BATCH: the conversion cannot fail.
+            .bind(i64::try_from(batch).unwrap_or(i64::MAX))
+            .execute(&store.pool)
+            .await
+            .map_err(db_err)?
+            .rows_affected();
+        deleted += done;
+        if done < batch {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    Ok(deleted)
 }

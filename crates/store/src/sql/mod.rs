@@ -5,7 +5,8 @@
 //! `Vec<u8>` and `Option`s of those. Engine differences are confined to the
 //! migrations, the statement that opens a writing transaction
 //! ([`begin_statement`]), the SQLite connection pragmas, the PostgreSQL
-//! migration lock, and the audit batch size (`audit::rows_per_insert`).
+//! migration lock, the audit batch size (`audit::rows_per_insert`) and the
+//! row locking of audit pruning (`audit::prune_events`).
 
 mod audit;
 mod clients;
@@ -18,7 +19,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 
 use crate::connect;
@@ -193,6 +195,38 @@ pub(crate) fn db_err(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// Executes a conditional write (see "Conditional writes" in the crate
+/// documentation): one `UPDATE` (or `DELETE`) whose `WHERE` names a row by
+/// its unique key and states what the writer read, e.g.
+/// `WHERE client_id = $1 AND version = $2`. Returns whether it changed the
+/// row: true for exactly one winner among concurrent writers of the same
+/// state, false if the row is missing or no longer in the state read.
+///
+/// More than one affected row means the `WHERE` did not select by a unique
+/// key, a bug: it is reported as `Corrupt`, never as a success (the rows
+/// stay changed unless the caller's transaction is rolled back).
+pub(crate) async fn conditional_write<'q, 'e, 'c: 'e, E>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    executor: E,
+) -> StoreResult<bool>
+where
+    'q: 'e,
+    E: 'e + Executor<'c, Database = Any>,
+{
+    match query
+        .execute(executor)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+    {
+        0 => Ok(false),
+        1 => Ok(true),
+        n => Err(StoreError::Corrupt(format!(
+            "a conditional write changed {n} rows instead of at most one"
+        ))),
+    }
+}
+
 /// Reads column `name` of `row`; a missing or mistyped column is `Corrupt`.
 pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> StoreResult<T>
 where
@@ -230,6 +264,12 @@ impl Maintenance for SqlStore {
         }
         tx.commit().await.map_err(db_err)?;
         Ok(removed)
+    }
+
+    /// Batched `DELETE … WHERE id IN (SELECT id … ORDER BY time_ms, id
+    /// LIMIT n)`; see `audit::prune_events`.
+    async fn prune_audit_events(&self, recorded_before_ms: i64, max_rows: u64) -> StoreResult<u64> {
+        audit::prune_events(self, recorded_before_ms, max_rows).await
     }
 
     /// Closes the pool: new acquisitions fail, and this returns once every

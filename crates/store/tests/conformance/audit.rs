@@ -207,4 +207,75 @@ async fn concurrent_writers(db: TestDb) {
     assert_eq!(s.client_last_used().await.unwrap().len(), 6);
 }
 
-conformance!(append_and_query, last_used, concurrent_writers);
+/// Audit retention: the oldest events before the cutoff go first, at most
+/// `max_rows` per call, across several internal batches.
+async fn prune_audit_events(db: TestDb) {
+    let s = db.store;
+    let all = |s: Arc<dyn custos_store::Store>| async move {
+        s.query_events(&filter(None, None, None, 10_000))
+            .await
+            .unwrap()
+    };
+    assert_eq!(s.prune_audit_events(i64::MAX, 100).await.unwrap(), 0);
+
+    // 3000 events whose times (1000..4000) are a permutation of their
+    // append order, so "oldest" cannot mean "lowest id".
+    let events: Vec<AuditEvent> = (0..3000i64)
+        .map(|i| event(event_type::TOKEN_ISSUED, 1_000 + i * 7919 % 3000, Some("c")))
+        .collect();
+    s.append_events(&events).await.unwrap();
+    let times = |events: &[AuditEvent]| {
+        let mut t: Vec<i64> = events.iter().map(|e| e.time_ms).collect();
+        t.sort_unstable();
+        t
+    };
+
+    // Nothing is older than 1000; the cutoff is exclusive.
+    assert_eq!(s.prune_audit_events(1_000, 5_000).await.unwrap(), 0);
+    assert_eq!(s.prune_audit_events(1_001, 0).await.unwrap(), 0);
+    assert_eq!(s.prune_audit_events(1_001, 5_000).await.unwrap(), 1);
+
+    // At most max_rows, the oldest ones.
+    assert_eq!(s.prune_audit_events(2_500, 10).await.unwrap(), 10);
+    assert_eq!(
+        times(&all(Arc::clone(&s)).await),
+        (1_011..4_000).collect::<Vec<_>>()
+    );
+    // More than one batch (1000), stopping when nothing before the cutoff
+    // is left.
+    assert_eq!(s.prune_audit_events(2_500, 2_300).await.unwrap(), 1_489);
+    assert_eq!(s.prune_audit_events(2_500, 2_300).await.unwrap(), 0);
+    let left = all(Arc::clone(&s)).await;
+    assert_eq!(times(&left), (2_500..4_000).collect::<Vec<_>>());
+    // The survivors are untouched, ids included.
+    assert!(left.windows(2).all(|w| w[0].id < w[1].id));
+
+    // Exactly at a batch boundary plus a remainder: 1200 of 1500.
+    assert_eq!(s.prune_audit_events(i64::MAX, 1_200).await.unwrap(), 1_200);
+    let left = all(Arc::clone(&s)).await;
+    assert_eq!(times(&left), (3_700..4_000).collect::<Vec<_>>());
+
+    // Two replicas pruning at once share the backlog without failing.
+    let more: Vec<AuditEvent> = (0..2_500i64)
+        .map(|i| event(event_type::TOKEN_REFUSED, 500 + i, None))
+        .collect();
+    s.append_events(&more).await.unwrap();
+    let (a, b) = tokio::join!(
+        s.prune_audit_events(3_000, 10_000),
+        s.prune_audit_events(3_000, 10_000)
+    );
+    assert_eq!(a.unwrap() + b.unwrap(), 2_500);
+    let left = all(Arc::clone(&s)).await;
+    assert_eq!(times(&left), (3_700..4_000).collect::<Vec<_>>());
+    assert_eq!(
+        s.client_last_used().await.unwrap(),
+        vec![("c".into(), 3_999)]
+    );
+}
+
+conformance!(
+    append_and_query,
+    last_used,
+    concurrent_writers,
+    prune_audit_events
+);

@@ -69,6 +69,84 @@ async fn concurrent_first_start_postgres() {
     }
 }
 
+/// A database created by an earlier build (schema version 1 recorded in
+/// `custos_schema_migrations`, clients without a version) is upgraded in
+/// place: its clients get version 1 and take conditional updates.
+async fn upgrade_from_version_1(db: EmptyDb) {
+    use sqlx::{Connection, Executor, Row};
+    let sqlite = db.url.starts_with("sqlite");
+    let initial = if sqlite {
+        include_str!("../../migrations/sqlite/0001_initial.sql")
+    } else {
+        include_str!("../../migrations/postgres/0001_initial.sql")
+    };
+    sqlx::any::install_default_drivers();
+    let raw_url = if sqlite {
+        format!("{}?mode=rwc", db.url)
+    } else {
+        db.url.clone()
+    };
+    let mut raw = sqlx::AnyConnection::connect(&raw_url).await.unwrap();
+    // What migrate.rs left behind at version 1.
+    raw.execute(
+        "CREATE TABLE custos_schema_migrations (\
+         version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .unwrap();
+    raw.execute(initial).await.unwrap();
+    raw.execute(
+        "INSERT INTO custos_schema_migrations (version, applied_at) VALUES (1, 1700000000); \
+         INSERT INTO custos_clients (client_id, metadata_json, created_at, updated_at) \
+         VALUES ('old', '{}', 10, 10)",
+    )
+    .await
+    .unwrap();
+    raw.close().await.unwrap();
+
+    let store = connect(&options(&db.url)).await.expect("upgrade");
+    let old = store.get_client("old").await.unwrap().expect("kept");
+    assert_eq!((old.version, old.created_at), (1, 10));
+    let disabled = custos_store::ClientRecord {
+        disabled_at: Some(20),
+        ..old.clone()
+    };
+    assert!(store.update_client(&disabled).await.unwrap());
+    assert!(!store.update_client(&old).await.unwrap());
+    assert_eq!(store.get_client("old").await.unwrap().unwrap().version, 2);
+    store.insert_client(&client("new", 30)).await.unwrap();
+    store.close().await;
+
+    // Both versions are recorded once; connecting again changes nothing.
+    let again = connect(&options(&db.url)).await.expect("reopen");
+    assert_eq!(again.list_clients().await.unwrap().len(), 2);
+    again.close().await;
+    let mut raw = sqlx::AnyConnection::connect(&raw_url).await.unwrap();
+    let versions: Vec<i64> =
+        sqlx::query("SELECT version FROM custos_schema_migrations ORDER BY version")
+            .fetch_all(&mut raw)
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+    raw.close().await.unwrap();
+    db.remove().await;
+    assert_eq!(versions, vec![1, 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrade_from_version_1_sqlite() {
+    upgrade_from_version_1(EmptyDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrade_from_version_1_postgres() {
+    if let Some(db) = EmptyDb::postgres(module_path!()).await {
+        upgrade_from_version_1(db).await;
+    }
+}
+
 fn config_error(result: Result<impl Sized, StoreError>) -> String {
     match result {
         Err(StoreError::Config(message)) => message,
