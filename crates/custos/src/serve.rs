@@ -100,6 +100,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     };
     maintenance.abort();
     let _ = maintenance.await;
+    service.finish().await;
     drop(service);
     audit_writer.finish().await;
     store.close().await;
@@ -114,7 +115,7 @@ async fn maintain(service: Arc<Service>, key_refresh_secs: u64) {
     loop {
         tokio::select! {
             _ = keys.tick() => {
-                if let Err(e) = service.refresh_keys().await {
+                if let Err(e) = service.refresh().await {
                     tracing::warn!(error = %e, "reloading signing keys failed");
                 }
             }

@@ -48,6 +48,7 @@ pub mod event_type {
     pub const ADMIN_REFUSED: &str = "admin.refused";
     pub const USER_CREATED: &str = "user.created";
     pub const RESOURCE_CREATED: &str = "resource.created";
+    pub const AUDIT_PRUNED: &str = "audit.pruned";
 }
 
 /// One audit record. `id` is assigned by the store (monotonic per store);

@@ -13,6 +13,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use custos_governance::{AuditEvent, EventFilter};
 use custos_protocol::OAuthError;
+use custos_service::ServiceError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -39,8 +40,8 @@ async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
-    if !state.service.admin_enabled() {
-        return ApiError(OAuthError::not_found(
+    if !state.service.admin.enabled() {
+        return ApiError::from(ServiceError::not_found(
             "the admin API is off: set CUSTOS_ADMIN_TOKEN to enable it",
         ))
         .into_response();
@@ -48,9 +49,10 @@ async fn require_admin(
     let checked = match bearer(&headers) {
         Ok(token) => state
             .service
-            .authorize_admin(token, &ctx)
+            .admin
+            .authorize(token, &ctx)
             .await
-            .map_err(ApiError),
+            .map_err(ApiError::from),
         Err(error) => Err(error),
     };
     match checked {
@@ -62,44 +64,57 @@ async fn require_admin(
 async fn create_user(
     State(state): State<AppState>,
     Context(ctx): Context,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = read_body(body).await?;
+    let body = read_body(&headers, body).await?;
     Ok((
         StatusCode::CREATED,
-        Json(state.service.create_user(&body, &ctx).await?),
+        Json(state.service.admin.create_user(&body, &ctx).await?),
     ))
 }
 
 async fn create_resource(
     State(state): State<AppState>,
     Context(ctx): Context,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = read_body(body).await?;
+    let body = read_body(&headers, body).await?;
     Ok((
         StatusCode::CREATED,
-        Json(state.service.create_resource(&body, &ctx).await?),
+        Json(state.service.admin.create_resource(&body, &ctx).await?),
     ))
 }
 
 async fn list_resources(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.service.list_resources().await?))
+    Ok(Json(state.service.admin.list_resources().await?))
 }
 
 async fn create_initial_access_token(
     State(state): State<AppState>,
+    Context(ctx): Context,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = read_body(body).await?;
+    let body = read_body(&headers, body).await?;
     Ok((
         StatusCode::CREATED,
-        Json(state.service.create_initial_access_token(&body).await?),
+        Json(
+            state
+                .service
+                .admin
+                .create_initial_access_token(&body, &ctx)
+                .await?,
+        ),
     ))
 }
 
-async fn list_clients(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(state.service.client_inventory().await?))
+async fn list_clients(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(state.service.admin.client_inventory(&ctx).await?))
 }
 
 async fn delete_client(
@@ -107,7 +122,7 @@ async fn delete_client(
     Context(ctx): Context,
     Path(client_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.service.disable_client(&client_id, &ctx).await?;
+    state.service.admin.disable_client(&client_id, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -117,12 +132,12 @@ async fn rotate_secret(
     Path(client_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        state.service.rotate_client_secret(&client_id, &ctx).await?,
+        state.service.admin.rotate_client_secret(&client_id, &ctx).await?,
     ))
 }
 
 async fn list_keys(State(state): State<AppState>) -> Json<Value> {
-    Json(json!(state.service.signing_keys()))
+    Json(json!(state.service.admin.signing_keys()))
 }
 
 async fn rotate_keys(
@@ -131,7 +146,7 @@ async fn rotate_keys(
 ) -> Result<impl IntoResponse, ApiError> {
     Ok((
         StatusCode::CREATED,
-        Json(state.service.rotate_signing_key(&ctx).await?),
+        Json(state.service.admin.rotate_signing_key(&ctx).await?),
     ))
 }
 
@@ -151,18 +166,15 @@ async fn events(
     State(state): State<AppState>,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query.map_err(|e| {
-        ApiError(OAuthError::invalid_request(format!(
-            "bad query: {}",
-            e.body_text()
-        )))
-    })?;
+    let Query(query) = query
+        .map_err(|e| OAuthError::invalid_request(format!("bad query: {}", e.body_text())))?;
     let since_ms = query.since.as_deref().map(parse_since).transpose()?;
     let limit = query.limit.unwrap_or(1000);
     if limit == 0 || limit > MAX_EVENTS {
-        return Err(ApiError(OAuthError::invalid_request(format!(
+        return Err(OAuthError::invalid_request(format!(
             "limit must be between 1 and {MAX_EVENTS}"
-        ))));
+        ))
+        .into());
     }
     let filter = EventFilter {
         client_id: query.client_id,
@@ -170,7 +182,7 @@ async fn events(
         since_ms,
         limit,
     };
-    let events = state.service.audit_events(&filter).await?;
+    let events = state.service.admin.audit_events(&filter).await?;
     Ok(Json(Value::Array(events.iter().map(event_json).collect())))
 }
 
@@ -179,14 +191,15 @@ fn parse_since(text: &str) -> Result<i64, ApiError> {
     if let Ok(seconds) = text.parse::<i64>() {
         return seconds
             .checked_mul(1000)
-            .ok_or_else(|| ApiError(OAuthError::invalid_request("since is out of range")));
+            .ok_or_else(|| OAuthError::invalid_request("since is out of range").into());
     }
     OffsetDateTime::parse(text, &Rfc3339)
         .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
         .map_err(|_| {
-            ApiError(OAuthError::invalid_request(
+            OAuthError::invalid_request(
                 "since must be RFC 3339 (2026-01-31T12:00:00Z) or epoch seconds",
-            ))
+            )
+            .into()
         })
 }
 

@@ -1,35 +1,48 @@
-//! The one place where domain errors become HTTP responses.
+//! The one place where errors become HTTP responses.
 //!
 //! RFC 6749 §5.2: JSON `{"error", "error_description"}`, 400 for request
 //! errors, 401 with `WWW-Authenticate` for `invalid_client`. RFC 6750 §3:
-//! 401 with a Bearer challenge for `invalid_token`. Internal errors were
-//! logged where they happened and say nothing more here.
+//! 401 with a Bearer challenge for `invalid_token`, and a bare challenge
+//! when no credentials came at all (§3.1). A throttled caller gets 429
+//! with the `Retry-After` the brake computed. Internal errors were logged
+//! where they happened and say nothing more here. `Cache-Control:
+//! no-store` is added to every response that sets no caching of its own,
+//! errors included, by one layer in `lib.rs`.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use custos_protocol::{ErrorCode, OAuthError};
+use custos_service::ServiceError;
 use serde_json::json;
 
-/// An `OAuthError` on its way out.
-pub struct ApiError(pub OAuthError);
+/// An error on its way out: the service's, or one the edge found before
+/// the service was asked.
+#[derive(Debug)]
+pub enum ApiError {
+    Service(ServiceError),
+    /// The request body exceeds the limit (413; `invalid_request`).
+    PayloadTooLarge(String),
+}
 
-impl From<OAuthError> for ApiError {
-    fn from(error: OAuthError) -> Self {
-        ApiError(error)
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        ApiError::Service(error)
     }
 }
 
+impl From<OAuthError> for ApiError {
+    fn from(error: OAuthError) -> Self {
+        ApiError::Service(error.into())
+    }
+}
+
+/// The status for an OAuth error code.
 pub fn status_of(code: ErrorCode) -> StatusCode {
     match code {
-        ErrorCode::InvalidClient | ErrorCode::InvalidToken | ErrorCode::MissingCredentials => {
-            StatusCode::UNAUTHORIZED
-        }
-        ErrorCode::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::InvalidClient | ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
         ErrorCode::AccessDenied => StatusCode::FORBIDDEN,
-        ErrorCode::NotFound => StatusCode::NOT_FOUND,
-        ErrorCode::Conflict => StatusCode::CONFLICT,
-        ErrorCode::TemporarilyUnavailable => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_REQUEST,
     }
@@ -37,43 +50,51 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let OAuthError { code, description } = self.0;
-        let description = sanitize_description(&description);
-        let status = status_of(code);
+        let (status, code, description) = match &self {
+            ApiError::PayloadTooLarge(d) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", d.as_str()),
+            ApiError::Service(error) => {
+                let status = match error {
+                    ServiceError::OAuth(e) => status_of(e.code),
+                    ServiceError::MissingCredentials(_) => StatusCode::UNAUTHORIZED,
+                    ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
+                    ServiceError::Conflict(_) => StatusCode::CONFLICT,
+                    ServiceError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+                    ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                (status, error.code(), error.description())
+            }
+        };
+        let description = sanitize_description(description);
         let mut response = (
             status,
-            Json(json!({"error": code.as_str(), "error_description": description})),
+            Json(json!({"error": code, "error_description": description})),
         )
             .into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        match code {
-            ErrorCode::InvalidClient => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Basic realm=\"custos\""),
-                );
+        let challenge = match &self {
+            ApiError::Service(ServiceError::OAuth(e)) if e.code == ErrorCode::InvalidClient => {
+                Some(HeaderValue::from_static("Basic realm=\"custos\""))
             }
-            ErrorCode::MissingCredentials => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"custos\""),
-                );
+            ApiError::Service(ServiceError::OAuth(e)) if e.code == ErrorCode::InvalidToken => {
+                Some(
+                    HeaderValue::from_str(&format!(
+                        "Bearer realm=\"custos\", error=\"invalid_token\", error_description=\"{description}\""
+                    ))
+                    .unwrap_or_else(|_| {
+                        HeaderValue::from_static("Bearer realm=\"custos\", error=\"invalid_token\"")
+                    }),
+                )
             }
-            ErrorCode::TemporarilyUnavailable => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            ApiError::Service(ServiceError::MissingCredentials(_)) => {
+                Some(HeaderValue::from_static("Bearer realm=\"custos\""))
             }
-            ErrorCode::InvalidToken => {
-                let challenge = format!(
-                    "Bearer realm=\"custos\", error=\"invalid_token\", error_description=\"{description}\""
-                );
-                let value = HeaderValue::from_str(&challenge).unwrap_or_else(|_| {
-                    HeaderValue::from_static("Bearer realm=\"custos\", error=\"invalid_token\"")
-                });
-                headers.insert(header::WWW_AUTHENTICATE, value);
-            }
-            _ => {}
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            headers.insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        if let ApiError::Service(ServiceError::Throttled { retry_after, .. }) = &self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
         }
         response
     }
@@ -113,5 +134,27 @@ mod tests {
             "{clean}"
         );
         assert_eq!(clean, "resource 'https://a/'q/?' (RFC 8707 section 2)?");
+    }
+
+    #[test]
+    fn throttled_carries_the_computed_retry_after() {
+        let response = ApiError::Service(ServiceError::Throttled {
+            retry_after: 17,
+            description: "slow down".into(),
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "17");
+    }
+
+    #[test]
+    fn rfc6750_3_1_no_credentials_gets_a_bare_challenge() {
+        let response =
+            ApiError::Service(ServiceError::missing_credentials("log in")).into_response();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            response.headers()[header::WWW_AUTHENTICATE],
+            "Bearer realm=\"custos\""
+        );
     }
 }

@@ -1,23 +1,25 @@
-//! Reading requests: bodies with a size limit and a content type, the
-//! `Authorization` header, the peer address. Every failure is an
-//! `OAuthError`, never a panic or an HTML error page.
+//! Reading requests: bodies with a size limit and a content type, forms,
+//! the `Authorization` header, the client proof, the request context. Every
+//! failure is an `ApiError`, never a panic or an HTML error page.
 
 use crate::error::ApiError;
 use crate::AppState;
 use axum::body::{to_bytes, Body, Bytes};
-use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::extract::{ConnectInfo, FromRequestParts, OriginalUri};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
-use custos_protocol::{ErrorCode, OAuthError};
-use custos_service::RequestContext;
+use custos_protocol::form::FormParams;
+use custos_protocol::OAuthError;
+use custos_service::{ClientProof, RequestContext};
 use std::net::SocketAddr;
 
 /// Largest request body accepted: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The client's address, when the transport knows it: the TCP peer, or
-/// what trusted proxies say in `X-Forwarded-For` (see `client_addr`).
+/// The request's context: the client's address when the transport knows
+/// it (the TCP peer, or what trusted proxies say in `X-Forwarded-For`, see
+/// `client_addr`) and the time, read once.
 pub struct Context(pub RequestContext);
 
 impl FromRequestParts<AppState> for Context {
@@ -42,30 +44,76 @@ impl FromRequestParts<AppState> for Context {
                         .client_addr(addr.ip(), forwarded)
                         .to_string()
                 });
-        Ok(Context(RequestContext { source_addr }))
+        Ok(Context(state.service.request_context(source_addr)))
     }
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`].
-pub async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        ApiError(OAuthError::new(
-            ErrorCode::BodyTooLarge,
-            format!("the request body is larger than {MAX_BODY_BYTES} bytes or could not be read"),
-        ))
-    })
+/// The TLS peer's certificate chain (leaf first, DER), put in the request
+/// extensions by the TLS acceptor when the client presented one.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Vec<Vec<u8>>);
+
+/// Everything the transport saw that may prove who the client is.
+pub struct Proof(pub ClientProof);
+
+impl FromRequestParts<AppState> for Proof {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let authorization = authorization(&parts.headers)?.map(str::to_owned);
+        let dpop = single_header(&parts.headers, "dpop")?.map(str::to_owned);
+        let peer_certificates = parts
+            .extensions
+            .get::<PeerCertificates>()
+            .map(|p| p.0.clone())
+            .unwrap_or_default();
+        let path = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map_or_else(|| parts.uri.path().to_owned(), |u| u.path().to_owned());
+        Ok(Proof(ClientProof {
+            authorization,
+            dpop,
+            peer_certificates,
+            method: parts.method.as_str().to_owned(),
+            url: format!("{}{}", state.origin, path),
+        }))
+    }
 }
 
-/// A form body: `application/x-www-form-urlencoded` (RFC 6749 §3.2).
-pub async fn form_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`]; a declared
+/// `Content-Length` over the limit is refused before reading anything.
+pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "the request body is larger than {MAX_BODY_BYTES} bytes or could not be read"
+        ))
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| too_large())
+}
+
+/// A form body (`application/x-www-form-urlencoded`, RFC 6749 §3.2),
+/// parsed: repeated parameters refused (§3.1).
+pub async fn form(headers: &HeaderMap, body: Body) -> Result<FormParams, ApiError> {
     require_content_type(headers, "application/x-www-form-urlencoded")?;
-    read_body(body).await
+    let bytes = read_body(headers, body).await?;
+    Ok(FormParams::parse(&bytes)?)
 }
 
 /// A JSON body: `application/json`.
 pub async fn json_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     require_content_type(headers, "application/json")?;
-    read_body(body).await
+    read_body(headers, body).await
 }
 
 fn require_content_type(headers: &HeaderMap, wanted: &str) -> Result<(), ApiError> {
@@ -76,28 +124,28 @@ fn require_content_type(headers: &HeaderMap, wanted: &str) -> Result<(), ApiErro
         .map(str::trim);
     match media_type {
         Some(t) if t.eq_ignore_ascii_case(wanted) => Ok(()),
-        _ => Err(ApiError(OAuthError::invalid_request(format!(
-            "the request body must be {wanted}"
-        )))),
+        _ => Err(OAuthError::invalid_request(format!("the request body must be {wanted}")).into()),
     }
 }
 
-/// The `Authorization` header as text, if present and visible ASCII.
-pub fn authorization(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
-    let mut values = headers.get_all(AUTHORIZATION).iter();
+/// A header that may appear at most once, as text, if present and visible
+/// ASCII.
+fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
     let Some(first) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(ApiError(OAuthError::invalid_request(
-            "more than one Authorization header",
-        )));
+        return Err(OAuthError::invalid_request(format!("more than one {name} header")).into());
     }
     first.to_str().map(Some).map_err(|_| {
-        ApiError(OAuthError::invalid_request(
-            "the Authorization header is not visible ASCII",
-        ))
+        OAuthError::invalid_request(format!("the {name} header is not visible ASCII")).into()
     })
+}
+
+/// The `Authorization` header as text, if present and visible ASCII.
+pub fn authorization(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    single_header(headers, AUTHORIZATION.as_str())
 }
 
 /// The token of `Authorization: Bearer <token>` (RFC 6750 §2.1).
@@ -111,8 +159,6 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
         {
             Ok(Some(token.trim()))
         }
-        _ => Err(ApiError(OAuthError::invalid_token(
-            "expected 'Authorization: Bearer <token>'",
-        ))),
+        _ => Err(OAuthError::invalid_token("expected 'Authorization: Bearer <token>'").into()),
     }
 }

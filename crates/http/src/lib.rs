@@ -11,17 +11,22 @@ mod registration;
 use axum::routing::{get, post};
 use axum::Router;
 use custos_protocol::discovery::paths;
-use custos_protocol::OAuthError;
-use custos_service::Service;
+use axum::http::{header, HeaderValue};
+use custos_service::{Service, ServiceError};
 use std::sync::Arc;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use client_addr::TrustedProxies;
+pub use extract::PeerCertificates;
 pub use oauth::JWKS_MAX_AGE_SECS;
 
 #[derive(Clone)]
 pub struct AppState {
     pub service: Arc<Service>,
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// The issuer's scheme and authority (`https://as.example`): with a
+    /// request's path, the URL the client addressed.
+    pub origin: Arc<str>,
 }
 
 /// The whole application. Endpoints live under the issuer's path (RFC 8414
@@ -29,9 +34,15 @@ pub struct AppState {
 /// `/.well-known/oauth-authorization-server{path}`).
 pub fn router(service: Arc<Service>, trusted_proxies: TrustedProxies) -> Router {
     let issuer_path = issuer_path(service.issuer());
+    let origin = service
+        .issuer()
+        .strip_suffix(issuer_path.as_str())
+        .unwrap_or(service.issuer())
+        .into();
     let state = AppState {
         service,
         trusted_proxies: Arc::new(trusted_proxies),
+        origin,
     };
     let endpoints = Router::new()
         .route(paths::TOKEN, post(oauth::token))
@@ -62,6 +73,17 @@ pub fn router(service: Arc<Service>, trusted_proxies: TrustedProxies) -> Router 
     app.route("/healthz", get(|| async { "ok" }))
         .fallback(not_found)
         .with_state(state)
+        // Nothing custos answers may be cached unless the handler says so
+        // (discovery, JWKS): tokens, codes, secrets and errors alike
+        // (RFC 6749 §5.1, RFC 7591 §3.2.1).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::PRAGMA,
+            HeaderValue::from_static("no-cache"),
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -73,9 +95,7 @@ pub fn router(service: Arc<Service>, trusted_proxies: TrustedProxies) -> Router 
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn not_found() -> error::ApiError {
-    error::ApiError(OAuthError::not_found(
-        "no such endpoint; see /.well-known/oauth-authorization-server",
-    ))
+    ServiceError::not_found("no such endpoint; see /.well-known/oauth-authorization-server").into()
 }
 
 /// The path of the issuer URL, without a trailing slash ("" for none).

@@ -2,21 +2,13 @@
 //! Each handler extracts, calls one service method, and maps the result.
 
 use crate::error::ApiError;
-use crate::extract::{authorization, form_body, Context};
+use crate::extract::{form, Context, Proof};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-
-/// Headers every token-bearing response carries (RFC 6749 §5.1).
-fn no_store(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
 
 pub async fn discovery(State(state): State<AppState>) -> Response {
     let mut response = Json(state.service.discovery_document()).into_response();
@@ -49,41 +41,39 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 pub async fn token(
     State(state): State<AppState>,
     Context(ctx): Context,
+    Proof(proof): Proof,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = form_body(&headers, body).await?;
-    let response = state
-        .service
-        .issue_token(authorization(&headers)?, &body, &ctx)
-        .await?;
-    Ok(no_store(Json(response).into_response()))
+    let form = form(&headers, body).await?;
+    let response = state.service.token.issue(&form, &proof, &ctx).await?;
+    Ok(Json(response).into_response())
 }
 
 pub async fn introspect(
     State(state): State<AppState>,
     Context(ctx): Context,
+    Proof(proof): Proof,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = form_body(&headers, body).await?;
+    let form = form(&headers, body).await?;
     let response = state
         .service
-        .introspect(authorization(&headers)?, &body, &ctx)
+        .token_state
+        .introspect(&form, &proof, &ctx)
         .await?;
-    Ok(no_store(Json(response).into_response()))
+    Ok(Json(response).into_response())
 }
 
 pub async fn revoke(
     State(state): State<AppState>,
     Context(ctx): Context,
+    Proof(proof): Proof,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
-    let body = form_body(&headers, body).await?;
-    state
-        .service
-        .revoke(authorization(&headers)?, &body, &ctx)
-        .await?;
-    Ok(no_store(StatusCode::OK.into_response()))
+) -> Result<StatusCode, ApiError> {
+    let form = form(&headers, body).await?;
+    state.service.token_state.revoke(&form, &proof, &ctx).await?;
+    Ok(StatusCode::OK)
 }

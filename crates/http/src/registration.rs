@@ -5,16 +5,12 @@ use crate::extract::{bearer, json_body, Context};
 use crate::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 fn client_information(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut response = (status, Json(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
+    (status, Json(body)).into_response()
 }
 
 pub async fn register(
@@ -25,7 +21,7 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     let token = bearer(&headers)?;
     let body = json_body(&headers, body).await?;
-    let created = state.service.register_client(token, &body, &ctx).await?;
+    let created = state.service.registration.register_client(token, &body, &ctx).await?;
     Ok(client_information(StatusCode::CREATED, created))
 }
 
@@ -37,6 +33,7 @@ pub async fn read(
 ) -> Result<Response, ApiError> {
     let body = state
         .service
+        .registration
         .read_registration(&client_id, bearer(&headers)?, &ctx)
         .await?;
     Ok(client_information(StatusCode::OK, body))
@@ -53,6 +50,7 @@ pub async fn update(
     let body = json_body(&headers, body).await?;
     let updated = state
         .service
+        .registration
         .update_registration(&client_id, token, &body, &ctx)
         .await?;
     Ok(client_information(StatusCode::OK, updated))
@@ -66,6 +64,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     state
         .service
+        .registration
         .delete_registration(&client_id, bearer(&headers)?, &ctx)
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -18,10 +18,10 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use custos_governance::{event_type, AuditEvent, Outcome};
 use custos_protocol::access_token::{verify_access_token, AccessTokenClaims, Audience};
 use custos_protocol::client_auth::{
-    extract_credentials, parse_basic, verify_client_assertion, AssertionRules,
+    basic_claim, check_presentation, parse_basic, verify_client_assertion, AssertionRules,
 };
 use custos_protocol::form::FormParams;
-use custos_protocol::grant::{client_credentials, parse_token_request, TokenRequest};
+use custos_protocol::grant::client_credentials;
 use custos_protocol::metadata::{validate_registration, ClientMetadata};
 use custos_service::crypto::{random_token, MasterKey};
 use custos_service::keyring::{generate_key, KeyRing, SigningAlg};
@@ -59,6 +59,9 @@ fn claims(jti: String) -> AccessTokenClaims {
         exp: NOW + 300,
         jti,
         scope: Some("read".into()),
+        cnf: None,
+        act: None,
+        authorization_details: None,
     }
 }
 
@@ -140,9 +143,9 @@ fn client_authentication(c: &mut Criterion) {
         b.iter(|| FormParams::parse(black_box(TOKEN_BODY)).expect("form"))
     });
     let form = FormParams::parse(TOKEN_BODY).unwrap();
-    c.bench_function("extract_credentials basic", |b| {
+    c.bench_function("basic_claim", |b| {
         b.iter(|| {
-            extract_credentials(Some(black_box(&header)), black_box(&form))
+            basic_claim(Some(black_box(&header)), black_box(&form))
                 .expect("credentials")
                 .expect("present")
         })
@@ -207,21 +210,17 @@ fn token_request_cpu(c: &mut Criterion) {
     group.bench_function("client_credentials ES256", |b| {
         b.iter(|| {
             let form = FormParams::parse(black_box(TOKEN_BODY)).expect("form");
-            let TokenRequest::ClientCredentials(request) =
-                parse_token_request(&form).expect("request");
-            let credentials = extract_credentials(Some(black_box(&header)), &form)
+            check_presentation(Some(black_box(&header)), &form).expect("one method");
+            let claim = basic_claim(Some(black_box(&header)), &form)
                 .expect("credentials")
                 .expect("present");
             let metadata: ClientMetadata = serde_json::from_str(&metadata_json).expect("metadata");
-            assert_eq!(credentials.method(), metadata.token_endpoint_auth_method);
-            let presented = match &credentials {
-                custos_protocol::client_auth::ClientCredentials::Basic { secret, .. } => secret,
-                _ => unreachable!("Basic credentials"),
-            };
+            let presented = claim.credential.as_ref().expect("secret");
             assert!(master.verify_client_secret(presented.expose(), &stored));
+            let request = client_credentials::parse(&form).expect("request");
             let grant = client_credentials::decide(
                 &request,
-                credentials.client_id(),
+                &claim.client_id,
                 &metadata,
                 &[],
                 ISSUER,
@@ -229,7 +228,7 @@ fn token_request_cpu(c: &mut Criterion) {
             .expect("grant");
             let claims = AccessTokenClaims::for_grant(
                 ISSUER,
-                credentials.client_id(),
+                &claim.client_id,
                 &grant,
                 NOW,
                 random_token(16),
@@ -240,6 +239,9 @@ fn token_request_cpu(c: &mut Criterion) {
                 token_type: "Bearer",
                 expires_in: grant.lifetime,
                 scope: claims.scope,
+                refresh_token: None,
+                issued_token_type: None,
+                authorization_details: None,
             };
             serde_json::to_vec(&response).expect("response JSON")
         })
@@ -276,6 +278,7 @@ fn store_sqlite(c: &mut Criterion) {
         created_at: NOW,
         updated_at: NOW,
         disabled_at: None,
+        version: 1,
     };
     runtime
         .block_on(store.insert_client(&client))

@@ -1,58 +1,98 @@
 //! The admin API's use cases: people, resources, initial access tokens, the
 //! client inventory, the audit trail, secret rotation, client removal and
 //! signing-key rotation. Callers have already checked the admin token with
-//! [`Service::authorize_admin`].
+//! [`Admin::authorize`].
 
-use crate::crypto::{constant_time_eq, random_token, sha256};
-use crate::keyring::{generate_key, KeyInfo};
-use crate::{internal, RequestContext, Service};
+use crate::audit::Auditor;
+use crate::clients::{changed_meanwhile, ClientDirectory};
+use crate::crypto::{random_token, sha256, MasterKey};
+use crate::error::{internal, ServiceError};
+use crate::guard::BearerGuard;
+use crate::keyring::KeyInfo;
+use crate::registration::disable_client;
+use crate::request::RequestContext;
+use crate::signing_keys::SigningKeys;
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::Argon2;
 use custos_governance::{event_type, AuditEvent, EventFilter, Outcome};
 use custos_protocol::grant::is_resource_indicator;
-use custos_protocol::metadata::{dedup, ClientMetadata};
+use custos_protocol::metadata::dedup;
 use custos_protocol::scope::is_scope_token;
-use custos_protocol::{ErrorCode, OAuthError};
-use custos_store::{InitialAccessTokenRecord, ResourceRecord, StoreError, UserRecord};
+use custos_protocol::OAuthError;
+use custos_store::{InitialAccessTokenRecord, ResourceRecord, Store, StoreError, UserRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Longest lifetime of an initial access token: 30 days.
 const MAX_INITIAL_ACCESS_TOKEN_LIFETIME: i64 = 30 * 86_400;
 
-impl Service {
+pub struct Admin {
+    store: Arc<dyn Store>,
+    clients: Arc<ClientDirectory>,
+    keys: Arc<SigningKeys>,
+    master: Arc<MasterKey>,
+    guard: Arc<BearerGuard>,
+    audit: Auditor,
+    /// Seconds a rotated-out client secret keeps working.
+    secret_rotation_grace: i64,
+}
+
+impl Admin {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        clients: Arc<ClientDirectory>,
+        keys: Arc<SigningKeys>,
+        master: Arc<MasterKey>,
+        guard: Arc<BearerGuard>,
+        audit: Auditor,
+        secret_rotation_grace: i64,
+    ) -> Self {
+        Admin {
+            store,
+            clients,
+            keys,
+            master,
+            guard,
+            audit,
+            secret_rotation_grace,
+        }
+    }
+
     /// Checks the admin bearer token in constant time, under the
-    /// brute-force brake.
-    pub async fn authorize_admin(
+    /// brute-force brake; a wrong token is audited.
+    pub async fn authorize(
         &self,
         bearer: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<(), OAuthError> {
-        self.braked(ctx, Some(event_type::ADMIN_REFUSED), async {
-            match bearer {
-                Some(token) if self.is_admin_token(token) => Ok(()),
-                None => Err(OAuthError::new(
-                    ErrorCode::MissingCredentials,
-                    "the admin API requires Authorization: Bearer <admin token>",
-                )),
-                Some(_) => Err(OAuthError::invalid_token(
-                    "the admin bearer token is not valid",
-                )),
-            }
-        })
-        .await
+    ) -> Result<(), ServiceError> {
+        let result = self
+            .guard
+            .braked(ctx, async {
+                match bearer {
+                    Some(token) if self.guard.is_admin_token(token) => Ok(()),
+                    None => Err(ServiceError::missing_credentials(
+                        "the admin API requires Authorization: Bearer <admin token>",
+                    )),
+                    Some(_) => {
+                        Err(OAuthError::invalid_token("the admin bearer token is not valid").into())
+                    }
+                }
+            })
+            .await;
+        if let Err(error @ ServiceError::OAuth(_)) = &result {
+            let mut event = self
+                .audit
+                .event(event_type::ADMIN_REFUSED, Outcome::Failure, ctx);
+            event.reason = Some(error.to_string());
+            self.audit.record(event).await;
+        }
+        result
     }
 
-    pub fn admin_enabled(&self) -> bool {
-        self.config.admin_token.is_some()
-    }
-
-    pub(crate) fn is_admin_token(&self, token: &str) -> bool {
-        self.config
-            .admin_token
-            .as_ref()
-            .is_some_and(|admin| constant_time_eq(&sha256(admin.expose()), &sha256(token)))
+    pub fn enabled(&self) -> bool {
+        self.guard.admin_enabled()
     }
 
     /// `POST /admin/users`: a person who can log in; the password is stored
@@ -61,7 +101,7 @@ impl Service {
         &self,
         body: &[u8],
         ctx: &RequestContext,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, ServiceError> {
         #[derive(Deserialize)]
         struct NewUser {
             username: String,
@@ -72,19 +112,19 @@ impl Service {
         if username.is_empty() || username.len() > 128 || username.chars().any(char::is_control) {
             return Err(OAuthError::invalid_request(
                 "username must be 1 to 128 characters without control characters",
-            ));
+            ).into());
         }
         if user.password.chars().count() < 8 || user.password.len() > 1024 {
             return Err(OAuthError::invalid_request(
                 "password must be 8 to 1024 characters",
-            ));
+            ).into());
         }
         let salt = SaltString::generate(&mut OsRng);
         let password_hash = Argon2::default()
             .hash_password(user.password.as_bytes(), &salt)
             .map_err(internal)?
             .to_string();
-        let now = self.clock.now();
+        let now = ctx.now();
         let record = UserRecord {
             username: username.to_owned(),
             password_hash,
@@ -94,9 +134,9 @@ impl Service {
             .insert_user(&record)
             .await
             .map_err(conflict_as("a user with this username already exists"))?;
-        let mut event = self.event(event_type::USER_CREATED, Outcome::Success, ctx);
+        let mut event = self.audit.event(event_type::USER_CREATED, Outcome::Success, ctx);
         event.reason = Some(format!("user {username}"));
-        self.record(event).await;
+        self.audit.record(event).await;
         Ok(json!({"username": username, "created_at": now}))
     }
 
@@ -105,7 +145,7 @@ impl Service {
         &self,
         body: &[u8],
         ctx: &RequestContext,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, ServiceError> {
         #[derive(Deserialize)]
         struct NewResource {
             uri: String,
@@ -116,16 +156,16 @@ impl Service {
         if !is_resource_indicator(&resource.uri) {
             return Err(OAuthError::invalid_request(
                 "uri must be an absolute URI without a fragment (RFC 8707 §2)",
-            ));
+            ).into());
         }
         if let Some(bad) = resource.scopes.iter().find(|s| !is_scope_token(s)) {
             return Err(OAuthError::invalid_request(format!(
                 "'{}' is not a valid scope token (RFC 6749 §3.3)",
                 bad.escape_debug()
-            )));
+            )).into());
         }
         let scopes = dedup(resource.scopes);
-        let now = self.clock.now();
+        let now = ctx.now();
         let record = ResourceRecord {
             uri: resource.uri,
             scopes,
@@ -135,15 +175,15 @@ impl Service {
             .insert_resource(&record)
             .await
             .map_err(conflict_as("this resource is already registered"))?;
-        let mut event = self.event(event_type::RESOURCE_CREATED, Outcome::Success, ctx);
+        let mut event = self.audit.event(event_type::RESOURCE_CREATED, Outcome::Success, ctx);
         event.resource = Some(record.uri.clone());
         event.scope = Some(record.scopes.join(" "));
-        self.record(event).await;
+        self.audit.record(event).await;
         Ok(json!({"uri": record.uri, "scopes": record.scopes, "created_at": now}))
     }
 
     /// `GET /admin/resources`.
-    pub async fn list_resources(&self) -> Result<Value, OAuthError> {
+    pub async fn list_resources(&self) -> Result<Value, ServiceError> {
         let resources = self.store.list_resources().await.map_err(internal)?;
         Ok(Value::Array(
             resources
@@ -154,7 +194,11 @@ impl Service {
     }
 
     /// `POST /admin/initial-access-tokens`: `{"expires_in"?, "description"?}`.
-    pub async fn create_initial_access_token(&self, body: &[u8]) -> Result<Value, OAuthError> {
+    pub async fn create_initial_access_token(
+        &self,
+        body: &[u8],
+        ctx: &RequestContext,
+    ) -> Result<Value, ServiceError> {
         #[derive(Deserialize, Default)]
         struct NewToken {
             expires_in: Option<i64>,
@@ -169,10 +213,10 @@ impl Service {
         if !(1..=MAX_INITIAL_ACCESS_TOKEN_LIFETIME).contains(&expires_in) {
             return Err(OAuthError::invalid_request(format!(
                 "expires_in must be between 1 and {MAX_INITIAL_ACCESS_TOKEN_LIFETIME} seconds"
-            )));
+            )).into());
         }
         let token = random_token(32);
-        let now = self.clock.now();
+        let now = ctx.now();
         let record = InitialAccessTokenRecord {
             token_hash: sha256(&token),
             created_at: now,
@@ -187,10 +231,10 @@ impl Service {
     }
 
     /// `GET /admin/clients`: the inventory, one entry per client.
-    pub async fn client_inventory(&self) -> Result<Value, OAuthError> {
-        let now = self.clock.now();
+    pub async fn client_inventory(&self, ctx: &RequestContext) -> Result<Value, ServiceError> {
+        let now = ctx.now();
         self.audit.flush().await;
-        let clients = self.store.list_clients().await.map_err(internal)?;
+        let clients = self.clients.list().await?;
         let last_used: HashMap<String, i64> = self
             .store
             .client_last_used()
@@ -199,9 +243,7 @@ impl Service {
             .into_iter()
             .collect();
         let mut out = Vec::with_capacity(clients.len());
-        for client in clients {
-            let metadata: ClientMetadata =
-                serde_json::from_str(&client.metadata_json).map_err(internal)?;
+        for (client, metadata) in clients {
             let method = metadata.token_endpoint_auth_method;
             out.push(json!({
                 "client_id": client.client_id,
@@ -227,7 +269,10 @@ impl Service {
     }
 
     /// `GET /admin/events`.
-    pub async fn audit_events(&self, filter: &EventFilter) -> Result<Vec<AuditEvent>, OAuthError> {
+    pub async fn audit_events(
+        &self,
+        filter: &EventFilter,
+    ) -> Result<Vec<AuditEvent>, ServiceError> {
         self.audit.flush().await;
         self.store.query_events(filter).await.map_err(internal)
     }
@@ -238,77 +283,57 @@ impl Service {
         &self,
         client_id: &str,
         ctx: &RequestContext,
-    ) -> Result<Value, OAuthError> {
-        let mut record = self.active_client(client_id).await?;
-        let metadata: ClientMetadata =
-            serde_json::from_str(&record.metadata_json).map_err(internal)?;
+    ) -> Result<Value, ServiceError> {
+        let (mut record, metadata) = self.active_client(client_id).await?;
         if !metadata.token_endpoint_auth_method.uses_secret() {
             return Err(OAuthError::invalid_request(format!(
                 "this client authenticates with {} and has no secret",
                 metadata.token_endpoint_auth_method.as_str()
-            )));
+            )).into());
         }
-        let now = self.clock.now();
+        let now = ctx.now();
         let secret = random_token(32);
-        let previous_expires_at = now + self.config.secret_rotation_grace;
+        let previous_expires_at = now + self.secret_rotation_grace;
         record.previous_secret_hash = record.secret_hash.take();
         record.previous_secret_expires_at = Some(previous_expires_at);
         record.secret_hash = Some(self.master.hash_client_secret(&secret));
         record.secret_created_at = Some(now);
         record.updated_at = now;
-        if !self.update_client(&record).await.map_err(internal)? {
-            return Err(OAuthError::not_found(
-                "no active client with this client_id",
-            ));
+        if !self.clients.update(&record).await? {
+            return Err(changed_meanwhile());
         }
-        let mut event = self.event(event_type::CLIENT_SECRET_ROTATED, Outcome::Success, ctx);
+        let mut event = self
+            .audit
+            .event(event_type::CLIENT_SECRET_ROTATED, Outcome::Success, ctx);
         event.client_id = Some(client_id.to_owned());
-        self.record(event).await;
+        self.audit.record(event).await;
         Ok(json!({"client_secret": secret, "previous_expires_at": previous_expires_at}))
     }
 
-    /// `DELETE /admin/clients/{id}` (and RFC 7592 delete): the client can no
-    /// longer authenticate, manage itself or hold an active token.
+    /// `DELETE /admin/clients/{id}`: the client can no longer
+    /// authenticate, manage itself or hold an active token.
     pub async fn disable_client(
         &self,
         client_id: &str,
         ctx: &RequestContext,
-    ) -> Result<(), OAuthError> {
-        let mut record = self.active_client(client_id).await?;
-        let now = self.clock.now();
-        record.disabled_at = Some(now);
-        record.updated_at = now;
-        record.registration_token_hash = None;
-        self.update_client(&record).await.map_err(internal)?;
-        let mut event = self.event(event_type::CLIENT_DELETED, Outcome::Success, ctx);
-        event.client_id = Some(client_id.to_owned());
-        self.record(event).await;
-        Ok(())
+    ) -> Result<(), ServiceError> {
+        let (record, _) = self.active_client(client_id).await?;
+        disable_client(&self.clients, &self.audit, record, ctx).await
     }
 
     /// `POST /admin/keys/rotate`: publishes a new signing key now; it signs
     /// after the activation delay, and the current key retires then.
-    pub async fn rotate_signing_key(&self, ctx: &RequestContext) -> Result<KeyInfo, OAuthError> {
-        let now = self.clock.now();
-        let activates_at = now + self.config.key_activation_delay;
-        let record = generate_key(self.config.signing_alg, &self.master, now, activates_at)
-            .map_err(internal)?;
-        self.store
-            .rotate_signing_key(&record)
-            .await
-            .map_err(internal)?;
-        self.refresh_keys().await?;
-        let mut event = self.event(event_type::KEY_ROTATED, Outcome::Success, ctx);
-        event.reason = Some(format!("new key {} signs from {activates_at}", record.kid));
-        self.record(event).await;
-        Ok(KeyInfo {
-            kid: record.kid,
-            alg: record.alg,
-            created_at: now,
-            activates_at,
-            retired_at: None,
-            published_until: None,
-        })
+    pub async fn rotate_signing_key(&self, ctx: &RequestContext) -> Result<KeyInfo, ServiceError> {
+        let info = self.keys.rotate(ctx.now()).await?;
+        let mut event = self
+            .audit
+            .event(event_type::KEY_ROTATED, Outcome::Success, ctx);
+        event.reason = Some(format!(
+            "new key {} signs from {}",
+            info.kid, info.activates_at
+        ));
+        self.audit.record(event).await;
+        Ok(info)
     }
 
     /// `GET /admin/keys`.
@@ -317,18 +342,17 @@ impl Service {
     }
 }
 
-impl Service {
+impl Admin {
     /// An enabled client for an admin call, or `not_found`.
     async fn active_client(
         &self,
         client_id: &str,
-    ) -> Result<custos_store::ClientRecord, OAuthError> {
-        self.store
-            .get_client(client_id)
-            .await
-            .map_err(internal)?
-            .filter(|c| c.disabled_at.is_none())
-            .ok_or_else(|| OAuthError::not_found("no active client with this client_id"))
+    ) -> Result<(custos_store::ClientRecord, custos_protocol::metadata::ClientMetadata), ServiceError>
+    {
+        self.clients
+            .active(client_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("no active client with this client_id"))
     }
 }
 
@@ -337,9 +361,9 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OAuthError
         .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))
 }
 
-fn conflict_as(description: &'static str) -> impl Fn(StoreError) -> OAuthError {
+fn conflict_as(description: &'static str) -> impl Fn(StoreError) -> ServiceError {
     move |error| match error {
-        StoreError::Conflict => OAuthError::new(ErrorCode::Conflict, description),
+        StoreError::Conflict => ServiceError::conflict(description),
         other => internal(other),
     }
 }

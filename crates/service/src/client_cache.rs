@@ -140,6 +140,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             disabled_at: disabled.then_some(1),
+            version: 1,
         };
         Arc::new(LoadedClient::new(record, metadata))
     }

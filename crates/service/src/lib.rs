@@ -1,31 +1,63 @@
-//! Use cases: each public method of [`Service`] loads what it needs from the
-//! store, decides with the pure `protocol` crate, persists, and records an
-//! audit event. No HTTP here: callers pass plain values and get plain values
-//! or an `OAuthError` back.
+//! Use cases. Each one is its own struct naming exactly the dependencies
+//! it needs, and each public method loads what it needs, decides with the
+//! pure `protocol` crate, persists, and records an audit event:
+//!
+//! - [`TokenEndpoint`] (`token`): authenticate → grant table → sign → audit;
+//! - [`TokenState`] (`token_state`): introspection and revocation;
+//! - [`Registration`] (`registration`): RFC 7591 and RFC 7592;
+//! - [`Admin`] (`admin`): the admin API.
+//!
+//! [`Service`] composes them (and runs maintenance); it is what the HTTP
+//! edge holds. No HTTP here: callers pass typed requests ([`FormParams`],
+//! [`ClientProof`], [`RequestContext`]) and get plain values or a
+//! [`ServiceError`] back.
+//!
+//! [`FormParams`]: custos_protocol::form::FormParams
 
 pub mod admin;
 pub mod audit;
-mod authenticate;
+mod brake;
+pub mod client_auth;
 mod client_cache;
+mod clients;
 pub mod clock;
 pub mod crypto;
+pub mod error;
+mod grant;
+mod guard;
 pub mod keyring;
-pub mod limiter;
+pub mod refusals;
 pub mod registration;
+pub mod request;
+pub mod signing_keys;
 pub mod token;
 pub mod token_state;
 
-use audit::{AuditSink, AuditWriter};
-use clock::Clock;
-use crypto::{KeyError, MasterKey};
-use custos_governance::{AuditEvent, Outcome};
-use custos_protocol::OAuthError;
-use custos_store::{Store, StoreError};
-use keyring::{KeyRing, SigningAlg};
-use std::sync::Arc;
-
-pub use authenticate::{JwksFetcher, NoJwksFetching};
+pub use admin::Admin;
+pub use client_auth::{JwksFetcher, NoJwksFetching};
 pub use custos_protocol::client_auth::Secret;
+pub use error::ServiceError;
+pub use registration::Registration;
+pub use request::{ClientProof, RequestContext};
+pub use token::TokenEndpoint;
+pub use token_state::TokenState;
+
+use audit::{AuditSink, AuditWriter, Auditor};
+use client_auth::{AssertionSettings, Authenticator};
+use clients::ClientDirectory;
+use clock::Clock;
+use crypto::MasterKey;
+use custos_governance::{event_type, Outcome};
+use custos_protocol::discovery::{authorization_server_metadata, paths, Capabilities};
+use custos_protocol::metadata::{AuthMethod, RegistrationRules};
+use custos_protocol::names::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
+use custos_store::Store;
+use error::internal;
+use grant::GrantTable;
+use guard::BearerGuard;
+use keyring::SigningAlg;
+use signing_keys::{KeyStartError, SigningKeys};
+use std::sync::Arc;
 
 /// Settings the service needs, checked by the binary before it gets here.
 #[derive(Debug, Clone)]
@@ -48,6 +80,8 @@ pub struct ServiceConfig {
     pub allow_private_jwks_uri: bool,
     /// How long a client read from the store may be reused (zero: never).
     pub client_cache_ttl: std::time::Duration,
+    /// Days audit events are kept; older ones are pruned (0: forever).
+    pub audit_retention_days: u32,
 }
 
 impl ServiceConfig {
@@ -62,36 +96,49 @@ impl ServiceConfig {
             clock_leeway: 30,
             allow_private_jwks_uri: false,
             client_cache_ttl: std::time::Duration::from_secs(2),
+            audit_retention_days: 90,
         }
     }
-}
-
-/// Who is calling, as far as the transport knows.
-#[derive(Debug, Clone, Default)]
-pub struct RequestContext {
-    pub source_addr: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
-    Store(#[from] StoreError),
+    Store(#[from] custos_store::StoreError),
     #[error("{0}")]
-    Key(#[from] KeyError),
+    Key(#[from] crypto::KeyError),
 }
 
+impl From<KeyStartError> for StartError {
+    fn from(error: KeyStartError) -> Self {
+        match error {
+            KeyStartError::Store(e) => StartError::Store(e),
+            KeyStartError::Key(e) => StartError::Key(e),
+        }
+    }
+}
+
+/// Grant types a client may register that the authorization endpoint,
+/// not the token endpoint's table, starts: `authorization_code` is RFC
+/// 7591's default `grant_types`, and `refresh_token` comes with it.
+const AUTHORIZATION_ENDPOINT_GRANTS: [&str; 2] = [GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN];
+
+/// Most rows one audit-retention prune deletes (the next one goes on).
+const AUDIT_PRUNE_BATCH: u64 = 100_000;
+
+/// Every use case, composed; what the HTTP edge holds.
 pub struct Service {
+    pub token: TokenEndpoint,
+    pub token_state: TokenState,
+    pub registration: Registration,
+    pub admin: Admin,
+    keys: Arc<SigningKeys>,
     store: Arc<dyn Store>,
-    config: ServiceConfig,
-    master: MasterKey,
-    keys: KeyRing,
-    audit: AuditSink,
     clock: Arc<dyn Clock>,
-    jwks_fetcher: Arc<dyn JwksFetcher>,
-    failures: limiter::FailureLimiter,
-    clients: client_cache::ClientCache,
-    /// The token endpoint URL, an accepted client assertion audience.
-    token_endpoint: String,
+    audit: Auditor,
+    discovery: Arc<serde_json::Value>,
+    audit_retention_days: u32,
+    issuer: String,
 }
 
 impl Service {
@@ -105,49 +152,121 @@ impl Service {
         clock: Arc<dyn Clock>,
         jwks_fetcher: Arc<dyn JwksFetcher>,
     ) -> Result<(Arc<Service>, AuditWriter), StartError> {
-        let now = clock.now();
-        if store.list_signing_keys().await?.is_empty() {
-            let first = keyring::generate_key(config.signing_alg, &master, now, now)?;
-            store.insert_first_signing_key(&first).await?;
-        }
-        let keys = KeyRing::empty();
-        keys.load(&store.list_signing_keys().await?, &master, now)?;
-        let (audit, writer) = AuditSink::start(store.clone());
-        let token_endpoint = format!(
-            "{}{}",
-            config.issuer,
-            custos_protocol::discovery::paths::TOKEN
+        let master = Arc::new(master);
+        let keys = Arc::new(
+            SigningKeys::start(
+                store.clone(),
+                master.clone(),
+                config.signing_alg,
+                config.key_activation_delay,
+                clock.now(),
+            )
+            .await?,
         );
-        let clients = client_cache::ClientCache::new(config.client_cache_ttl);
-        let service = Service {
-            store,
-            config,
-            master,
-            keys,
-            audit,
-            clock,
+        let (sink, writer) = AuditSink::start(store.clone());
+        let audit = Auditor::new(sink);
+        let issuer = config.issuer.clone();
+        let token_endpoint = format!("{issuer}{}", paths::TOKEN);
+        let clients = Arc::new(ClientDirectory::new(store.clone(), config.client_cache_ttl));
+        let authenticator = Arc::new(Authenticator::new(
+            clients.clone(),
+            store.clone(),
+            master.clone(),
             jwks_fetcher,
-            failures: limiter::FailureLimiter::default(),
-            clients,
-            token_endpoint,
+            AssertionSettings {
+                issuer: issuer.clone(),
+                token_endpoint,
+                max_lifetime: config.assertion_max_lifetime,
+                leeway: config.clock_leeway,
+            },
+        ));
+        let grants = GrantTable::new(store.clone(), &issuer);
+        let guard = Arc::new(BearerGuard::new(config.admin_token.clone()));
+
+        let grant_types = grants.grant_types();
+        let auth_methods = authenticator.supported_methods();
+        let advertised_methods: Vec<&str> = auth_methods
+            .iter()
+            .filter(|m| **m != AuthMethod::None)
+            .map(|m| m.as_str())
+            .collect();
+        let discovery = Arc::new(authorization_server_metadata(&Capabilities {
+            issuer: &issuer,
+            signing_alg: config.signing_alg.as_str(),
+            grant_types: &grant_types,
+            auth_methods: &advertised_methods,
+        }));
+        let mut registrable = grant_types.clone();
+        for grant in AUTHORIZATION_ENDPOINT_GRANTS {
+            if !registrable.contains(&grant) {
+                registrable.push(grant);
+            }
+        }
+        let rules = RegistrationRules {
+            allow_private_jwks_uri: config.allow_private_jwks_uri,
+            grant_types: registrable,
+            auth_methods,
+        };
+
+        let service = Service {
+            token: TokenEndpoint::new(
+                issuer.clone(),
+                authenticator.clone(),
+                grants,
+                keys.clone(),
+                audit.clone(),
+            ),
+            token_state: TokenState::new(
+                issuer.clone(),
+                authenticator,
+                clients.clone(),
+                store.clone(),
+                keys.clone(),
+                audit.clone(),
+            ),
+            registration: Registration::new(
+                issuer.clone(),
+                clients.clone(),
+                store.clone(),
+                master.clone(),
+                guard.clone(),
+                rules,
+                audit.clone(),
+            ),
+            admin: Admin::new(
+                store.clone(),
+                clients,
+                keys.clone(),
+                master,
+                guard,
+                audit.clone(),
+                config.secret_rotation_grace,
+            ),
+            keys,
+            store,
+            clock,
+            audit,
+            discovery,
+            audit_retention_days: config.audit_retention_days,
+            issuer,
         };
         Ok((Arc::new(service), writer))
     }
 
-    pub fn config(&self) -> &ServiceConfig {
-        &self.config
-    }
-
+    /// The issuer identifier, without a trailing slash.
     pub fn issuer(&self) -> &str {
-        &self.config.issuer
+        &self.issuer
     }
 
-    /// The RFC 8414 metadata document.
-    pub fn discovery_document(&self) -> serde_json::Value {
-        custos_protocol::discovery::authorization_server_metadata(
-            &self.config.issuer,
-            self.config.signing_alg.as_str(),
-        )
+    /// A request's context: its source and the time, read once.
+    pub fn request_context(&self, source_addr: Option<String>) -> RequestContext {
+        RequestContext::new(source_addr, self.clock.as_ref())
+    }
+
+    /// The RFC 8414 metadata document (what the grant and client
+    /// authentication tables serve).
+    pub fn discovery_document(&self) -> Arc<serde_json::Value> {
+        self.discovery.clone()
     }
 
     /// The published JWK Set.
@@ -156,92 +275,49 @@ impl Service {
     }
 
     /// Re-reads the signing keys (rotations made by other replicas) and
-    /// forgets keys whose tokens have all expired. Call periodically.
-    pub async fn refresh_keys(&self) -> Result<(), OAuthError> {
-        let now = self.clock.now();
-        let mut records = self.store.list_signing_keys().await.map_err(internal)?;
-        let unpublished = |k: &custos_store::SigningKeyRecord| {
-            k.retired_at
-                .is_some_and(|r| r + keyring::MAX_TOKEN_LIFETIME <= now)
-        };
-        // A write only when there is something to delete: this runs every
-        // few seconds on every replica.
-        if records.iter().any(unpublished) {
-            self.store
-                .delete_expired_signing_keys(now, keyring::MAX_TOKEN_LIFETIME)
-                .await
-                .map_err(internal)?;
-            records.retain(|k| !unpublished(k));
-        }
-        self.keys
-            .load(&records, &self.master, now)
-            .map_err(internal)
+    /// forgets keys whose tokens have all expired; records the summaries of
+    /// collapsed refusals whose window ended. Call every few seconds.
+    pub async fn refresh(&self) -> Result<(), ServiceError> {
+        let now_ms = self.clock.now_ms();
+        self.audit.close_refusal_windows(now_ms).await;
+        self.keys.refresh(now_ms.div_euclid(1000)).await
     }
 
-    /// Deletes expired replay records, revocations and initial access tokens.
-    pub async fn prune(&self) -> Result<u64, OAuthError> {
-        self.store
-            .prune_expired(self.clock.now())
+    /// Deletes expired replay records, revocations and initial access
+    /// tokens, and audit events past the retention (that prune is itself
+    /// audited). Call every few minutes.
+    pub async fn prune(&self) -> Result<u64, ServiceError> {
+        let ctx = self.request_context(None);
+        let expired = self
+            .store
+            .prune_expired(ctx.now())
             .await
-            .map_err(internal)
-    }
-
-    async fn record(&self, event: AuditEvent) {
-        self.audit.record(event).await;
-    }
-
-    fn event(&self, event_type: &str, outcome: Outcome, ctx: &RequestContext) -> AuditEvent {
-        let mut event = AuditEvent::new(event_type, self.clock.now_ms(), outcome);
-        event.source_addr = ctx.source_addr.clone();
-        event
-    }
-}
-
-impl Service {
-    /// Writes a client and forgets this replica's cached copy.
-    pub(crate) async fn update_client(
-        &self,
-        record: &custos_store::ClientRecord,
-    ) -> Result<bool, custos_store::StoreError> {
-        let result = self.store.update_client(record).await;
-        self.clients.invalidate(&record.client_id);
-        result
-    }
-
-    /// Checks a guessable bearer credential under the brute-force brake:
-    /// refused outright while `ctx`'s source is braked; a failed `check`
-    /// counts against it and, given a `refusal` event type, is audited.
-    pub(crate) async fn braked<T>(
-        &self,
-        ctx: &RequestContext,
-        refusal: Option<&str>,
-        check: impl std::future::Future<Output = Result<T, OAuthError>>,
-    ) -> Result<T, OAuthError> {
-        let source = ctx.source_addr.as_deref().unwrap_or("unknown");
-        let now = self.clock.now();
-        if let Some(seconds) = self.failures.retry_after(source, now) {
-            return Err(OAuthError::new(
-                custos_protocol::ErrorCode::TemporarilyUnavailable,
-                format!("too many failed attempts from this address; retry in {seconds} s"),
+            .map_err(internal)?;
+        if self.audit_retention_days == 0 {
+            return Ok(expired);
+        }
+        let cutoff_ms = ctx.now_ms - i64::from(self.audit_retention_days) * 86_400_000;
+        let pruned = self
+            .store
+            .prune_audit_events(cutoff_ms, AUDIT_PRUNE_BATCH)
+            .await
+            .map_err(internal)?;
+        if pruned > 0 {
+            let mut event = self
+                .audit
+                .event(event_type::AUDIT_PRUNED, Outcome::Success, &ctx);
+            event.reason = Some(format!(
+                "deleted {pruned} audit events recorded before {} (retention {} days)",
+                cutoff_ms / 1000,
+                self.audit_retention_days
             ));
+            self.audit.record(event).await;
         }
-        let result = check.await;
-        if let Err(error) = &result {
-            if error.code == custos_protocol::ErrorCode::InvalidToken {
-                self.failures.record_failure(source, now);
-                if let Some(refusal) = refusal {
-                    let mut event = self.event(refusal, Outcome::Failure, ctx);
-                    event.reason = Some(error.to_string());
-                    self.record(event).await;
-                }
-            }
-        }
-        result
+        Ok(expired + pruned)
     }
-}
 
-/// Logs an internal failure and answers `server_error` without details.
-pub(crate) fn internal(error: impl std::fmt::Display) -> OAuthError {
-    tracing::error!(error = %error, "internal error");
-    OAuthError::server_error("the server could not complete the request")
+    /// Records what is still pending (collapsed refusals) before shutdown.
+    pub async fn finish(&self) {
+        self.audit.close_refusal_windows(i64::MAX).await;
+    }
 }

@@ -76,7 +76,7 @@ impl RefusalCollapser {
             let unrecorded = window.seen - window.recorded;
             if unrecorded > 0 {
                 let mut summary = window.first.clone();
-                summary.time_ms = now_ms;
+                summary.time_ms = now_ms.min(window.start_ms + WINDOW_MS);
                 if source == OVERFLOW.0 {
                     summary.client_id = None;
                     summary.source_addr = None;

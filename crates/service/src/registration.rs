@@ -5,33 +5,78 @@
 //! one). Management needs the client's registration access token. Secrets
 //! and tokens are returned once and stored only as hashes.
 
-use crate::crypto::{constant_time_eq, random_token, sha256};
-use crate::token::bounded;
-use crate::{internal, RequestContext, Service};
+use crate::audit::{bounded, Auditor, MAX_FIELD};
+use crate::clients::{changed_meanwhile, ClientDirectory};
+use crate::crypto::{constant_time_eq, random_token, sha256, MasterKey};
+use crate::error::{internal, ServiceError};
+use crate::guard::BearerGuard;
+use crate::request::RequestContext;
 use custos_governance::{event_type, Outcome};
 use custos_protocol::discovery::paths;
+use custos_protocol::metadata::self_service::check_update;
 use custos_protocol::metadata::{validate_registration, ClientMetadata, RegistrationRules};
-use custos_protocol::{ErrorCode, OAuthError};
-use custos_store::ClientRecord;
+use custos_protocol::OAuthError;
+use custos_store::{ClientRecord, Store};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// Bytes of randomness in a client_id.
 const CLIENT_ID_BYTES: usize = 16;
 /// Bytes of randomness in secrets and bearer tokens: 256 bits.
 const SECRET_BYTES: usize = 32;
 
-impl Service {
+pub struct Registration {
+    issuer: String,
+    clients: Arc<ClientDirectory>,
+    store: Arc<dyn Store>,
+    master: Arc<MasterKey>,
+    guard: Arc<BearerGuard>,
+    rules: RegistrationRules,
+    audit: Auditor,
+}
+
+impl Registration {
+    pub(crate) fn new(
+        issuer: String,
+        clients: Arc<ClientDirectory>,
+        store: Arc<dyn Store>,
+        master: Arc<MasterKey>,
+        guard: Arc<BearerGuard>,
+        rules: RegistrationRules,
+        audit: Auditor,
+    ) -> Self {
+        Registration {
+            issuer,
+            clients,
+            store,
+            master,
+            guard,
+            rules,
+            audit,
+        }
+    }
+
+    /// What registration accepts (derived from the grant and client
+    /// authentication tables).
+    pub fn rules(&self) -> &RegistrationRules {
+        &self.rules
+    }
+
     /// RFC 7591 §3: registers a client and returns the §3.2.1 response body.
     pub async fn register_client(
         &self,
         bearer: Option<&str>,
         body: &[u8],
         ctx: &RequestContext,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, ServiceError> {
         let result = self.register_checked(bearer, body, ctx).await;
         let mut event = match &result {
-            Ok(_) => self.event(event_type::CLIENT_REGISTERED, Outcome::Success, ctx),
-            Err(_) => self.event(event_type::REGISTRATION_REFUSED, Outcome::Failure, ctx),
+            Ok(_) => self
+                .audit
+                .event(event_type::CLIENT_REGISTERED, Outcome::Success, ctx),
+            Err(_) => self
+                .audit
+                .event(event_type::REGISTRATION_REFUSED, Outcome::Failure, ctx),
         };
         match &result {
             Ok(body) => {
@@ -41,9 +86,9 @@ impl Service {
                     .as_str()
                     .map(|m| format!("token_endpoint_auth_method {m}"));
             }
-            Err(error) => event.reason = Some(bounded(&error.to_string())),
+            Err(error) => event.reason = Some(bounded(&error.to_string(), MAX_FIELD)),
         }
-        self.record(event).await;
+        self.audit.record(event).await;
         result
     }
 
@@ -52,12 +97,13 @@ impl Service {
         bearer: Option<&str>,
         body: &[u8],
         ctx: &RequestContext,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, ServiceError> {
         // Refusals are audited by `register_client`.
-        self.braked(ctx, None, self.check_initial_access_token(bearer))
+        self.guard
+            .braked(ctx, self.check_initial_access_token(bearer, ctx))
             .await?;
-        let metadata = validate_registration(&parse_json(body)?, &self.registration_rules())?;
-        let now = self.clock.now();
+        let metadata = validate_registration(&parse_json(body)?, &self.rules)?;
+        let now = ctx.now();
         let secret = metadata
             .token_endpoint_auth_method
             .uses_secret()
@@ -74,8 +120,9 @@ impl Service {
             created_at: now,
             updated_at: now,
             disabled_at: None,
+            version: 1,
         };
-        self.store.insert_client(&record).await.map_err(internal)?;
+        self.clients.insert(&record).await?;
         Ok(self.client_information(
             &record,
             &metadata,
@@ -91,11 +138,11 @@ impl Service {
         client_id: &str,
         bearer: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, ServiceError> {
         let (mut record, metadata) = self.managed_client(client_id, bearer, ctx).await?;
         let registration_token = self.rotate_registration_token(&mut record);
-        if !self.update_client(&record).await.map_err(internal)? {
-            return Err(invalid_registration_token());
+        if !self.clients.update(&record).await? {
+            return Err(changed_meanwhile());
         }
         Ok(self.client_information(&record, &metadata, None, Some(&registration_token)))
     }
@@ -111,16 +158,18 @@ impl Service {
 
     /// RFC 7592 §2.2: replaces the client's metadata. The body must name the
     /// client; a `client_secret` in it must be the current one. A new secret
-    /// is issued only when the client moves to a secret-based method.
+    /// is issued only when the client moves to a secret-based method. The
+    /// update may narrow the client, never widen it (`self_service`); an
+    /// omitted `access_token_lifetime` keeps the registered one.
     pub async fn update_registration(
         &self,
         client_id: &str,
         bearer: Option<&str>,
         body: &[u8],
         ctx: &RequestContext,
-    ) -> Result<Value, OAuthError> {
-        let (record, _) = self.managed_client(client_id, bearer, ctx).await?;
-        let result = self.apply_update(client_id, record, body, ctx).await;
+    ) -> Result<Value, ServiceError> {
+        let (record, current) = self.managed_client(client_id, bearer, ctx).await?;
+        let result = self.apply_update(client_id, record, &current, body, ctx).await;
         self.refused_unless_ok(client_id, result, ctx).await
     }
 
@@ -128,9 +177,10 @@ impl Service {
         &self,
         client_id: &str,
         mut record: ClientRecord,
+        current: &ClientMetadata,
         body: &[u8],
         ctx: &RequestContext,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<Value, ServiceError> {
         let mut json = parse_json(body)?;
         let object = json.as_object_mut().ok_or_else(|| {
             OAuthError::invalid_client_metadata("the request must be a JSON object")
@@ -138,7 +188,7 @@ impl Service {
         if object.get("client_id").and_then(Value::as_str) != Some(client_id) {
             return Err(OAuthError::invalid_request(
                 "the request must include this client's client_id (RFC 7592 §2.2)",
-            ));
+            ).into());
         }
         for forbidden in [
             "registration_access_token",
@@ -149,7 +199,7 @@ impl Service {
             if object.contains_key(forbidden) {
                 return Err(OAuthError::invalid_request(format!(
                     "{forbidden} must not be sent in an update (RFC 7592 §2.2)"
-                )));
+                )).into());
             }
         }
         if let Some(secret) = object.get("client_secret") {
@@ -160,11 +210,18 @@ impl Service {
             if !matches {
                 return Err(OAuthError::invalid_request(
                     "client_secret does not match the current secret",
-                ));
+                ).into());
             }
         }
-        let metadata = validate_registration(&json, &self.registration_rules())?;
-        let now = self.clock.now();
+        if !object.contains_key("access_token_lifetime") {
+            object.insert(
+                "access_token_lifetime".into(),
+                current.access_token_lifetime.into(),
+            );
+        }
+        let metadata = validate_registration(&json, &self.rules)?;
+        let changes = check_update(current, &metadata)?;
+        let now = ctx.now();
         let mut new_secret = None;
         if metadata.token_endpoint_auth_method.uses_secret() {
             if record.secret_hash.is_none() {
@@ -182,12 +239,27 @@ impl Service {
         record.metadata_json = serde_json::to_string(&metadata).map_err(internal)?;
         record.updated_at = now;
         let registration_token = self.rotate_registration_token(&mut record);
-        if !self.update_client(&record).await.map_err(internal)? {
-            return Err(invalid_registration_token());
+        if !self.clients.update(&record).await? {
+            return Err(changed_meanwhile());
         }
-        let mut event = self.event(event_type::CLIENT_UPDATED, Outcome::Success, ctx);
+        let mut event = self
+            .audit
+            .event(event_type::CLIENT_UPDATED, Outcome::Success, ctx);
         event.client_id = Some(client_id.to_owned());
-        self.record(event).await;
+        event.scope = metadata.scope.clone();
+        event.reason = Some(bounded(
+            &format!(
+                "RFC 7592 update; changed: {}; scope before: '{}'",
+                if changes.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    changes.fields.join(", ")
+                },
+                current.scope.as_deref().unwrap_or("")
+            ),
+            MAX_FIELD,
+        ));
+        self.audit.record(event).await;
         Ok(self.client_information(
             &record,
             &metadata,
@@ -203,9 +275,9 @@ impl Service {
         client_id: &str,
         bearer: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<(), OAuthError> {
-        self.managed_client(client_id, bearer, ctx).await?;
-        self.disable_client(client_id, ctx).await
+    ) -> Result<(), ServiceError> {
+        let (record, _) = self.managed_client(client_id, bearer, ctx).await?;
+        disable_client(&self.clients, &self.audit, record, ctx).await
     }
 
     /// Loads a client for RFC 7592 management, checking its registration
@@ -216,7 +288,8 @@ impl Service {
         client_id: &str,
         bearer: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<(ClientRecord, ClientMetadata), OAuthError> {
+    ) -> Result<(ClientRecord, ClientMetadata), ServiceError> {
+        // Registration access tokens are 256-bit random: not braked.
         let result = self.managed_client_unaudited(client_id, bearer).await;
         self.refused_unless_ok(client_id, result, ctx).await
     }
@@ -225,14 +298,16 @@ impl Service {
     async fn refused_unless_ok<T>(
         &self,
         client_id: &str,
-        result: Result<T, OAuthError>,
+        result: Result<T, ServiceError>,
         ctx: &RequestContext,
-    ) -> Result<T, OAuthError> {
+    ) -> Result<T, ServiceError> {
         if let Err(error) = &result {
-            let mut event = self.event(event_type::MANAGEMENT_REFUSED, Outcome::Failure, ctx);
-            event.client_id = Some(bounded(client_id));
-            event.reason = Some(bounded(&error.to_string()));
-            self.record(event).await;
+            let mut event = self
+                .audit
+                .event(event_type::MANAGEMENT_REFUSED, Outcome::Failure, ctx);
+            event.client_id = Some(bounded(client_id, MAX_FIELD));
+            event.reason = Some(bounded(&error.to_string(), MAX_FIELD));
+            self.audit.record(event).await;
         }
         result
     }
@@ -241,19 +316,16 @@ impl Service {
         &self,
         client_id: &str,
         bearer: Option<&str>,
-    ) -> Result<(ClientRecord, ClientMetadata), OAuthError> {
+    ) -> Result<(ClientRecord, ClientMetadata), ServiceError> {
         let bearer = bearer.ok_or_else(|| {
-            OAuthError::new(
-                ErrorCode::MissingCredentials,
+            ServiceError::missing_credentials(
                 "client management requires the registration access token as a Bearer token",
             )
         })?;
-        let record = self
-            .store
-            .get_client(client_id)
-            .await
-            .map_err(internal)?
-            .filter(|c| c.disabled_at.is_none())
+        let (record, metadata) = self
+            .clients
+            .active(client_id)
+            .await?
             .ok_or_else(invalid_registration_token)?;
         let stored = record
             .registration_token_hash
@@ -262,25 +334,21 @@ impl Service {
         if !constant_time_eq(&sha256(bearer), stored) {
             return Err(invalid_registration_token());
         }
-        let metadata = serde_json::from_str(&record.metadata_json).map_err(internal)?;
         Ok((record, metadata))
     }
 
-    fn registration_rules(&self) -> RegistrationRules {
-        RegistrationRules {
-            allow_private_jwks_uri: self.config.allow_private_jwks_uri,
-        }
-    }
-
     /// The admin token, or an unexpired stored initial access token.
-    async fn check_initial_access_token(&self, bearer: Option<&str>) -> Result<(), OAuthError> {
+    async fn check_initial_access_token(
+        &self,
+        bearer: Option<&str>,
+        ctx: &RequestContext,
+    ) -> Result<(), ServiceError> {
         let bearer = bearer.ok_or_else(|| {
-            OAuthError::new(
-                ErrorCode::MissingCredentials,
+            ServiceError::missing_credentials(
                 "registration requires an initial access token as a Bearer token",
             )
         })?;
-        if self.is_admin_token(bearer) {
+        if self.guard.is_admin_token(bearer) {
             return Ok(());
         }
         let found = self
@@ -289,10 +357,8 @@ impl Service {
             .await
             .map_err(internal)?;
         match found {
-            Some(token) if token.expires_at > self.clock.now() => Ok(()),
-            _ => Err(OAuthError::invalid_token(
-                "the initial access token is invalid or expired",
-            )),
+            Some(token) if token.expires_at > ctx.now() => Ok(()),
+            _ => Err(OAuthError::invalid_token("the initial access token is invalid or expired").into()),
         }
     }
 
@@ -321,7 +387,7 @@ impl Service {
                 "registration_client_uri".into(),
                 format!(
                     "{}{}/{}",
-                    self.config.issuer,
+                    self.issuer,
                     paths::REGISTRATION,
                     record.client_id
                 )
@@ -338,9 +404,29 @@ fn parse_json(body: &[u8]) -> Result<Value, OAuthError> {
     })
 }
 
-fn invalid_registration_token() -> OAuthError {
-    OAuthError::new(
-        ErrorCode::InvalidToken,
-        "the registration access token is invalid for this client",
-    )
+fn invalid_registration_token() -> ServiceError {
+    OAuthError::invalid_token("the registration access token is invalid for this client").into()
+}
+
+/// Disables a client read as `record` (RFC 7592 delete, `DELETE
+/// /admin/clients/{id}`): it can no longer authenticate, manage itself or
+/// hold an active token. Conditional: a client changed meanwhile is a
+/// conflict, never overwritten.
+pub(crate) async fn disable_client(
+    clients: &ClientDirectory,
+    audit: &Auditor,
+    mut record: ClientRecord,
+    ctx: &RequestContext,
+) -> Result<(), ServiceError> {
+    let now = ctx.now();
+    record.disabled_at = Some(now);
+    record.updated_at = now;
+    record.registration_token_hash = None;
+    if !clients.update(&record).await? {
+        return Err(changed_meanwhile());
+    }
+    let mut event = audit.event(event_type::CLIENT_DELETED, Outcome::Success, ctx);
+    event.client_id = Some(record.client_id.clone());
+    audit.record(event).await;
+    Ok(())
 }

@@ -6,7 +6,11 @@
 use custos_service::clock::{Clock, ManualClock};
 use custos_service::crypto::MasterKey;
 use custos_service::keyring::MAX_TOKEN_LIFETIME;
-use custos_service::{NoJwksFetching, RequestContext, Service, ServiceConfig};
+use custos_protocol::form::FormParams;
+use custos_service::token::TokenResponse;
+use custos_service::{
+    ClientProof, NoJwksFetching, RequestContext, Service, ServiceConfig, ServiceError,
+};
 use custos_store::ConnectOptions;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -37,10 +41,20 @@ async fn service(clock: Arc<ManualClock>) -> Arc<Service> {
     service
 }
 
-fn ctx() -> RequestContext {
-    RequestContext {
-        source_addr: Some("192.0.2.1".into()),
-    }
+/// A request arriving now, by the service's clock.
+fn ctx(service: &Service) -> RequestContext {
+    service.request_context(Some("192.0.2.1".into()))
+}
+
+async fn issue(service: &Service, authorization: &str) -> Result<TokenResponse, ServiceError> {
+    let form = FormParams::parse(b"grant_type=client_credentials").unwrap();
+    let proof = ClientProof {
+        authorization: Some(authorization.to_owned()),
+        method: "POST".into(),
+        url: "https://as.example/token".into(),
+        ..ClientProof::default()
+    };
+    service.token.issue(&form, &proof, &ctx(service)).await
 }
 
 fn basic(id: &str, secret: &str) -> String {
@@ -51,10 +65,11 @@ fn basic(id: &str, secret: &str) -> String {
     )
 }
 
-async fn register(service: &Service, bearer: &str) -> Result<Value, custos_protocol::OAuthError> {
+async fn register(service: &Service, bearer: &str) -> Result<Value, ServiceError> {
     let body = json!({"grant_types": ["client_credentials"], "scope": "read"}).to_string();
     service
-        .register_client(Some(bearer), body.as_bytes(), &ctx())
+        .registration
+        .register_client(Some(bearer), body.as_bytes(), &ctx(service))
         .await
 }
 
@@ -67,14 +82,15 @@ async fn initial_access_tokens_expire() {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let service = service(clock.clone()).await;
     let created = service
-        .create_initial_access_token(br#"{"expires_in": 60}"#)
+        .admin
+        .create_initial_access_token(br#"{"expires_in": 60}"#, &ctx(&service))
         .await
         .unwrap();
     let iat = created["initial_access_token"].as_str().unwrap();
     assert!(register(&service, iat).await.is_ok());
     clock.advance_secs(61);
     let refused = register(&service, iat).await.unwrap_err();
-    assert_eq!(refused.code.as_str(), "invalid_token");
+    assert_eq!(refused.code(), "invalid_token");
 }
 
 #[tokio::test]
@@ -86,24 +102,18 @@ async fn rotated_out_secret_works_until_its_grace_ends() {
         client["client_id"].as_str().unwrap(),
         client["client_secret"].as_str().unwrap(),
     );
-    let rotated = service.rotate_client_secret(id, &ctx()).await.unwrap();
+    let rotated = service
+        .admin
+        .rotate_client_secret(id, &ctx(&service))
+        .await
+        .unwrap();
     let new = rotated["client_secret"].as_str().unwrap();
-    let form = b"grant_type=client_credentials";
     clock.advance_secs(3599);
-    assert!(service
-        .issue_token(Some(&basic(id, old)), form, &ctx())
-        .await
-        .is_ok());
+    assert!(issue(&service, &basic(id, old)).await.is_ok());
     clock.advance_secs(1);
-    let refused = service
-        .issue_token(Some(&basic(id, old)), form, &ctx())
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code.as_str(), "invalid_client");
-    assert!(service
-        .issue_token(Some(&basic(id, new)), form, &ctx())
-        .await
-        .is_ok());
+    let refused = issue(&service, &basic(id, old)).await.unwrap_err();
+    assert_eq!(refused.code(), "invalid_client");
+    assert!(issue(&service, &basic(id, new)).await.is_ok());
 }
 
 #[tokio::test]
@@ -115,37 +125,29 @@ async fn rotated_key_signs_after_its_delay_and_leaves_after_its_last_token() {
         client["client_id"].as_str().unwrap(),
         client["client_secret"].as_str().unwrap(),
     );
-    let form = b"grant_type=client_credentials";
-    let old = kid(&service
-        .issue_token(Some(&auth), form, &ctx())
+    let old = kid(&issue(&service, &auth).await.unwrap().access_token);
+
+    let new = service
+        .admin
+        .rotate_signing_key(&ctx(&service))
         .await
         .unwrap()
-        .access_token);
-
-    let new = service.rotate_signing_key(&ctx()).await.unwrap().kid;
+        .kid;
     assert_eq!(service.jwks()["keys"].as_array().unwrap().len(), 2);
     clock.advance_secs(59);
     assert_eq!(
-        kid(&service
-            .issue_token(Some(&auth), form, &ctx())
-            .await
-            .unwrap()
-            .access_token),
+        kid(&issue(&service, &auth).await.unwrap().access_token),
         old
     );
     clock.advance_secs(1);
     let last_old_token_expiry = clock.now() + 300;
     assert_eq!(
-        kid(&service
-            .issue_token(Some(&auth), form, &ctx())
-            .await
-            .unwrap()
-            .access_token),
+        kid(&issue(&service, &auth).await.unwrap().access_token),
         new
     );
 
     clock.advance_secs(MAX_TOKEN_LIFETIME - 1);
-    service.refresh_keys().await.unwrap();
+    service.refresh().await.unwrap();
     assert_eq!(
         service.jwks()["keys"].as_array().unwrap().len(),
         2,
@@ -153,7 +155,7 @@ async fn rotated_key_signs_after_its_delay_and_leaves_after_its_last_token() {
     );
     assert!(clock.now() > last_old_token_expiry);
     clock.advance_secs(1);
-    service.refresh_keys().await.unwrap();
+    service.refresh().await.unwrap();
     let keys = service.jwks();
     let kids: Vec<&str> = keys["keys"]
         .as_array()

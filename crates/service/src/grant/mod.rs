@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 /// A token request as a grant handler sees it: the client has already
 /// authenticated.
+#[allow(dead_code)] // `proof` and `ctx` are read by the sender-constraining grants to come (DPoP, mTLS)
 pub(crate) struct GrantRequest<'a> {
     pub form: &'a FormParams,
     pub client: &'a VerifiedClient,
