@@ -182,7 +182,7 @@ async fn oauth21_registration_refusals(db: Database) {
 async fn rfc7592_read_update_delete(db: Database) {
     let server = Server::start(&db).await;
     let (_, created) = server
-        .register(json!({"grant_types": ["client_credentials"], "scope": "read", "client_name": "before"}))
+        .register(json!({"grant_types": ["client_credentials"], "scope": "read write", "client_name": "before"}))
         .await;
     let uri = created["registration_client_uri"].as_str().unwrap();
     let id = created["client_id"].as_str().unwrap();
@@ -227,7 +227,7 @@ async fn rfc7592_read_update_delete(db: Database) {
         "the previous registration access token stops working"
     );
 
-    let update = json!({"client_id": id, "grant_types": ["client_credentials"], "scope": "read write", "client_name": "after"});
+    let update = json!({"client_id": id, "grant_types": ["client_credentials"], "scope": "read", "client_name": "after"});
     let response = http
         .put(uri)
         .bearer_auth(&rat)
@@ -238,7 +238,7 @@ async fn rfc7592_read_update_delete(db: Database) {
     assert_eq!(response.status(), 200);
     let updated: Value = response.json().await.unwrap();
     assert_eq!(updated["client_name"], "after");
-    assert_eq!(updated["scope"], "read write");
+    assert_eq!(updated["scope"], "read");
     rat = updated["registration_access_token"]
         .as_str()
         .unwrap()
@@ -247,7 +247,7 @@ async fn rfc7592_read_update_delete(db: Database) {
         .token_basic(
             id,
             secret,
-            &[("grant_type", "client_credentials"), ("scope", "write")],
+            &[("grant_type", "client_credentials"), ("scope", "read")],
         )
         .await;
     assert_eq!(status, 200, "the secret survives an update: {body}");
@@ -293,7 +293,76 @@ async fn rfc7592_read_update_delete(db: Database) {
     );
 }
 
+/// RFC 7592 through the registration access token may narrow a client,
+/// never widen it (CONTRACT.md): more scope, a longer token lifetime, a
+/// new grant type or redirect URI, a weaker method all need the admin API;
+/// every accepted change is audited with what changed.
+async fn rfc7592_self_management_never_widens(db: Database) {
+    let server = Server::start(&db).await;
+    let (_, created) = server
+        .register(json!({
+            "grant_types": ["client_credentials", "authorization_code"],
+            "redirect_uris": ["https://app.example/cb"],
+            "scope": "read write",
+            "access_token_lifetime": 600,
+        }))
+        .await;
+    let uri = created["registration_client_uri"].as_str().unwrap().to_owned();
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let mut rat = created["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = json!({
+        "client_id": id,
+        "grant_types": ["client_credentials", "authorization_code"],
+        "redirect_uris": ["https://app.example/cb"],
+        "scope": "read write",
+        "access_token_lifetime": 600,
+    });
+    for (what, patch) in [
+        ("scope", json!({"scope": "read write payroll:admin"})),
+        ("lifetime", json!({"access_token_lifetime": 3600})),
+        ("grant", json!({"grant_types": ["client_credentials", "authorization_code", "refresh_token"]})),
+        ("redirect", json!({"redirect_uris": ["https://app.example/cb", "https://attacker.example/cb"]})),
+        ("weaker method", json!({"token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]})),
+    ] {
+        let mut body = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let response = server.http.put(&uri).bearer_auth(&rat).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{what}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"], "invalid_client_metadata", "{what}");
+    }
+    let read: Value = server.http.get(&uri).bearer_auth(&rat).send().await.unwrap().json().await.unwrap();
+    assert_eq!(read["scope"], "read write", "nothing widened");
+    assert_eq!(read["access_token_lifetime"], 600);
+    rat = read["registration_access_token"].as_str().unwrap().to_owned();
+
+    let mut narrower = base.clone();
+    narrower["scope"] = json!("read");
+    narrower["access_token_lifetime"] = json!(60);
+    let response = server.http.put(&uri).bearer_auth(&rat).json(&narrower).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let updated = server
+        .events(&format!("?client_id={id}&type=client.updated"))
+        .await;
+    assert_eq!(updated.len(), 1, "{updated:?}");
+    assert_eq!(updated[0]["scope"], "read");
+    let reason = updated[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("access_token_lifetime") && reason.contains("scope"), "{reason}");
+    assert!(reason.contains("read write"), "the old scope is recorded: {reason}");
+    let refused = server
+        .events(&format!("?client_id={id}&type=client.management_refused"))
+        .await;
+    assert_eq!(refused.len(), 5);
+    assert!(!serde_json::to_string(&refused).unwrap().contains(&rat));
+}
+
 on_both_engines!(
+    rfc7592_self_management_never_widens,
     rfc7591_3_2_1_response_carries_credentials_once,
     rfc7591_registration_requires_an_initial_access_token,
     oauth21_registration_refusals,
