@@ -3,6 +3,7 @@
 //! conditional update, and the one place stored metadata is decoded.
 
 use crate::client_cache::{Cached, ClientCache, LoadedClient};
+use crate::clock::Clock;
 use crate::error::{internal, ServiceError};
 use custos_protocol::metadata::ClientMetadata;
 use custos_store::{ClientRecord, Store};
@@ -12,6 +13,7 @@ use std::time::Duration;
 pub(crate) struct ClientDirectory {
     store: Arc<dyn Store>,
     cache: ClientCache,
+    clock: Arc<dyn Clock>,
 }
 
 /// Decodes a client's stored metadata (validated when it was written).
@@ -20,28 +22,30 @@ pub(crate) fn decode_metadata(record: &ClientRecord) -> Result<ClientMetadata, S
 }
 
 impl ClientDirectory {
-    pub fn new(store: Arc<dyn Store>, cache_ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, cache_ttl: Duration, clock: Arc<dyn Clock>) -> Self {
         ClientDirectory {
             store,
             cache: ClientCache::new(cache_ttl),
+            clock,
         }
     }
 
-    /// What this replica's cache knows of `client_id`, if anything.
+    /// What this replica's cache knows of `client_id` now, if anything.
     pub fn cached(&self, client_id: &str) -> Option<Cached> {
-        self.cache.get(client_id)
+        self.cache.get(client_id, self.clock.now_ms())
     }
 
     /// Reads a client from the store, disabled ones included, and caches
     /// what it found (an unknown id is remembered as unknown).
     pub async fn load(&self, client_id: &str) -> Result<Option<Arc<LoadedClient>>, ServiceError> {
+        let now_ms = self.clock.now_ms();
         let Some(record) = self.store.get_client(client_id).await.map_err(internal)? else {
-            self.cache.put(client_id, None);
+            self.cache.put(client_id, None, now_ms);
             return Ok(None);
         };
         let metadata = decode_metadata(&record)?;
-        let loaded = Arc::new(LoadedClient::new(record, metadata));
-        self.cache.put(client_id, Some(&loaded));
+        let loaded = Arc::new(LoadedClient::new(record, metadata, now_ms));
+        self.cache.put(client_id, Some(&loaded), now_ms);
         Ok(Some(loaded))
     }
 

@@ -167,7 +167,11 @@ impl Service {
         let audit = Auditor::new(sink);
         let issuer = config.issuer.clone();
         let token_endpoint = format!("{issuer}{}", paths::TOKEN);
-        let clients = Arc::new(ClientDirectory::new(store.clone(), config.client_cache_ttl));
+        let clients = Arc::new(ClientDirectory::new(
+            store.clone(),
+            config.client_cache_ttl,
+            clock.clone(),
+        ));
         let authenticator = Arc::new(Authenticator::new(
             clients.clone(),
             store.clone(),

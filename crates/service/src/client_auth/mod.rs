@@ -148,7 +148,7 @@ impl Authenticator {
                     // The client may have changed on another replica: if
                     // the entry is not brand new, ask the database before
                     // refusing.
-                    Err(error) if !cached.may_be_stale() => return Err(error),
+                    Err(error) if !cached.may_be_stale(ctx.now_ms) => return Err(error),
                     Err(_) => {}
                 }
             }
