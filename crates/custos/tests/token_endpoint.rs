@@ -205,6 +205,16 @@ async fn rfc7523_private_key_jwt_and_single_use_jti(db: Database) {
                 &json!({"iss": id, "sub": id, "aud": server.url, "jti": "b4", "exp": now() + 60}),
             ),
         ),
+        (
+            "RFC 7523 section 3: no aud",
+            key.assertion(&json!({"iss": id, "sub": id, "jti": "b5", "exp": now() + 60})),
+        ),
+        (
+            "an aud array naming another party too",
+            key.assertion(
+                &json!({"iss": id, "sub": id, "aud": [server.url, "https://elsewhere.example"], "jti": "b6", "exp": now() + 60}),
+            ),
+        ),
     ] {
         let form = assertion_form(&assertion);
         let (status, _, body) = server.post_form(&endpoint, None, &form).await;
@@ -213,7 +223,18 @@ async fn rfc7523_private_key_jwt_and_single_use_jti(db: Database) {
             (401, Some("invalid_client")),
             "{why}"
         );
+        if why.contains("aud") {
+            assert!(
+                body["error_description"].as_str().unwrap().contains("aud"),
+                "{why}: {body}"
+            );
+        }
     }
+    let array = key.assertion(&json!({"iss": id, "sub": id, "aud": [server.url], "jti": "c1", "exp": now() + 60}));
+    let (status, _, body) = server
+        .post_form(&endpoint, None, &assertion_form(&array))
+        .await;
+    assert_eq!(status, 200, "an array naming only the issuer: {body}");
 }
 
 /// Two replicas on one database: a jti used at one is refused at the other.

@@ -204,6 +204,11 @@ impl Server {
         }
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub async fn discovery(&self) -> Value {
         self.get_json("/.well-known/oauth-authorization-server")
             .await
