@@ -109,8 +109,9 @@ fn password(url: &str) -> Option<&str> {
     (!password.is_empty()).then_some(password)
 }
 
-/// `url` with its password (if any) replaced by `***`.
-pub(crate) fn redact_url(url: &str) -> String {
+/// `url` with its password (if any) replaced by `***`: fit for logs and
+/// error messages. The one redaction of database URLs in custos.
+pub fn redact_url(url: &str) -> String {
     redact(url, url)
 }
 
@@ -129,22 +130,9 @@ pub(crate) fn redact(text: &str, url: &str) -> String {
 }
 
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn truncate(text: &str, max: usize) -> &str {

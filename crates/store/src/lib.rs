@@ -32,6 +32,7 @@ mod connect;
 mod migrate;
 mod model;
 mod sql;
+pub use connect::redact_url;
 pub use model::*;
 
 use async_trait::async_trait;
