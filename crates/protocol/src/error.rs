@@ -97,6 +97,15 @@ impl OAuthError {
     }
 }
 
+/// Request text made safe to echo in an error description: control
+/// characters dropped, at most `max_chars` characters kept.
+pub fn echo(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
+}
+
 impl fmt::Display for OAuthError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.code.as_str(), self.description)

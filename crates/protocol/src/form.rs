@@ -81,7 +81,7 @@ impl FormParams {
 
 /// A parameter name made safe to echo in an error description.
 fn printable(name: &str) -> String {
-    name.chars().filter(|c| !c.is_control()).take(64).collect()
+    crate::error::echo(name, 64)
 }
 
 #[cfg(test)]

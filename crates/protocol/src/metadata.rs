@@ -476,7 +476,7 @@ pub fn dedup(list: Vec<String>) -> Vec<String> {
 }
 
 fn short(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(80).collect()
+    crate::error::echo(text, 80)
 }
 
 pub mod self_service;

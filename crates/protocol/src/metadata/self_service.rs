@@ -29,7 +29,7 @@ fn widening(what: &str, extra: &[String]) -> OAuthError {
         "a client cannot widen its own registration (RFC 7592 through the registration access token may only narrow it): {what} {} would be added; ask an administrator",
         extra
             .iter()
-            .map(|e| format!("'{}'", e.chars().take(100).collect::<String>()))
+            .map(|e| format!("'{}'", crate::error::echo(e, 100)))
             .collect::<Vec<_>>()
             .join(", ")
     ))
