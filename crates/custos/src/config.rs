@@ -149,7 +149,11 @@ pub struct Tls {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// The issuer; when `issuer_from_listen`, it is derived from the listen
+    /// address, and `serve` derives it again from the bound address (the
+    /// port may be 0).
     pub issuer: String,
+    pub issuer_from_listen: bool,
     pub database_url: String,
     pub admin_token: Option<String>,
     pub kek: KekSource,
@@ -193,12 +197,10 @@ impl Settings {
             }
         };
 
+        let issuer_from_listen = raw.issuer.is_none();
         let issuer = match raw.issuer {
             Some(issuer) => check_issuer(&issuer)?,
-            None => {
-                let scheme = if tls.is_some() { "https" } else { "http" };
-                format!("{scheme}://{listen}")
-            }
+            None => default_issuer(tls.is_some(), listen),
         };
 
         let database_url = raw
@@ -270,6 +272,7 @@ impl Settings {
         Ok(Settings {
             listen,
             issuer,
+            issuer_from_listen,
             database_url,
             admin_token: raw.admin_token,
             kek,
@@ -285,6 +288,12 @@ impl Settings {
             trusted_proxies,
         })
     }
+}
+
+/// The issuer when none is set: the scheme and the (bound) listen address.
+pub fn default_issuer(tls: bool, listen: SocketAddr) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{listen}")
 }
 
 fn check_issuer(issuer: &str) -> Result<String, String> {
@@ -412,6 +421,26 @@ mod tests {
             assert!(!err.contains('\n'));
             assert!(!err.contains(":p@"), "password leaked: {err}");
         }
+    }
+
+    #[test]
+    fn the_default_issuer_follows_the_listen_address() {
+        let s = Settings::check(RawSettings {
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(s.issuer_from_listen);
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(default_issuer(false, bound), "http://127.0.0.1:4321");
+        assert_eq!(default_issuer(true, bound), "https://127.0.0.1:4321");
+        let s = Settings::check(RawSettings {
+            issuer: Some("https://as.example/".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!s.issuer_from_listen);
+        assert_eq!(s.issuer, "https://as.example");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! in-flight requests finish, writes every queued audit event and closes
 //! the store.
 
-use crate::config::{redact_url, sqlite_path, KekSource, Settings, Tls};
+use crate::config::{default_issuer, redact_url, sqlite_path, KekSource, Settings, Tls};
 use crate::jwks_fetch::HttpJwksFetcher;
 use custos_service::clock::SystemClock;
 use custos_service::crypto::MasterKey;
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs the server until a shutdown signal. `Err` is the one line to print.
-pub async fn run(settings: Settings) -> Result<(), String> {
+pub async fn run(mut settings: Settings) -> Result<(), String> {
     let listener = std::net::TcpListener::bind(settings.listen)
         .map_err(|e| format!("CUSTOS_LISTEN: cannot bind {}: {e}", settings.listen))?;
     listener
@@ -24,6 +24,10 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let local = listener
         .local_addr()
         .map_err(|e| format!("CUSTOS_LISTEN: {e}"))?;
+    if settings.issuer_from_listen {
+        // With port 0 only the bound address says where we are.
+        settings.issuer = default_issuer(settings.tls.is_some(), local);
+    }
     let tls = settings.tls.as_ref().map(tls_config).transpose()?;
 
     if let Some(path) = sqlite_path(&settings.database_url) {

@@ -7,15 +7,16 @@ use serde_json::json;
 use std::process::Command;
 
 fn start_error(env: &[(&str, &str)]) -> String {
-    let dir =
-        std::env::temp_dir().join(format!("custos_bad_{}_{}", std::process::id(), free_port()));
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("custos_bad_{}_{run}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(binary());
     command
         .arg("serve")
         .env_clear()
         .current_dir(&dir)
-        .env("CUSTOS_LISTEN", format!("127.0.0.1:{}", free_port()));
+        .env("CUSTOS_LISTEN", "127.0.0.1:0");
     for (k, v) in env {
         command.env(k, v);
     }
@@ -192,7 +193,7 @@ async fn wrong_key_encryption_key_refuses_to_start(db: Database) {
     let output = Command::new(binary())
         .arg("serve")
         .env_clear()
-        .env("CUSTOS_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("CUSTOS_LISTEN", "127.0.0.1:0")
         .env("CUSTOS_DATABASE_URL", &db.url)
         .env(
             "CUSTOS_KEY_ENCRYPTION_KEY",
@@ -310,4 +311,20 @@ async fn rfc8414_3_1_issuer_with_a_path() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404, "nothing outside the issuer path");
+}
+/// Port 0: the default issuer is the address actually bound.
+#[tokio::test]
+async fn port_zero_gives_the_bound_address_as_issuer() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start(&db).await;
+    assert!(!server.url.ends_with(":0"), "{}", server.url);
+    let doc = server.discovery().await;
+    assert_eq!(doc["issuer"], server.url);
+    let (id, secret) = server.secret_client("client_secret_basic", "read").await;
+    let (status, body) = server
+        .token_basic(&id, &secret, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = jwt_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["iss"], server.url);
 }
