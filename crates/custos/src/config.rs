@@ -63,8 +63,11 @@ pub struct RawSettings {
     /// Seconds a client read from the database may be reused (0: off).
     #[arg(long, env = "CUSTOS_CLIENT_CACHE_TTL")]
     pub client_cache_ttl: Option<u64>,
-    /// INSECURE, development only: fetch client jwks_uri from loopback and
-    /// private addresses (and plain http on loopback).
+    /// INSECURE, development only: every URL custos fetches may point at
+    /// loopback and private addresses (and use plain http on loopback).
+    #[arg(long, env = "CUSTOS_ALLOW_PRIVATE_URLS", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_urls: Option<bool>,
+    /// Alias of --allow-private-urls (either one on turns it on).
     #[arg(long, env = "CUSTOS_ALLOW_PRIVATE_JWKS_URI", num_args = 0..=1, default_missing_value = "true")]
     pub allow_private_jwks_uri: Option<bool>,
 }
@@ -89,6 +92,7 @@ impl RawSettings {
             database_max_connections: self
                 .database_max_connections
                 .or(file.database_max_connections),
+            allow_private_urls: self.allow_private_urls.or(file.allow_private_urls),
             allow_private_jwks_uri: self.allow_private_jwks_uri.or(file.allow_private_jwks_uri),
             client_cache_ttl: self.client_cache_ttl.or(file.client_cache_ttl),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
@@ -164,7 +168,8 @@ pub struct Settings {
     pub secret_rotation_grace: i64,
     pub key_refresh_interval: u64,
     pub database_max_connections: u32,
-    pub allow_private_jwks_uri: bool,
+    /// CUSTOS_ALLOW_PRIVATE_URLS (or its alias CUSTOS_ALLOW_PRIVATE_JWKS_URI).
+    pub allow_private_urls: bool,
     pub client_cache_ttl: u64,
     pub trusted_proxies: TrustedProxies,
 }
@@ -283,7 +288,8 @@ impl Settings {
             secret_rotation_grace,
             key_refresh_interval,
             database_max_connections,
-            allow_private_jwks_uri: raw.allow_private_jwks_uri.unwrap_or(false),
+            allow_private_urls: raw.allow_private_urls.unwrap_or(false)
+                || raw.allow_private_jwks_uri.unwrap_or(false),
             client_cache_ttl,
             trusted_proxies,
         })
@@ -421,6 +427,26 @@ mod tests {
             assert!(!err.contains('\n'));
             assert!(!err.contains(":p@"), "password leaked: {err}");
         }
+    }
+
+    #[test]
+    fn allow_private_urls_and_its_alias() {
+        let on = |urls: Option<bool>, jwks: Option<bool>| {
+            Settings::check(RawSettings {
+                allow_private_urls: urls,
+                allow_private_jwks_uri: jwks,
+                ..Default::default()
+            })
+            .unwrap()
+            .allow_private_urls
+        };
+        assert!(!on(None, None));
+        assert!(on(Some(true), None));
+        assert!(on(None, Some(true)));
+        assert!(on(Some(false), Some(true)), "either one turns it on");
+        assert!(!on(Some(false), Some(false)));
+        let parsed: RawSettings = toml::from_str("allow_private_urls = true").unwrap();
+        assert!(Settings::check(parsed).unwrap().allow_private_urls);
     }
 
     #[test]

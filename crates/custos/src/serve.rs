@@ -54,9 +54,9 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     config.key_activation_delay = settings.key_activation_delay;
     config.secret_rotation_grace = settings.secret_rotation_grace;
     config.admin_token = settings.admin_token.clone().map(Secret::new);
-    config.allow_private_jwks_uri = settings.allow_private_jwks_uri;
+    config.allow_private_jwks_uri = settings.allow_private_urls;
     config.client_cache_ttl = Duration::from_secs(settings.client_cache_ttl);
-    let fetcher = HttpJwksFetcher::new(settings.allow_private_jwks_uri)
+    let fetcher = HttpJwksFetcher::new(settings.allow_private_urls)
         .map_err(|e| format!("HTTP client: {e}"))?;
     let (service, audit_writer) = Service::start(
         store.clone(),
@@ -157,8 +157,8 @@ async fn shutdown_on_signal(handle: axum_server::Handle) {
 }
 
 fn warn_insecure(settings: &Settings) {
-    if settings.allow_private_jwks_uri {
-        tracing::warn!("CUSTOS_ALLOW_PRIVATE_JWKS_URI is on: clients can make this server fetch from loopback and private addresses; use only in development");
+    if settings.allow_private_urls {
+        tracing::warn!("CUSTOS_ALLOW_PRIVATE_URLS is on: clients can make this server fetch from loopback and private addresses; use only in development");
     }
     let loopback = settings.listen.ip().is_loopback();
     if settings.tls.is_none() && !loopback {

@@ -328,3 +328,27 @@ async fn port_zero_gives_the_bound_address_as_issuer() {
     let (_, claims) = jwt_parts(body["access_token"].as_str().unwrap());
     assert_eq!(claims["iss"], server.url);
 }
+
+/// CUSTOS_ALLOW_PRIVATE_URLS is the opt-in for private fetch targets
+/// (CUSTOS_ALLOW_PRIVATE_JWKS_URI, its old name, still works), and it is
+/// named in the warning.
+#[tokio::test]
+async fn allow_private_urls_opens_private_addresses_with_a_warning() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let metadata = json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://127.0.0.1:9/jwks.json"});
+    let server = Server::start(&db).await;
+    let (status, body) = server.register(metadata.clone()).await;
+    assert_eq!(status, 400, "refused by default: {body}");
+    drop(server);
+    for name in ["CUSTOS_ALLOW_PRIVATE_URLS", "CUSTOS_ALLOW_PRIVATE_JWKS_URI"] {
+        let server = Server::start_with(&db, &[(name, "true")]).await;
+        let (status, body) = server.register(metadata.clone()).await;
+        assert_eq!(status, 201, "{name}: {body}");
+        let log = server.log.lock().unwrap().clone();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains("CUSTOS_ALLOW_PRIVATE_URLS is on")),
+            "{name}: {log}"
+        );
+    }
+}
