@@ -70,6 +70,10 @@ pub struct RawSettings {
     /// Alias of --allow-private-urls (either one on turns it on).
     #[arg(long, env = "CUSTOS_ALLOW_PRIVATE_JWKS_URI", num_args = 0..=1, default_missing_value = "true")]
     pub allow_private_jwks_uri: Option<bool>,
+    /// Log format on stderr: text (colour only on a terminal) or json (one
+    /// object per line).
+    #[arg(long, env = "CUSTOS_LOG_FORMAT")]
+    pub log_format: Option<String>,
 }
 
 impl RawSettings {
@@ -94,6 +98,7 @@ impl RawSettings {
                 .or(file.database_max_connections),
             allow_private_urls: self.allow_private_urls.or(file.allow_private_urls),
             allow_private_jwks_uri: self.allow_private_jwks_uri.or(file.allow_private_jwks_uri),
+            log_format: self.log_format.or(file.log_format),
             client_cache_ttl: self.client_cache_ttl.or(file.client_cache_ttl),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
         }
@@ -117,6 +122,7 @@ impl RawSettings {
             log: text(self.log),
             signing_alg: text(self.signing_alg),
             trusted_proxies: text(self.trusted_proxies),
+            log_format: text(self.log_format),
             ..self
         }
     }
@@ -149,6 +155,15 @@ pub struct Tls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable; ANSI colour only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Checked settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -163,6 +178,7 @@ pub struct Settings {
     pub kek: KekSource,
     pub tls: Option<Tls>,
     pub log: String,
+    pub log_format: LogFormat,
     pub signing_alg: SigningAlg,
     pub key_activation_delay: i64,
     pub secret_rotation_grace: i64,
@@ -241,6 +257,16 @@ impl Settings {
 
         let log = raw.log.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log).map_err(|e| format!("CUSTOS_LOG: {e}"))?;
+        let log_format = match raw.log_format.as_deref().map(str::trim) {
+            None => LogFormat::Text,
+            Some(text) if text.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(text) if text.eq_ignore_ascii_case("json") => LogFormat::Json,
+            Some(text) => {
+                return Err(format!(
+                    "CUSTOS_LOG_FORMAT: '{text}' is not one of text, json"
+                ))
+            }
+        };
 
         let signing_alg = match raw.signing_alg {
             Some(text) => SigningAlg::parse(&text).ok_or_else(|| {
@@ -283,6 +309,7 @@ impl Settings {
             kek,
             tls,
             log,
+            log_format,
             signing_alg,
             key_activation_delay,
             secret_rotation_grace,
@@ -419,6 +446,13 @@ mod tests {
                     ..Default::default()
                 },
                 "CUSTOS_TRUSTED_PROXIES",
+            ),
+            (
+                RawSettings {
+                    log_format: Some("logfmt".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_LOG_FORMAT",
             ),
         ];
         for (raw, setting) in cases {

@@ -72,6 +72,7 @@ fn bad_settings_exit_non_zero_with_one_line_naming_the_setting() {
             "CUSTOS_KEY_ENCRYPTION_KEY",
         ),
         (&[("CUSTOS_ADMIN_TOKEN", "short")], "CUSTOS_ADMIN_TOKEN"),
+        (&[("CUSTOS_LOG_FORMAT", "xml")], "CUSTOS_LOG_FORMAT"),
     ];
     for (env, setting) in cases {
         let line = start_error(env);
@@ -312,6 +313,74 @@ async fn rfc8414_3_1_issuer_with_a_path() {
         .unwrap();
     assert_eq!(response.status(), 404, "nothing outside the issuer path");
 }
+/// Waits until the log has a line containing `text`.
+async fn wait_for_log(log: &std::sync::Arc<std::sync::Mutex<String>>, text: &str) {
+    for _ in 0..200 {
+        if log.lock().unwrap().contains(text) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no '{text}' in the log:\n{}", log.lock().unwrap());
+}
+
+/// CUSTOS_LOG_FORMAT=json: every line on stderr is one JSON object, the
+/// startup line included (the harness found the port in it).
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start_with(&db, &[("CUSTOS_LOG_FORMAT", "json")]).await;
+    server.secret_client("client_secret_basic", "read").await;
+    let (status, _) = server
+        .token_basic("nobody", "wrong", &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(status, 401);
+    let log = server.log.clone();
+    assert!(server.terminate().success());
+    wait_for_log(&log, "custos stopped").await;
+    let log = log.lock().unwrap().clone();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(object.is_object(), "{line}");
+        assert!(
+            object["level"].is_string() && object["message"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        log.contains("\"message\":\"custos listening on http://127.0.0.1:"),
+        "{log}"
+    );
+}
+
+/// A failed start under CUSTOS_LOG_FORMAT=json is one JSON line too.
+#[test]
+fn json_start_failure_is_one_json_line_naming_the_setting() {
+    let line = start_error(&[
+        ("CUSTOS_LOG_FORMAT", "json"),
+        ("CUSTOS_DATABASE_URL", "postgres://u:secretpw@127.0.0.1:1/x"),
+        ("CUSTOS_KEY_ENCRYPTION_KEY", KEK),
+    ]);
+    let object: serde_json::Value = serde_json::from_str(line.trim()).expect(&line);
+    let message = object["message"].as_str().unwrap();
+    assert!(message.contains("CUSTOS_DATABASE_URL"), "{line}");
+    assert!(!line.contains("secretpw"), "{line}");
+}
+
+/// Text logs to a pipe carry no ANSI colour codes (the harness sets no
+/// NO_COLOR), and say where the server listens.
+#[tokio::test]
+async fn text_logs_to_a_pipe_have_no_colour() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start(&db).await;
+    server.secret_client("client_secret_basic", "read").await;
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
+}
+
 /// Port 0: the default issuer is the address actually bound.
 #[tokio::test]
 async fn port_zero_gives_the_bound_address_as_issuer() {

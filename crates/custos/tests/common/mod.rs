@@ -128,7 +128,6 @@ impl Server {
             .env("CUSTOS_DATABASE_URL", &db.url)
             .env("CUSTOS_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("CUSTOS_LOG", "info,sqlx=warn")
-            .env("NO_COLOR", "1")
             .current_dir(&db.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
