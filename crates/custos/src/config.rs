@@ -353,6 +353,48 @@ pub fn sqlite_path(url: &str) -> Option<&str> {
     (!path.is_empty()).then_some(path)
 }
 
+/// The SQLite database file of a URL as SQLite opens it (percent-decoded),
+/// and whether it is created when missing (no `mode`, or `mode=rwc`).
+/// `None` for other engines and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<(PathBuf, bool)> {
+    let path = sqlite_path(url)?;
+    let params: Vec<&str> = url
+        .split_once('?')
+        .map(|(_, query)| query.split('&').collect())
+        .unwrap_or_default();
+    let mode = params.iter().find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| k.eq_ignore_ascii_case("mode"))
+            .map(|(_, v)| v.to_ascii_lowercase())
+    });
+    if path.is_empty() || path == ":memory:" || mode.as_deref() == Some("memory") {
+        return None;
+    }
+    let may_create = matches!(mode.as_deref(), None | Some("rwc"));
+    Some((PathBuf::from(percent_decode(path)), may_create))
+}
+
+/// `%XX` escapes decoded (as the store and sqlx read the path); anything
+/// malformed is kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
@@ -501,6 +543,23 @@ mod tests {
         .unwrap();
         assert!(!s.issuer_from_listen);
         assert_eq!(s.issuer, "https://as.example");
+    }
+
+    #[test]
+    fn sqlite_file_is_the_path_sqlite_opens() {
+        let file =
+            |url: &str| sqlite_file(url).map(|(p, create)| (p.display().to_string(), create));
+        assert_eq!(file("sqlite://custos.db"), Some(("custos.db".into(), true)));
+        assert_eq!(
+            file("sqlite:///var/lib/custos/my%20db.sqlite?mode=rwc"),
+            Some(("/var/lib/custos/my db.sqlite".into(), true))
+        );
+        assert_eq!(file("sqlite://x.db?mode=rw"), Some(("x.db".into(), false)));
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://x.db?mode=memory"), None);
+        assert_eq!(file("postgres://h/db"), None);
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("a%zzb%41"), "a%zzbA");
     }
 
     #[test]

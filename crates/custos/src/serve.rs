@@ -3,7 +3,9 @@
 //! in-flight requests finish, writes every queued audit event and closes
 //! the store.
 
-use crate::config::{default_issuer, redact_url, sqlite_path, KekSource, Settings, Tls};
+use crate::config::{
+    default_issuer, redact_url, sqlite_file, sqlite_path, KekSource, Settings, Tls,
+};
 use crate::jwks_fetch::HttpJwksFetcher;
 use custos_service::clock::SystemClock;
 use custos_service::crypto::MasterKey;
@@ -36,6 +38,10 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     let (kek, kek_note) = load_kek(&settings.kek)?;
     let master =
         MasterKey::from_secret(&kek).map_err(|e| format!("CUSTOS_KEY_ENCRYPTION_KEY: {e}"))?;
+    let db_note = match sqlite_file(&settings.database_url) {
+        Some((path, may_create)) => private_sqlite_file(&path, may_create)?,
+        None => None,
+    };
     let store = custos_store::connect(&ConnectOptions {
         url: settings.database_url.clone(),
         max_connections: settings.database_max_connections,
@@ -72,6 +78,9 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     })?;
 
     if let Some(note) = kek_note {
+        note.log();
+    }
+    if let Some(note) = db_note {
         note.log();
     }
     warn_insecure(&settings);
@@ -295,4 +304,96 @@ fn tls_config(tls: &Tls) -> Result<axum_server::tls_rustls::RustlsConfig, String
     Ok(axum_server::tls_rustls::RustlsConfig::from_config(
         Arc::new(config),
     ))
+}
+
+/// Something about the database files worth telling the operator, said
+/// once the server has started.
+enum DbNote {
+    Narrowed(Vec<std::path::PathBuf>),
+    CannotNarrow(std::path::PathBuf, String),
+}
+
+impl DbNote {
+    fn log(&self) {
+        match self {
+            DbNote::Narrowed(paths) => {
+                for path in paths {
+                    tracing::warn!(
+                        path = %path.display(),
+                        "the database file was readable by group or others; changed its mode to 0600"
+                    );
+                }
+            }
+            DbNote::CannotNarrow(path, error) => tracing::warn!(
+                path = %path.display(),
+                error = %error,
+                "the database file is readable by group or others and its mode could not be changed; chmod 600 it"
+            ),
+        }
+    }
+}
+
+/// The SQLite database holds secret and password hashes, so its file is
+/// made private before the store opens it: created with mode 0600 when
+/// missing (SQLite gives the -wal and -shm files the database file's mode),
+/// narrowed to 0600 (with its -wal and -shm files) when group or others
+/// may read it.
+#[cfg(unix)]
+fn private_sqlite_file(path: &Path, may_create: bool) -> Result<Option<DbNote>, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(narrow_sqlite_files(path)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !may_create {
+                return Ok(None);
+            }
+            let created = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path);
+            match created {
+                Ok(_) => Ok(None),
+                // Another replica was quicker.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Ok(narrow_sqlite_files(path))
+                }
+                Err(e) => Err(format!(
+                    "CUSTOS_DATABASE_URL: cannot create {}: {e}",
+                    path.display()
+                )),
+            }
+        }
+        Err(e) => Err(format!(
+            "CUSTOS_DATABASE_URL: cannot read {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+#[cfg(not(unix))]
+fn private_sqlite_file(_path: &Path, _may_create: bool) -> Result<Option<DbNote>, String> {
+    Ok(None)
+}
+
+#[cfg(unix)]
+fn narrow_sqlite_files(path: &Path) -> Option<DbNote> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut narrowed = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 == 0 {
+            continue;
+        }
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Ok(()) => narrowed.push(file),
+            Err(e) => return Some(DbNote::CannotNarrow(file, e.to_string())),
+        }
+    }
+    (!narrowed.is_empty()).then_some(DbNote::Narrowed(narrowed))
 }

@@ -313,6 +313,52 @@ async fn rfc8414_3_1_issuer_with_a_path() {
         .unwrap();
     assert_eq!(response.status(), 404, "nothing outside the issuer path");
 }
+
+/// The database holds secret and password hashes: it and its WAL files
+/// are private whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_database_files_are_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start(&db).await;
+    server.secret_client("client_secret_basic", "read").await;
+    for name in ["custos.db", "custos.db-wal", "custos.db-shm"] {
+        let meta = std::fs::metadata(db.dir.join(name)).expect(name);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+    }
+}
+
+/// A database made readable by others (an old start, a copy) is narrowed
+/// to 0600, its WAL files too, and the operator is told once it is up.
+#[cfg(unix)]
+#[tokio::test]
+async fn an_existing_readable_database_is_narrowed_to_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start(&db).await;
+    server.secret_client("client_secret_basic", "read").await;
+    drop(server); // SIGKILL: the -wal and -shm files stay
+    let names = ["custos.db", "custos.db-wal", "custos.db-shm"];
+    for name in names {
+        let path = db.dir.join(name);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect(name);
+    }
+    let server = Server::start(&db).await;
+    server.secret_client("client_secret_basic", "read").await;
+    for name in names {
+        let meta = std::fs::metadata(db.dir.join(name)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+    }
+    let log = server.log.lock().unwrap().clone();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("mode to 0600")
+            && l.contains("custos.db-wal")),
+        "{log}"
+    );
+}
+
 /// Waits until the log has a line containing `text`.
 async fn wait_for_log(log: &std::sync::Arc<std::sync::Mutex<String>>, text: &str) {
     for _ in 0..200 {
