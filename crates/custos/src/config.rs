@@ -8,6 +8,7 @@ use custos_service::keyring::SigningAlg;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What the operator may set. Flags and environment come through clap;
 /// missing values are then taken from the TOML file.
@@ -74,6 +75,18 @@ pub struct RawSettings {
     /// object per line).
     #[arg(long, env = "CUSTOS_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Seconds a connection has to deliver a complete request head, counted
+    /// from the connection's first byte (or from accept, for its first
+    /// request; the TLS handshake and any wait for a connection slot count).
+    #[arg(long, env = "CUSTOS_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds a keep-alive connection may sit idle between requests.
+    #[arg(long, env = "CUSTOS_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Most client connections open at once; more wait for a slot (at most
+    /// the header read timeout).
+    #[arg(long, env = "CUSTOS_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
 }
 
 impl RawSettings {
@@ -99,6 +112,9 @@ impl RawSettings {
             allow_private_urls: self.allow_private_urls.or(file.allow_private_urls),
             allow_private_jwks_uri: self.allow_private_jwks_uri.or(file.allow_private_jwks_uri),
             log_format: self.log_format.or(file.log_format),
+            header_read_timeout: self.header_read_timeout.or(file.header_read_timeout),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
             client_cache_ttl: self.client_cache_ttl.or(file.client_cache_ttl),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
         }
@@ -164,6 +180,14 @@ pub enum LogFormat {
     Json,
 }
 
+/// Limits on client connections (slow or idle clients, too many at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
 /// Checked settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -188,6 +212,7 @@ pub struct Settings {
     pub allow_private_urls: bool,
     pub client_cache_ttl: u64,
     pub trusted_proxies: TrustedProxies,
+    pub connections: ConnectionLimits,
 }
 
 impl Settings {
@@ -300,6 +325,19 @@ impl Settings {
             return Err("CUSTOS_CLIENT_CACHE_TTL: must be between 0 and 300 seconds".into());
         }
 
+        let header_read_timeout = raw.header_read_timeout.unwrap_or(10);
+        if !(1..=300).contains(&header_read_timeout) {
+            return Err("CUSTOS_HEADER_READ_TIMEOUT: must be between 1 and 300 seconds".into());
+        }
+        let idle_timeout = raw.idle_timeout.unwrap_or(30);
+        if !(1..=3600).contains(&idle_timeout) {
+            return Err("CUSTOS_IDLE_TIMEOUT: must be between 1 and 3600 seconds".into());
+        }
+        let max_connections = raw.max_connections.unwrap_or(10_000);
+        if !(1..=1_000_000).contains(&max_connections) {
+            return Err("CUSTOS_MAX_CONNECTIONS: must be between 1 and 1000000".into());
+        }
+
         Ok(Settings {
             listen,
             issuer,
@@ -319,6 +357,11 @@ impl Settings {
                 || raw.allow_private_jwks_uri.unwrap_or(false),
             client_cache_ttl,
             trusted_proxies,
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(header_read_timeout),
+                idle_timeout: Duration::from_secs(idle_timeout),
+                max_connections: max_connections as usize,
+            },
         })
     }
 }
@@ -496,6 +539,27 @@ mod tests {
                 },
                 "CUSTOS_LOG_FORMAT",
             ),
+            (
+                RawSettings {
+                    header_read_timeout: Some(0),
+                    ..Default::default()
+                },
+                "CUSTOS_HEADER_READ_TIMEOUT",
+            ),
+            (
+                RawSettings {
+                    idle_timeout: Some(86_400),
+                    ..Default::default()
+                },
+                "CUSTOS_IDLE_TIMEOUT",
+            ),
+            (
+                RawSettings {
+                    max_connections: Some(0),
+                    ..Default::default()
+                },
+                "CUSTOS_MAX_CONNECTIONS",
+            ),
         ];
         for (raw, setting) in cases {
             let err = Settings::check(raw).unwrap_err();
@@ -503,6 +567,29 @@ mod tests {
             assert!(!err.contains('\n'));
             assert!(!err.contains(":p@"), "password leaked: {err}");
         }
+    }
+
+    #[test]
+    fn connection_limits_and_log_format() {
+        let s = Settings::check(RawSettings::default()).unwrap();
+        assert_eq!(
+            s.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(30),
+                max_connections: 10_000,
+            }
+        );
+        assert_eq!(s.log_format, LogFormat::Text);
+        let parsed: RawSettings = toml::from_str(
+            "header_read_timeout = 5\nidle_timeout = 60\nmax_connections = 100\nlog_format = \"json\"",
+        )
+        .unwrap();
+        let s = Settings::check(parsed).unwrap();
+        assert_eq!(s.connections.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(s.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.connections.max_connections, 100);
+        assert_eq!(s.log_format, LogFormat::Json);
     }
 
     #[test]

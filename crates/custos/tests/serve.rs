@@ -73,6 +73,17 @@ fn bad_settings_exit_non_zero_with_one_line_naming_the_setting() {
         ),
         (&[("CUSTOS_ADMIN_TOKEN", "short")], "CUSTOS_ADMIN_TOKEN"),
         (&[("CUSTOS_LOG_FORMAT", "xml")], "CUSTOS_LOG_FORMAT"),
+        (
+            &[("CUSTOS_HEADER_READ_TIMEOUT", "0")],
+            "CUSTOS_HEADER_READ_TIMEOUT",
+        ),
+        (&[("CUSTOS_IDLE_TIMEOUT", "0")], "CUSTOS_IDLE_TIMEOUT"),
+        (&[("CUSTOS_IDLE_TIMEOUT", "soon")], "CUSTOS_IDLE_TIMEOUT"),
+        (&[("CUSTOS_MAX_CONNECTIONS", "0")], "CUSTOS_MAX_CONNECTIONS"),
+        (
+            &[("CUSTOS_MAX_CONNECTIONS", "-1")],
+            "CUSTOS_MAX_CONNECTIONS",
+        ),
     ];
     for (env, setting) in cases {
         let line = start_error(env);
