@@ -8,6 +8,7 @@ use custos_service::keyring::SigningAlg;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// What the operator may set. Flags and environment come through clap;
 /// missing values are then taken from the TOML file.
@@ -63,10 +64,29 @@ pub struct RawSettings {
     /// Seconds a client read from the database may be reused (0: off).
     #[arg(long, env = "CUSTOS_CLIENT_CACHE_TTL")]
     pub client_cache_ttl: Option<u64>,
-    /// INSECURE, development only: fetch client jwks_uri from loopback and
-    /// private addresses (and plain http on loopback).
+    /// INSECURE, development only: every URL custos fetches may point at
+    /// loopback and private addresses (and use plain http on loopback).
+    #[arg(long, env = "CUSTOS_ALLOW_PRIVATE_URLS", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_urls: Option<bool>,
+    /// Alias of --allow-private-urls (either one on turns it on).
     #[arg(long, env = "CUSTOS_ALLOW_PRIVATE_JWKS_URI", num_args = 0..=1, default_missing_value = "true")]
     pub allow_private_jwks_uri: Option<bool>,
+    /// Log format on stderr: text (colour only on a terminal) or json (one
+    /// object per line).
+    #[arg(long, env = "CUSTOS_LOG_FORMAT")]
+    pub log_format: Option<String>,
+    /// Seconds a connection has to deliver a complete request head, counted
+    /// from the connection's first byte (or from accept, for its first
+    /// request; the TLS handshake and any wait for a connection slot count).
+    #[arg(long, env = "CUSTOS_HEADER_READ_TIMEOUT")]
+    pub header_read_timeout: Option<u64>,
+    /// Seconds a keep-alive connection may sit idle between requests.
+    #[arg(long, env = "CUSTOS_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Most client connections open at once; more wait for a slot (at most
+    /// the header read timeout).
+    #[arg(long, env = "CUSTOS_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
 }
 
 impl RawSettings {
@@ -89,7 +109,12 @@ impl RawSettings {
             database_max_connections: self
                 .database_max_connections
                 .or(file.database_max_connections),
+            allow_private_urls: self.allow_private_urls.or(file.allow_private_urls),
             allow_private_jwks_uri: self.allow_private_jwks_uri.or(file.allow_private_jwks_uri),
+            log_format: self.log_format.or(file.log_format),
+            header_read_timeout: self.header_read_timeout.or(file.header_read_timeout),
+            idle_timeout: self.idle_timeout.or(file.idle_timeout),
+            max_connections: self.max_connections.or(file.max_connections),
             client_cache_ttl: self.client_cache_ttl.or(file.client_cache_ttl),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
         }
@@ -113,6 +138,7 @@ impl RawSettings {
             log: text(self.log),
             signing_alg: text(self.signing_alg),
             trusted_proxies: text(self.trusted_proxies),
+            log_format: text(self.log_format),
             ..self
         }
     }
@@ -145,24 +171,48 @@ pub struct Tls {
     pub client_ca: Option<PathBuf>,
 }
 
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable; ANSI colour only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Limits on client connections (slow or idle clients, too many at once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+}
+
 /// Checked settings.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
+    /// The issuer; when `issuer_from_listen`, it is derived from the listen
+    /// address, and `serve` derives it again from the bound address (the
+    /// port may be 0).
     pub issuer: String,
+    pub issuer_from_listen: bool,
     pub database_url: String,
     pub admin_token: Option<String>,
     pub kek: KekSource,
     pub tls: Option<Tls>,
     pub log: String,
+    pub log_format: LogFormat,
     pub signing_alg: SigningAlg,
     pub key_activation_delay: i64,
     pub secret_rotation_grace: i64,
     pub key_refresh_interval: u64,
     pub database_max_connections: u32,
-    pub allow_private_jwks_uri: bool,
+    /// CUSTOS_ALLOW_PRIVATE_URLS (or its alias CUSTOS_ALLOW_PRIVATE_JWKS_URI).
+    pub allow_private_urls: bool,
     pub client_cache_ttl: u64,
     pub trusted_proxies: TrustedProxies,
+    pub connections: ConnectionLimits,
 }
 
 impl Settings {
@@ -193,12 +243,10 @@ impl Settings {
             }
         };
 
+        let issuer_from_listen = raw.issuer.is_none();
         let issuer = match raw.issuer {
             Some(issuer) => check_issuer(&issuer)?,
-            None => {
-                let scheme = if tls.is_some() { "https" } else { "http" };
-                format!("{scheme}://{listen}")
-            }
+            None => default_issuer(tls.is_some(), listen),
         };
 
         let database_url = raw
@@ -234,6 +282,16 @@ impl Settings {
 
         let log = raw.log.unwrap_or_else(|| "info".into());
         tracing_subscriber::EnvFilter::try_new(&log).map_err(|e| format!("CUSTOS_LOG: {e}"))?;
+        let log_format = match raw.log_format.as_deref().map(str::trim) {
+            None => LogFormat::Text,
+            Some(text) if text.eq_ignore_ascii_case("text") => LogFormat::Text,
+            Some(text) if text.eq_ignore_ascii_case("json") => LogFormat::Json,
+            Some(text) => {
+                return Err(format!(
+                    "CUSTOS_LOG_FORMAT: '{text}' is not one of text, json"
+                ))
+            }
+        };
 
         let signing_alg = match raw.signing_alg {
             Some(text) => SigningAlg::parse(&text).ok_or_else(|| {
@@ -267,24 +325,51 @@ impl Settings {
             return Err("CUSTOS_CLIENT_CACHE_TTL: must be between 0 and 300 seconds".into());
         }
 
+        let header_read_timeout = raw.header_read_timeout.unwrap_or(10);
+        if !(1..=300).contains(&header_read_timeout) {
+            return Err("CUSTOS_HEADER_READ_TIMEOUT: must be between 1 and 300 seconds".into());
+        }
+        let idle_timeout = raw.idle_timeout.unwrap_or(30);
+        if !(1..=3600).contains(&idle_timeout) {
+            return Err("CUSTOS_IDLE_TIMEOUT: must be between 1 and 3600 seconds".into());
+        }
+        let max_connections = raw.max_connections.unwrap_or(10_000);
+        if !(1..=1_000_000).contains(&max_connections) {
+            return Err("CUSTOS_MAX_CONNECTIONS: must be between 1 and 1000000".into());
+        }
+
         Ok(Settings {
             listen,
             issuer,
+            issuer_from_listen,
             database_url,
             admin_token: raw.admin_token,
             kek,
             tls,
             log,
+            log_format,
             signing_alg,
             key_activation_delay,
             secret_rotation_grace,
             key_refresh_interval,
             database_max_connections,
-            allow_private_jwks_uri: raw.allow_private_jwks_uri.unwrap_or(false),
+            allow_private_urls: raw.allow_private_urls.unwrap_or(false)
+                || raw.allow_private_jwks_uri.unwrap_or(false),
             client_cache_ttl,
             trusted_proxies,
+            connections: ConnectionLimits {
+                header_read_timeout: Duration::from_secs(header_read_timeout),
+                idle_timeout: Duration::from_secs(idle_timeout),
+                max_connections: max_connections as usize,
+            },
         })
     }
+}
+
+/// The issuer when none is set: the scheme and the (bound) listen address.
+pub fn default_issuer(tls: bool, listen: SocketAddr) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{listen}")
 }
 
 fn check_issuer(issuer: &str) -> Result<String, String> {
@@ -309,6 +394,48 @@ pub fn sqlite_path(url: &str) -> Option<&str> {
         .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty()).then_some(path)
+}
+
+/// The SQLite database file of a URL as SQLite opens it (percent-decoded),
+/// and whether it is created when missing (no `mode`, or `mode=rwc`).
+/// `None` for other engines and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<(PathBuf, bool)> {
+    let path = sqlite_path(url)?;
+    let params: Vec<&str> = url
+        .split_once('?')
+        .map(|(_, query)| query.split('&').collect())
+        .unwrap_or_default();
+    let mode = params.iter().find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| k.eq_ignore_ascii_case("mode"))
+            .map(|(_, v)| v.to_ascii_lowercase())
+    });
+    if path.is_empty() || path == ":memory:" || mode.as_deref() == Some("memory") {
+        return None;
+    }
+    let may_create = matches!(mode.as_deref(), None | Some("rwc"));
+    Some((PathBuf::from(percent_decode(path)), may_create))
+}
+
+/// `%XX` escapes decoded (as the store and sqlx read the path); anything
+/// malformed is kept as written.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn is_postgres(url: &str) -> bool {
@@ -405,6 +532,34 @@ mod tests {
                 },
                 "CUSTOS_TRUSTED_PROXIES",
             ),
+            (
+                RawSettings {
+                    log_format: Some("logfmt".into()),
+                    ..Default::default()
+                },
+                "CUSTOS_LOG_FORMAT",
+            ),
+            (
+                RawSettings {
+                    header_read_timeout: Some(0),
+                    ..Default::default()
+                },
+                "CUSTOS_HEADER_READ_TIMEOUT",
+            ),
+            (
+                RawSettings {
+                    idle_timeout: Some(86_400),
+                    ..Default::default()
+                },
+                "CUSTOS_IDLE_TIMEOUT",
+            ),
+            (
+                RawSettings {
+                    max_connections: Some(0),
+                    ..Default::default()
+                },
+                "CUSTOS_MAX_CONNECTIONS",
+            ),
         ];
         for (raw, setting) in cases {
             let err = Settings::check(raw).unwrap_err();
@@ -412,6 +567,86 @@ mod tests {
             assert!(!err.contains('\n'));
             assert!(!err.contains(":p@"), "password leaked: {err}");
         }
+    }
+
+    #[test]
+    fn connection_limits_and_log_format() {
+        let s = Settings::check(RawSettings::default()).unwrap();
+        assert_eq!(
+            s.connections,
+            ConnectionLimits {
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(30),
+                max_connections: 10_000,
+            }
+        );
+        assert_eq!(s.log_format, LogFormat::Text);
+        let parsed: RawSettings = toml::from_str(
+            "header_read_timeout = 5\nidle_timeout = 60\nmax_connections = 100\nlog_format = \"json\"",
+        )
+        .unwrap();
+        let s = Settings::check(parsed).unwrap();
+        assert_eq!(s.connections.header_read_timeout, Duration::from_secs(5));
+        assert_eq!(s.connections.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.connections.max_connections, 100);
+        assert_eq!(s.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn allow_private_urls_and_its_alias() {
+        let on = |urls: Option<bool>, jwks: Option<bool>| {
+            Settings::check(RawSettings {
+                allow_private_urls: urls,
+                allow_private_jwks_uri: jwks,
+                ..Default::default()
+            })
+            .unwrap()
+            .allow_private_urls
+        };
+        assert!(!on(None, None));
+        assert!(on(Some(true), None));
+        assert!(on(None, Some(true)));
+        assert!(on(Some(false), Some(true)), "either one turns it on");
+        assert!(!on(Some(false), Some(false)));
+        let parsed: RawSettings = toml::from_str("allow_private_urls = true").unwrap();
+        assert!(Settings::check(parsed).unwrap().allow_private_urls);
+    }
+
+    #[test]
+    fn the_default_issuer_follows_the_listen_address() {
+        let s = Settings::check(RawSettings {
+            listen: Some("127.0.0.1:0".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(s.issuer_from_listen);
+        let bound: SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(default_issuer(false, bound), "http://127.0.0.1:4321");
+        assert_eq!(default_issuer(true, bound), "https://127.0.0.1:4321");
+        let s = Settings::check(RawSettings {
+            issuer: Some("https://as.example/".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(!s.issuer_from_listen);
+        assert_eq!(s.issuer, "https://as.example");
+    }
+
+    #[test]
+    fn sqlite_file_is_the_path_sqlite_opens() {
+        let file =
+            |url: &str| sqlite_file(url).map(|(p, create)| (p.display().to_string(), create));
+        assert_eq!(file("sqlite://custos.db"), Some(("custos.db".into(), true)));
+        assert_eq!(
+            file("sqlite:///var/lib/custos/my%20db.sqlite?mode=rwc"),
+            Some(("/var/lib/custos/my db.sqlite".into(), true))
+        );
+        assert_eq!(file("sqlite://x.db?mode=rw"), Some(("x.db".into(), false)));
+        assert_eq!(file("sqlite::memory:"), None);
+        assert_eq!(file("sqlite://x.db?mode=memory"), None);
+        assert_eq!(file("postgres://h/db"), None);
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("a%zzb%41"), "a%zzbA");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod serve;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,7 +36,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -53,8 +57,82 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(line) => {
-            eprintln!("custos: {line}");
+            let line = format!("custos: {line}");
+            if JSON_LOGS.load(Ordering::Relaxed) {
+                // Printed directly: CUSTOS_LOG may filter out errors.
+                let object =
+                    serde_json::json!({"level": "ERROR", "target": "custos", "message": line});
+                eprintln!("{object}");
+            } else {
+                eprintln!("{line}");
+            }
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// A value clap refuses (`CUSTOS_IDLE_TIMEOUT=soon`) is a startup failure
+/// like any other: one line naming the setting (its environment variable).
+/// Help, version and usage errors stay clap's.
+fn clap_error(e: clap::Error) -> ExitCode {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    if !matches!(
+        e.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        e.exit();
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        e.exit();
+    };
+    // `--idle-timeout <IDLE_TIMEOUT>` → `--idle-timeout` → CUSTOS_IDLE_TIMEOUT.
+    let flag = arg.split_whitespace().next().unwrap_or(arg).to_owned();
+    let command = Cli::command();
+    let env = command
+        .get_subcommands()
+        .flat_map(|sub| sub.get_arguments())
+        .find(|a| a.get_long().is_some_and(|long| flag == format!("--{long}")))
+        .and_then(|a| a.get_env())
+        .map(|env| env.to_string_lossy().into_owned());
+    let name = match env {
+        Some(env) => format!("{env} ({flag})"),
+        None => flag,
+    };
+    match e.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(value)) if !value.is_empty() => {
+            eprintln!("custos: {name}: invalid value '{value}'");
+        }
+        _ => eprintln!("custos: {name}: a value is required"),
+    }
+    ExitCode::from(2)
+}
+
+/// Whether logs are JSON (then so is the line of a failed start).
+static JSON_LOGS: AtomicBool = AtomicBool::new(false);
+
+/// Logs go to stderr: text, coloured only on a terminal (and without
+/// NO_COLOR), or one JSON object per line.
+fn init_logging(settings: &config::Settings) {
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.log))
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        config::LogFormat::Text => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            builder
+                .with_ansi(std::io::stderr().is_terminal() && !no_color)
+                .init();
+        }
+        config::LogFormat::Json => {
+            JSON_LOGS.store(true, Ordering::Relaxed);
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .init();
         }
     }
 }
@@ -65,9 +143,6 @@ async fn serve_command(config: Option<PathBuf>, flags: config::RawSettings) -> R
         None => flags,
     };
     let settings = config::Settings::check(raw)?;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&settings.log))
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&settings);
     serve::run(settings).await
 }

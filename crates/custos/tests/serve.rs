@@ -7,15 +7,16 @@ use serde_json::json;
 use std::process::Command;
 
 fn start_error(env: &[(&str, &str)]) -> String {
-    let dir =
-        std::env::temp_dir().join(format!("custos_bad_{}_{}", std::process::id(), free_port()));
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("custos_bad_{}_{run}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut command = Command::new(binary());
     command
         .arg("serve")
         .env_clear()
         .current_dir(&dir)
-        .env("CUSTOS_LISTEN", format!("127.0.0.1:{}", free_port()));
+        .env("CUSTOS_LISTEN", "127.0.0.1:0");
     for (k, v) in env {
         command.env(k, v);
     }
@@ -71,6 +72,18 @@ fn bad_settings_exit_non_zero_with_one_line_naming_the_setting() {
             "CUSTOS_KEY_ENCRYPTION_KEY",
         ),
         (&[("CUSTOS_ADMIN_TOKEN", "short")], "CUSTOS_ADMIN_TOKEN"),
+        (&[("CUSTOS_LOG_FORMAT", "xml")], "CUSTOS_LOG_FORMAT"),
+        (
+            &[("CUSTOS_HEADER_READ_TIMEOUT", "0")],
+            "CUSTOS_HEADER_READ_TIMEOUT",
+        ),
+        (&[("CUSTOS_IDLE_TIMEOUT", "0")], "CUSTOS_IDLE_TIMEOUT"),
+        (&[("CUSTOS_IDLE_TIMEOUT", "soon")], "CUSTOS_IDLE_TIMEOUT"),
+        (&[("CUSTOS_MAX_CONNECTIONS", "0")], "CUSTOS_MAX_CONNECTIONS"),
+        (
+            &[("CUSTOS_MAX_CONNECTIONS", "-1")],
+            "CUSTOS_MAX_CONNECTIONS",
+        ),
     ];
     for (env, setting) in cases {
         let line = start_error(env);
@@ -192,7 +205,7 @@ async fn wrong_key_encryption_key_refuses_to_start(db: Database) {
     let output = Command::new(binary())
         .arg("serve")
         .env_clear()
-        .env("CUSTOS_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env("CUSTOS_LISTEN", "127.0.0.1:0")
         .env("CUSTOS_DATABASE_URL", &db.url)
         .env(
             "CUSTOS_KEY_ENCRYPTION_KEY",
@@ -310,4 +323,158 @@ async fn rfc8414_3_1_issuer_with_a_path() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404, "nothing outside the issuer path");
+}
+
+/// The database holds secret and password hashes: it and its WAL files
+/// are private whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_database_files_are_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start(&db).await;
+    server.secret_client("client_secret_basic", "read").await;
+    for name in ["custos.db", "custos.db-wal", "custos.db-shm"] {
+        let meta = std::fs::metadata(db.dir.join(name)).expect(name);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+    }
+}
+
+/// A database made readable by others (an old start, a copy) is narrowed
+/// to 0600, its WAL files too, and the operator is told once it is up.
+#[cfg(unix)]
+#[tokio::test]
+async fn an_existing_readable_database_is_narrowed_to_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start(&db).await;
+    server.secret_client("client_secret_basic", "read").await;
+    drop(server); // SIGKILL: the -wal and -shm files stay
+    let names = ["custos.db", "custos.db-wal", "custos.db-shm"];
+    for name in names {
+        let path = db.dir.join(name);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect(name);
+    }
+    let server = Server::start(&db).await;
+    server.secret_client("client_secret_basic", "read").await;
+    for name in names {
+        let meta = std::fs::metadata(db.dir.join(name)).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+    }
+    let log = server.log.lock().unwrap().clone();
+    assert!(
+        log.lines().any(|l| l.contains("WARN")
+            && l.contains("mode to 0600")
+            && l.contains("custos.db-wal")),
+        "{log}"
+    );
+}
+
+/// Waits until the log has a line containing `text`.
+async fn wait_for_log(log: &std::sync::Arc<std::sync::Mutex<String>>, text: &str) {
+    for _ in 0..200 {
+        if log.lock().unwrap().contains(text) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no '{text}' in the log:\n{}", log.lock().unwrap());
+}
+
+/// CUSTOS_LOG_FORMAT=json: every line on stderr is one JSON object, the
+/// startup line included (the harness found the port in it).
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start_with(&db, &[("CUSTOS_LOG_FORMAT", "json")]).await;
+    server.secret_client("client_secret_basic", "read").await;
+    let (status, _) = server
+        .token_basic("nobody", "wrong", &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(status, 401);
+    let log = server.log.clone();
+    assert!(server.terminate().success());
+    wait_for_log(&log, "custos stopped").await;
+    let log = log.lock().unwrap().clone();
+    assert!(log.lines().count() >= 3, "{log}");
+    for line in log.lines() {
+        let object: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(object.is_object(), "{line}");
+        assert!(
+            object["level"].is_string() && object["message"].is_string(),
+            "{line}"
+        );
+    }
+    assert!(
+        log.contains("\"message\":\"custos listening on http://127.0.0.1:"),
+        "{log}"
+    );
+}
+
+/// A failed start under CUSTOS_LOG_FORMAT=json is one JSON line too.
+#[test]
+fn json_start_failure_is_one_json_line_naming_the_setting() {
+    let line = start_error(&[
+        ("CUSTOS_LOG_FORMAT", "json"),
+        ("CUSTOS_DATABASE_URL", "postgres://u:secretpw@127.0.0.1:1/x"),
+        ("CUSTOS_KEY_ENCRYPTION_KEY", KEK),
+    ]);
+    let object: serde_json::Value = serde_json::from_str(line.trim()).expect(&line);
+    let message = object["message"].as_str().unwrap();
+    assert!(message.contains("CUSTOS_DATABASE_URL"), "{line}");
+    assert!(!line.contains("secretpw"), "{line}");
+}
+
+/// Text logs to a pipe carry no ANSI colour codes (the harness sets no
+/// NO_COLOR), and say where the server listens.
+#[tokio::test]
+async fn text_logs_to_a_pipe_have_no_colour() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start(&db).await;
+    server.secret_client("client_secret_basic", "read").await;
+    let log = server.log.lock().unwrap().clone();
+    assert!(log.contains(" INFO "), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
+}
+
+/// Port 0: the default issuer is the address actually bound.
+#[tokio::test]
+async fn port_zero_gives_the_bound_address_as_issuer() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let server = Server::start(&db).await;
+    assert!(!server.url.ends_with(":0"), "{}", server.url);
+    let doc = server.discovery().await;
+    assert_eq!(doc["issuer"], server.url);
+    let (id, secret) = server.secret_client("client_secret_basic", "read").await;
+    let (status, body) = server
+        .token_basic(&id, &secret, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = jwt_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["iss"], server.url);
+}
+
+/// CUSTOS_ALLOW_PRIVATE_URLS is the opt-in for private fetch targets
+/// (CUSTOS_ALLOW_PRIVATE_JWKS_URI, its old name, still works), and it is
+/// named in the warning.
+#[tokio::test]
+async fn allow_private_urls_opens_private_addresses_with_a_warning() {
+    let db = Database::fresh(Engine::Sqlite).unwrap();
+    let metadata = json!({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "private_key_jwt", "jwks_uri": "http://127.0.0.1:9/jwks.json"});
+    let server = Server::start(&db).await;
+    let (status, body) = server.register(metadata.clone()).await;
+    assert_eq!(status, 400, "refused by default: {body}");
+    drop(server);
+    for name in ["CUSTOS_ALLOW_PRIVATE_URLS", "CUSTOS_ALLOW_PRIVATE_JWKS_URI"] {
+        let server = Server::start_with(&db, &[(name, "true")]).await;
+        let (status, body) = server.register(metadata.clone()).await;
+        assert_eq!(status, 201, "{name}: {body}");
+        let log = server.log.lock().unwrap().clone();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("WARN") && l.contains("CUSTOS_ALLOW_PRIVATE_URLS is on")),
+            "{name}: {log}"
+        );
+    }
 }

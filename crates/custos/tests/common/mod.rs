@@ -1,6 +1,6 @@
-//! The integration-test harness: starts the real `custos` binary on an
-//! ephemeral port against a fresh SQLite file or a fresh PostgreSQL
-//! database, and talks to it over HTTP like any client would.
+//! The integration-test harness: starts the real `custos` binary on port 0
+//! (it logs the port it bound) against a fresh SQLite file or a fresh
+//! PostgreSQL database, and talks to it over HTTP like any client would.
 
 #![allow(dead_code)]
 
@@ -119,17 +119,15 @@ impl Server {
         scheme: &str,
         http: reqwest::Client,
     ) -> Server {
-        let port = free_port();
         let mut command = Command::new(binary());
         command
             .arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CUSTOS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CUSTOS_LISTEN", "127.0.0.1:0")
             .env("CUSTOS_DATABASE_URL", &db.url)
             .env("CUSTOS_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("CUSTOS_LOG", "info,sqlx=warn")
-            .env("NO_COLOR", "1")
             .current_dir(&db.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -143,15 +141,42 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = log.clone();
+        let (bound, listening) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(address) = listening_address(&line) {
+                    let _ = bound.send(address);
+                }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
+        // The server binds port 0 and says where it is listening.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let address = loop {
+            match listening.try_recv() {
+                Ok(address) => break address,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("custos exited before listening:\n{}", log.lock().unwrap());
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() > deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "custos did not say where it listens:\n{}",
+                        log.lock().unwrap()
+                    );
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
         let server = Server {
-            url: format!("{scheme}://127.0.0.1:{port}"),
+            url: format!("{scheme}://{address}"),
             db: db.clone(),
             child: Some(child),
             log,
@@ -325,6 +350,16 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// `host:port` from the startup line "custos listening on
+/// http://127.0.0.1:PORT", in the text and the JSON log format.
+pub fn listening_address(line: &str) -> Option<String> {
+    const MARK: &str = "custos listening on ";
+    let rest = &line[line.find(MARK)? + MARK.len()..];
+    let url = rest.split(|c: char| c.is_whitespace() || c == '"').next()?;
+    let address = url.split_once("://")?.1;
+    (!address.is_empty()).then(|| address.to_owned())
 }
 
 /// RFC 6749 §2.3.1: Basic credentials are form-urlencoded first.
