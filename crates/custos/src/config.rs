@@ -64,6 +64,9 @@ pub struct RawSettings {
     /// Seconds a client read from the database may be reused (0: off).
     #[arg(long, env = "CUSTOS_CLIENT_CACHE_TTL")]
     pub client_cache_ttl: Option<u64>,
+    /// Days audit events are kept before they are pruned (0: forever).
+    #[arg(long, env = "CUSTOS_AUDIT_RETENTION_DAYS")]
+    pub audit_retention_days: Option<u32>,
     /// INSECURE, development only: every URL custos fetches may point at
     /// loopback and private addresses (and use plain http on loopback).
     #[arg(long, env = "CUSTOS_ALLOW_PRIVATE_URLS", num_args = 0..=1, default_missing_value = "true")]
@@ -116,6 +119,7 @@ impl RawSettings {
             idle_timeout: self.idle_timeout.or(file.idle_timeout),
             max_connections: self.max_connections.or(file.max_connections),
             client_cache_ttl: self.client_cache_ttl.or(file.client_cache_ttl),
+            audit_retention_days: self.audit_retention_days.or(file.audit_retention_days),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
         }
     }
@@ -211,6 +215,7 @@ pub struct Settings {
     /// CUSTOS_ALLOW_PRIVATE_URLS (or its alias CUSTOS_ALLOW_PRIVATE_JWKS_URI).
     pub allow_private_urls: bool,
     pub client_cache_ttl: u64,
+    pub audit_retention_days: u32,
     pub trusted_proxies: TrustedProxies,
     pub connections: ConnectionLimits,
 }
@@ -269,7 +274,7 @@ impl Settings {
             (None, None) => {
                 return Err(format!(
                     "CUSTOS_DATABASE_URL: '{}' is neither sqlite://PATH nor postgres://…",
-                    redact_url(&database_url)
+                    custos_store::redact_url(&database_url)
                 ))
             }
         };
@@ -324,6 +329,13 @@ impl Settings {
         if client_cache_ttl > 300 {
             return Err("CUSTOS_CLIENT_CACHE_TTL: must be between 0 and 300 seconds".into());
         }
+        let audit_retention_days = raw.audit_retention_days.unwrap_or(90);
+        if audit_retention_days > 36_500 {
+            return Err(
+                "CUSTOS_AUDIT_RETENTION_DAYS: must be between 0 (keep forever) and 36500 days"
+                    .into(),
+            );
+        }
 
         let header_read_timeout = raw.header_read_timeout.unwrap_or(10);
         if !(1..=300).contains(&header_read_timeout) {
@@ -356,6 +368,7 @@ impl Settings {
             allow_private_urls: raw.allow_private_urls.unwrap_or(false)
                 || raw.allow_private_jwks_uri.unwrap_or(false),
             client_cache_ttl,
+            audit_retention_days,
             trusted_proxies,
             connections: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(header_read_timeout),
@@ -440,17 +453,6 @@ fn percent_decode(text: &str) -> String {
 
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
-}
-
-/// A database URL fit for an error message (no password).
-pub fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 #[cfg(test)]

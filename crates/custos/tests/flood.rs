@@ -92,7 +92,11 @@ async fn a_flood_of_unknown_client_ids_leaves_disk_and_memory_bounded() {
     );
     for event in &refused {
         let id = event["client_id"].as_str().unwrap_or("");
-        assert!(id.len() <= 70, "unknown client ids are cut short: {}", id.len());
+        assert!(
+            id.len() <= 70,
+            "unknown client ids are cut short: {}",
+            id.len()
+        );
     }
     let disk_growth = disk_after.saturating_sub(disk_before);
     assert!(

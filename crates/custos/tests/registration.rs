@@ -307,7 +307,10 @@ async fn rfc7592_self_management_never_widens(db: Database) {
             "access_token_lifetime": 600,
         }))
         .await;
-    let uri = created["registration_client_uri"].as_str().unwrap().to_owned();
+    let uri = created["registration_client_uri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let id = created["client_id"].as_str().unwrap().to_owned();
     let mut rat = created["registration_access_token"]
         .as_str()
@@ -323,28 +326,63 @@ async fn rfc7592_self_management_never_widens(db: Database) {
     for (what, patch) in [
         ("scope", json!({"scope": "read write payroll:admin"})),
         ("lifetime", json!({"access_token_lifetime": 3600})),
-        ("grant", json!({"grant_types": ["client_credentials", "authorization_code", "refresh_token"]})),
-        ("redirect", json!({"redirect_uris": ["https://app.example/cb", "https://attacker.example/cb"]})),
-        ("weaker method", json!({"token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]})),
+        (
+            "grant",
+            json!({"grant_types": ["client_credentials", "authorization_code", "refresh_token"]}),
+        ),
+        (
+            "redirect",
+            json!({"redirect_uris": ["https://app.example/cb", "https://attacker.example/cb"]}),
+        ),
+        (
+            "weaker method",
+            json!({"token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]}),
+        ),
     ] {
         let mut body = base.clone();
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
         }
-        let response = server.http.put(&uri).bearer_auth(&rat).json(&body).send().await.unwrap();
+        let response = server
+            .http
+            .put(&uri)
+            .bearer_auth(&rat)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 400, "{what}");
         let error: Value = response.json().await.unwrap();
         assert_eq!(error["error"], "invalid_client_metadata", "{what}");
     }
-    let read: Value = server.http.get(&uri).bearer_auth(&rat).send().await.unwrap().json().await.unwrap();
+    let read: Value = server
+        .http
+        .get(&uri)
+        .bearer_auth(&rat)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(read["scope"], "read write", "nothing widened");
     assert_eq!(read["access_token_lifetime"], 600);
-    rat = read["registration_access_token"].as_str().unwrap().to_owned();
+    rat = read["registration_access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let mut narrower = base.clone();
     narrower["scope"] = json!("read");
     narrower["access_token_lifetime"] = json!(60);
-    let response = server.http.put(&uri).bearer_auth(&rat).json(&narrower).send().await.unwrap();
+    let response = server
+        .http
+        .put(&uri)
+        .bearer_auth(&rat)
+        .json(&narrower)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let updated = server
         .events(&format!("?client_id={id}&type=client.updated"))
@@ -352,8 +390,14 @@ async fn rfc7592_self_management_never_widens(db: Database) {
     assert_eq!(updated.len(), 1, "{updated:?}");
     assert_eq!(updated[0]["scope"], "read");
     let reason = updated[0]["reason"].as_str().unwrap();
-    assert!(reason.contains("access_token_lifetime") && reason.contains("scope"), "{reason}");
-    assert!(reason.contains("read write"), "the old scope is recorded: {reason}");
+    assert!(
+        reason.contains("access_token_lifetime") && reason.contains("scope"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("read write"),
+        "the old scope is recorded: {reason}"
+    );
     let refused = server
         .events(&format!("?client_id={id}&type=client.management_refused"))
         .await;

@@ -230,7 +230,9 @@ async fn rfc7523_private_key_jwt_and_single_use_jti(db: Database) {
             );
         }
     }
-    let array = key.assertion(&json!({"iss": id, "sub": id, "aud": [server.url], "jti": "c1", "exp": now() + 60}));
+    let array = key.assertion(
+        &json!({"iss": id, "sub": id, "aud": [server.url], "jti": "c1", "exp": now() + 60}),
+    );
     let (status, _, body) = server
         .post_form(&endpoint, None, &assertion_form(&array))
         .await;

@@ -132,7 +132,11 @@ async fn rotate_secret(
     Path(client_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(
-        state.service.admin.rotate_client_secret(&client_id, &ctx).await?,
+        state
+            .service
+            .admin
+            .rotate_client_secret(&client_id, &ctx)
+            .await?,
     ))
 }
 
@@ -166,8 +170,8 @@ async fn events(
     State(state): State<AppState>,
     query: Result<Query<EventQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(query) = query
-        .map_err(|e| OAuthError::invalid_request(format!("bad query: {}", e.body_text())))?;
+    let Query(query) =
+        query.map_err(|e| OAuthError::invalid_request(format!("bad query: {}", e.body_text())))?;
     let since_ms = query.since.as_deref().map(parse_since).transpose()?;
     let limit = query.limit.unwrap_or(1000);
     if limit == 0 || limit > MAX_EVENTS {

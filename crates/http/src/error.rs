@@ -51,7 +51,9 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, description) = match &self {
-            ApiError::PayloadTooLarge(d) => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", d.as_str()),
+            ApiError::PayloadTooLarge(d) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", d.as_str())
+            }
             ApiError::Service(error) => {
                 let status = match error {
                     ServiceError::OAuth(e) => status_of(e.code),

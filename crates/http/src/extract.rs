@@ -99,7 +99,9 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiErro
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| too_large())
+    to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| too_large())
 }
 
 /// A form body (`application/x-www-form-urlencoded`, RFC 6749 §3.2),

@@ -8,10 +8,10 @@ pub mod extract;
 mod oauth;
 mod registration;
 
+use axum::http::{header, HeaderValue};
 use axum::routing::{get, post};
 use axum::Router;
 use custos_protocol::discovery::paths;
-use axum::http::{header, HeaderValue};
 use custos_service::{Service, ServiceError};
 use std::sync::Arc;
 use tower_http::set_header::SetResponseHeaderLayer;

@@ -74,6 +74,10 @@ pub async fn revoke(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let form = form(&headers, body).await?;
-    state.service.token_state.revoke(&form, &proof, &ctx).await?;
+    state
+        .service
+        .token_state
+        .revoke(&form, &proof, &ctx)
+        .await?;
     Ok(StatusCode::OK)
 }

@@ -21,7 +21,11 @@ pub async fn register(
 ) -> Result<Response, ApiError> {
     let token = bearer(&headers)?;
     let body = json_body(&headers, body).await?;
-    let created = state.service.registration.register_client(token, &body, &ctx).await?;
+    let created = state
+        .service
+        .registration
+        .register_client(token, &body, &ctx)
+        .await?;
     Ok(client_information(StatusCode::CREATED, created))
 }
 

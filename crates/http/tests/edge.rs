@@ -71,7 +71,11 @@ async fn rfc8414_3_discovery_under_the_issuer_path_lists_the_tables() {
     );
     assert_eq!(
         body["token_endpoint_auth_methods_supported"],
-        serde_json::json!(["client_secret_basic", "client_secret_post", "private_key_jwt"])
+        serde_json::json!([
+            "client_secret_basic",
+            "client_secret_post",
+            "private_key_jwt"
+        ])
     );
     assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=300");
 }
@@ -115,7 +119,11 @@ async fn rfc6749_3_2_token_requests_must_be_forms() {
         token_request("grant_type=client_credentials&grant_type=client_credentials"),
     )
     .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "RFC 6749 section 3.1: {body}");
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "RFC 6749 section 3.1: {body}"
+    );
 }
 
 #[tokio::test]
@@ -129,9 +137,10 @@ async fn a_declared_body_over_the_limit_is_refused_before_reading() {
         .header(header::CONTENT_LENGTH, "10000000")
         .body(Body::from_stream(stream))
         .unwrap();
-    let (status, _, body) = tokio::time::timeout(std::time::Duration::from_secs(5), send(&app, request))
-        .await
-        .expect("refused without waiting for the body");
+    let (status, _, body) =
+        tokio::time::timeout(std::time::Duration::from_secs(5), send(&app, request))
+            .await
+            .expect("refused without waiting for the body");
     drop(sender);
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(body["error"], "invalid_request");
@@ -166,7 +175,9 @@ async fn the_brake_answers_429_with_the_seconds_it_computed() {
 #[tokio::test]
 async fn rfc6750_3_1_admin_without_credentials_gets_a_bare_challenge() {
     let app = app().await;
-    let request = Request::get("/tenant/admin/clients").body(Body::empty()).unwrap();
+    let request = Request::get("/tenant/admin/clients")
+        .body(Body::empty())
+        .unwrap();
     let (status, headers, _) = send(&app, request).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer realm=\"custos\"");
@@ -178,7 +189,9 @@ async fn a_token_over_the_edge_names_its_audience_and_is_not_cached() {
     let request = Request::post("/tenant/register")
         .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(r#"{"grant_types":["client_credentials"],"scope":"read"}"#))
+        .body(Body::from(
+            r#"{"grant_types":["client_credentials"],"scope":"read"}"#,
+        ))
         .unwrap();
     let (status, headers, client) = send(&app, request).await;
     assert_eq!(status, StatusCode::CREATED);

@@ -57,7 +57,10 @@ pub fn check_presentation(
     form: &FormParams,
 ) -> Result<(), OAuthError> {
     for name in ["client_id", "client_secret", "client_assertion"] {
-        if form.get(name).is_some_and(|v| v.len() > MAX_CREDENTIAL_LENGTH) {
+        if form
+            .get(name)
+            .is_some_and(|v| v.len() > MAX_CREDENTIAL_LENGTH)
+        {
             return Err(OAuthError::invalid_request(
                 "a client credential parameter is too long",
             ));
@@ -363,21 +366,16 @@ pub fn verify_client_assertion(
 /// older clients send the token endpoint URL, also accepted. An array is
 /// accepted only when every member is accepted: an assertion addressed to
 /// another party as well could be replayed there.
-fn check_audience(
-    aud: Option<&serde_json::Value>,
-    accepted: &[String],
-) -> Result<(), OAuthError> {
+fn check_audience(aud: Option<&serde_json::Value>, accepted: &[String]) -> Result<(), OAuthError> {
     let is_accepted = |value: &serde_json::Value| {
         value
             .as_str()
             .is_some_and(|v| accepted.iter().any(|a| a == v))
     };
     let ok = match aud {
-        None | Some(serde_json::Value::Null) => {
-            return Err(OAuthError::invalid_client(
-                "client_assertion must carry an aud claim (RFC 7523 section 3): the issuer identifier",
-            ))
-        }
+        None | Some(serde_json::Value::Null) => return Err(OAuthError::invalid_client(
+            "client_assertion must carry an aud claim (RFC 7523 section 3): the issuer identifier",
+        )),
         Some(serde_json::Value::Array(values)) => {
             !values.is_empty() && values.iter().all(is_accepted)
         }

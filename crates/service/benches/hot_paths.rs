@@ -218,14 +218,9 @@ fn token_request_cpu(c: &mut Criterion) {
             let presented = claim.credential.as_ref().expect("secret");
             assert!(master.verify_client_secret(presented.expose(), &stored));
             let request = client_credentials::parse(&form).expect("request");
-            let grant = client_credentials::decide(
-                &request,
-                &claim.client_id,
-                &metadata,
-                &[],
-                ISSUER,
-            )
-            .expect("grant");
+            let grant =
+                client_credentials::decide(&request, &claim.client_id, &metadata, &[], ISSUER)
+                    .expect("grant");
             let claims = AccessTokenClaims::for_grant(
                 ISSUER,
                 &claim.client_id,

@@ -112,12 +112,13 @@ impl Admin {
         if username.is_empty() || username.len() > 128 || username.chars().any(char::is_control) {
             return Err(OAuthError::invalid_request(
                 "username must be 1 to 128 characters without control characters",
-            ).into());
+            )
+            .into());
         }
         if user.password.chars().count() < 8 || user.password.len() > 1024 {
-            return Err(OAuthError::invalid_request(
-                "password must be 8 to 1024 characters",
-            ).into());
+            return Err(
+                OAuthError::invalid_request("password must be 8 to 1024 characters").into(),
+            );
         }
         let salt = SaltString::generate(&mut OsRng);
         let password_hash = Argon2::default()
@@ -134,7 +135,9 @@ impl Admin {
             .insert_user(&record)
             .await
             .map_err(conflict_as("a user with this username already exists"))?;
-        let mut event = self.audit.event(event_type::USER_CREATED, Outcome::Success, ctx);
+        let mut event = self
+            .audit
+            .event(event_type::USER_CREATED, Outcome::Success, ctx);
         event.reason = Some(format!("user {username}"));
         self.audit.record(event).await;
         Ok(json!({"username": username, "created_at": now}))
@@ -156,13 +159,15 @@ impl Admin {
         if !is_resource_indicator(&resource.uri) {
             return Err(OAuthError::invalid_request(
                 "uri must be an absolute URI without a fragment (RFC 8707 §2)",
-            ).into());
+            )
+            .into());
         }
         if let Some(bad) = resource.scopes.iter().find(|s| !is_scope_token(s)) {
             return Err(OAuthError::invalid_request(format!(
                 "'{}' is not a valid scope token (RFC 6749 §3.3)",
                 bad.escape_debug()
-            )).into());
+            ))
+            .into());
         }
         let scopes = dedup(resource.scopes);
         let now = ctx.now();
@@ -175,7 +180,9 @@ impl Admin {
             .insert_resource(&record)
             .await
             .map_err(conflict_as("this resource is already registered"))?;
-        let mut event = self.audit.event(event_type::RESOURCE_CREATED, Outcome::Success, ctx);
+        let mut event = self
+            .audit
+            .event(event_type::RESOURCE_CREATED, Outcome::Success, ctx);
         event.resource = Some(record.uri.clone());
         event.scope = Some(record.scopes.join(" "));
         self.audit.record(event).await;
@@ -213,7 +220,8 @@ impl Admin {
         if !(1..=MAX_INITIAL_ACCESS_TOKEN_LIFETIME).contains(&expires_in) {
             return Err(OAuthError::invalid_request(format!(
                 "expires_in must be between 1 and {MAX_INITIAL_ACCESS_TOKEN_LIFETIME} seconds"
-            )).into());
+            ))
+            .into());
         }
         let token = random_token(32);
         let now = ctx.now();
@@ -289,7 +297,8 @@ impl Admin {
             return Err(OAuthError::invalid_request(format!(
                 "this client authenticates with {} and has no secret",
                 metadata.token_endpoint_auth_method.as_str()
-            )).into());
+            ))
+            .into());
         }
         let now = ctx.now();
         let secret = random_token(32);
@@ -347,8 +356,13 @@ impl Admin {
     async fn active_client(
         &self,
         client_id: &str,
-    ) -> Result<(custos_store::ClientRecord, custos_protocol::metadata::ClientMetadata), ServiceError>
-    {
+    ) -> Result<
+        (
+            custos_store::ClientRecord,
+            custos_protocol::metadata::ClientMetadata,
+        ),
+        ServiceError,
+    > {
         self.clients
             .active(client_id)
             .await?

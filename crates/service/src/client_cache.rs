@@ -178,7 +178,10 @@ mod tests {
         assert!(cache.get("a", 0).is_none());
         cache.put("a", None, 0);
         assert!(matches!(cache.get("a", 0), Some(Cached::Unknown)));
-        assert!(cache.get("a", UNKNOWN_TTL_MS).is_none(), "unknown for a second");
+        assert!(
+            cache.get("a", UNKNOWN_TTL_MS).is_none(),
+            "unknown for a second"
+        );
         cache.put("a", Some(&client("a", false)), 0);
         assert!(matches!(cache.get("a", 4_999), Some(Cached::Known(_))));
         assert!(cache.get("a", 5_000).is_none(), "known for the TTL");

@@ -24,7 +24,10 @@ pub enum ServiceError {
     Conflict(String),
     /// Too many failed attempts from this source; retry after this many
     /// seconds.
-    Throttled { retry_after: u64, description: String },
+    Throttled {
+        retry_after: u64,
+        description: String,
+    },
     /// Something failed inside the server; logged where it happened.
     Internal,
 }

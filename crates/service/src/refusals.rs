@@ -142,11 +142,20 @@ mod tests {
     fn windows_are_bounded() {
         let collapser = RefusalCollapser::default();
         for i in 0..(MAX_WINDOWS + 5_000) {
-            collapser.admit(&format!("10.0.{}.{}", i / 256, i % 256), "", 1, &refusal(0, "x"));
+            collapser.admit(
+                &format!("10.0.{}.{}", i / 256, i % 256),
+                "",
+                1,
+                &refusal(0, "x"),
+            );
         }
         assert!(collapser.windows.lock().unwrap().len() <= MAX_WINDOWS + 1);
         let summaries = collapser.close_ended(WINDOW_MS);
-        assert_eq!(summaries.len(), 1, "only the overflow window counted extra refusals");
+        assert_eq!(
+            summaries.len(),
+            1,
+            "only the overflow window counted extra refusals"
+        );
         assert_eq!(summaries[0].source_addr, None);
     }
 }

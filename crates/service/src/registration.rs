@@ -169,7 +169,9 @@ impl Registration {
         ctx: &RequestContext,
     ) -> Result<Value, ServiceError> {
         let (record, current) = self.managed_client(client_id, bearer, ctx).await?;
-        let result = self.apply_update(client_id, record, &current, body, ctx).await;
+        let result = self
+            .apply_update(client_id, record, &current, body, ctx)
+            .await;
         self.refused_unless_ok(client_id, result, ctx).await
     }
 
@@ -188,7 +190,8 @@ impl Registration {
         if object.get("client_id").and_then(Value::as_str) != Some(client_id) {
             return Err(OAuthError::invalid_request(
                 "the request must include this client's client_id (RFC 7592 §2.2)",
-            ).into());
+            )
+            .into());
         }
         for forbidden in [
             "registration_access_token",
@@ -199,7 +202,8 @@ impl Registration {
             if object.contains_key(forbidden) {
                 return Err(OAuthError::invalid_request(format!(
                     "{forbidden} must not be sent in an update (RFC 7592 §2.2)"
-                )).into());
+                ))
+                .into());
             }
         }
         if let Some(secret) = object.get("client_secret") {
@@ -210,7 +214,8 @@ impl Registration {
             if !matches {
                 return Err(OAuthError::invalid_request(
                     "client_secret does not match the current secret",
-                ).into());
+                )
+                .into());
             }
         }
         if !object.contains_key("access_token_lifetime") {
@@ -358,7 +363,9 @@ impl Registration {
             .map_err(internal)?;
         match found {
             Some(token) if token.expires_at > ctx.now() => Ok(()),
-            _ => Err(OAuthError::invalid_token("the initial access token is invalid or expired").into()),
+            _ => Err(
+                OAuthError::invalid_token("the initial access token is invalid or expired").into(),
+            ),
         }
     }
 

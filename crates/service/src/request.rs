@@ -53,7 +53,10 @@ pub struct ClientProof {
 impl std::fmt::Debug for ClientProof {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientProof")
-            .field("authorization", &self.authorization.as_ref().map(|_| "<redacted>"))
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "<redacted>"),
+            )
             .field("dpop", &self.dpop.as_ref().map(|_| "<redacted>"))
             .field("peer_certificates", &self.peer_certificates.len())
             .field("method", &self.method)

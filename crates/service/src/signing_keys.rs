@@ -78,10 +78,8 @@ impl SigningKeys {
     /// keys whose tokens have all expired.
     pub async fn refresh(&self, now: i64) -> Result<(), ServiceError> {
         let mut records = self.store.list_signing_keys().await.map_err(internal)?;
-        let unpublished = |k: &SigningKeyRecord| {
-            k.retired_at
-                .is_some_and(|r| r + MAX_TOKEN_LIFETIME <= now)
-        };
+        let unpublished =
+            |k: &SigningKeyRecord| k.retired_at.is_some_and(|r| r + MAX_TOKEN_LIFETIME <= now);
         // A write only when there is something to delete: this runs every
         // few seconds on every replica.
         if records.iter().any(unpublished) {

@@ -3,10 +3,10 @@
 //! a rotated signing key signs after its delay and is unpublished once its
 //! last token has expired.
 
+use custos_protocol::form::FormParams;
 use custos_service::clock::{Clock, ManualClock};
 use custos_service::crypto::MasterKey;
 use custos_service::keyring::MAX_TOKEN_LIFETIME;
-use custos_protocol::form::FormParams;
 use custos_service::token::TokenResponse;
 use custos_service::{
     ClientProof, NoJwksFetching, RequestContext, Service, ServiceConfig, ServiceError,
@@ -271,5 +271,9 @@ async fn audit_events_past_the_retention_are_pruned_and_the_prune_audited() {
     let after = service.admin.audit_events(&all).await.unwrap();
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0].event_type, "audit.pruned");
-    assert!(after[0].reason.as_deref().unwrap().contains("deleted 1 audit events"));
+    assert!(after[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("deleted 1 audit events"));
 }

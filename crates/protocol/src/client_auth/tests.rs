@@ -1,8 +1,8 @@
 use super::*;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::ErrorCode;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
@@ -45,8 +45,14 @@ fn rfc6749_2_3_1_malformed_percent_escapes_are_refused() {
 fn rfc6749_2_3_client_must_not_use_more_than_one_method() {
     for (header, body) in [
         (Some(basic("a", "b")), "client_secret=b&client_id=a"),
-        (Some(basic("a", "b")), "client_assertion=x&client_assertion_type=y"),
-        (None, "client_id=a&client_secret=b&client_assertion=x&client_assertion_type=y"),
+        (
+            Some(basic("a", "b")),
+            "client_assertion=x&client_assertion_type=y",
+        ),
+        (
+            None,
+            "client_id=a&client_secret=b&client_assertion=x&client_assertion_type=y",
+        ),
     ] {
         let err = check_presentation(header.as_deref(), &form(body)).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidRequest, "{body}");
@@ -180,7 +186,10 @@ fn rfc7523_3_assertion_rules_are_enforced() {
         ("wrong aud", json!({"aud": "https://other.example"})),
         ("no aud", json!({"aud": null})),
         ("empty aud array", json!({"aud": []})),
-        ("aud array naming another party", json!({"aud": ["https://as.example", "https://other.example"]})),
+        (
+            "aud array naming another party",
+            json!({"aud": ["https://as.example", "https://other.example"]}),
+        ),
         ("aud not a string", json!({"aud": 7})),
         ("wrong iss", json!({"iss": "c2"})),
         ("wrong sub", json!({"sub": "c2"})),
@@ -228,8 +237,8 @@ fn rfc7523_3_aud_is_required_and_may_be_the_issuer_or_token_endpoint() {
     }
     let mut claims = good_claims();
     claims.as_object_mut().unwrap().remove("aud");
-    let err = verify_client_assertion(&sign(&key, "k1", claims), &key.jwks, &rules(&aud))
-        .unwrap_err();
+    let err =
+        verify_client_assertion(&sign(&key, "k1", claims), &key.jwks, &rules(&aud)).unwrap_err();
     assert!(err.description.contains("aud"), "{}", err.description);
 }
 

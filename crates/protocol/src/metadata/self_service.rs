@@ -64,7 +64,10 @@ pub fn check_update(old: &ClientMetadata, new: &ClientMetadata) -> Result<Change
             old.access_token_lifetime, new.access_token_lifetime
         )));
     }
-    let (before, after) = (old.token_endpoint_auth_method, new.token_endpoint_auth_method);
+    let (before, after) = (
+        old.token_endpoint_auth_method,
+        new.token_endpoint_auth_method,
+    );
     if after.strength() < before.strength() {
         return Err(OAuthError::invalid_client_metadata(format!(
             "a client cannot weaken its own authentication from {} to {}; ask an administrator",
@@ -146,9 +149,18 @@ mod tests {
         for (name, patch) in [
             ("scope", json!({"scope": "read write payroll:admin"})),
             ("lifetime", json!({"access_token_lifetime": 3600})),
-            ("redirect", json!({"redirect_uris": ["https://app.example/cb", "https://evil.example/cb"]})),
-            ("grant", json!({"grant_types": ["client_credentials", "authorization_code", "refresh_token"]})),
-            ("weaker auth", json!({"token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]})),
+            (
+                "redirect",
+                json!({"redirect_uris": ["https://app.example/cb", "https://evil.example/cb"]}),
+            ),
+            (
+                "grant",
+                json!({"grant_types": ["client_credentials", "authorization_code", "refresh_token"]}),
+            ),
+            (
+                "weaker auth",
+                json!({"token_endpoint_auth_method": "none", "grant_types": ["authorization_code"]}),
+            ),
         ] {
             let err = check_update(&old, &with(patch)).unwrap_err();
             assert_eq!(err.code, crate::ErrorCode::InvalidClientMetadata, "{name}");
@@ -158,7 +170,11 @@ mod tests {
     #[test]
     fn stronger_auth_and_same_strength_are_accepted() {
         let old = meta(base());
-        assert!(check_update(&old, &with(json!({"token_endpoint_auth_method": "client_secret_post"}))).is_ok());
+        assert!(check_update(
+            &old,
+            &with(json!({"token_endpoint_auth_method": "client_secret_post"}))
+        )
+        .is_ok());
         let jwks = json!({"keys": [{"kty": "EC", "crv": "P-256", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]});
         let stronger = with(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": jwks}));
         assert!(check_update(&old, &stronger).is_ok());

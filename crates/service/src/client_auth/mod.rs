@@ -143,7 +143,10 @@ impl Authenticator {
             Some(Cached::Unknown) => return Err(failed().into()),
             Some(Cached::Known(cached)) => {
                 claimed.known = true;
-                match self.verify(method, cached.clone(), &claim, request, ctx).await {
+                match self
+                    .verify(method, cached.clone(), &claim, request, ctx)
+                    .await
+                {
                     Ok(verified) => return Ok(verified),
                     // The client may have changed on another replica: if
                     // the entry is not brand new, ask the database before
@@ -163,10 +166,7 @@ impl Authenticator {
     }
 
     /// The one method the request presents, and its claim.
-    fn claim(
-        &self,
-        request: &Presented<'_>,
-    ) -> Result<(&dyn ClientAuthMethod, Claim), OAuthError> {
+    fn claim(&self, request: &Presented<'_>) -> Result<(&dyn ClientAuthMethod, Claim), OAuthError> {
         let mut found: Option<(&dyn ClientAuthMethod, Claim)> = None;
         for method in &self.methods {
             if method.method() == AuthMethod::None {
@@ -190,10 +190,7 @@ impl Authenticator {
                 custos_protocol::names::CLIENT_ASSERTION_TYPE_JWT_BEARER
             )));
         }
-        let public = self
-            .methods
-            .iter()
-            .find(|m| m.method() == AuthMethod::None);
+        let public = self.methods.iter().find(|m| m.method() == AuthMethod::None);
         match public {
             Some(method) => match method.claim(request)? {
                 Some(claim) => Ok((method.as_ref(), claim)),
