@@ -106,10 +106,24 @@ fi
 
 say "cargo build -p custos"
 cargo build -q -p custos
-binary="$root/target/debug/custos"
+binary="${CARGO_TARGET_DIR:-$root/target}/debug/custos"
 
-free_port() {
-  "$venv/bin/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+# The server binds port 0; its address is read back from its log line
+# "custos listening on http://127.0.0.1:PORT" (no free-port probe to race).
+bound_url() {
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      return 1
+    fi
+    local found
+    found="$(grep -oE 'custos listening on http://127\.0\.0\.1:[0-9]+' "$server_log" | head -n 1 | sed 's/.* on //')" || true
+    if [ -n "$found" ]; then
+      echo "$found"
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
 }
 
 wait_healthy() {
@@ -141,22 +155,26 @@ show_log() {
 # run_backend NAME DATABASE_URL [KEY_ENCRYPTION_KEY]
 run_backend() {
   local name="$1" database_url="$2" kek="${3:-}"
-  local port admin_token url rc
-  port="$(free_port)"
+  local admin_token url rc
   admin_token="interop-$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))')"
-  url="http://127.0.0.1:$port"
   server_log="$work/custos-$name.log"
-  say "[$name] starting custos on $url"
-  env -u CUSTOS_CONFIG -u CUSTOS_ISSUER -u CUSTOS_TLS_CERT -u CUSTOS_TLS_KEY \
-    CUSTOS_LISTEN="127.0.0.1:$port" \
+  say "[$name] starting custos on 127.0.0.1, port chosen by the system"
+  env -u CUSTOS_CONFIG -u CUSTOS_ISSUER -u CUSTOS_TLS_CERT -u CUSTOS_TLS_KEY -u CUSTOS_LOG_FORMAT \
+    CUSTOS_LISTEN="127.0.0.1:0" \
     CUSTOS_DATABASE_URL="$database_url" \
     CUSTOS_ADMIN_TOKEN="$admin_token" \
     CUSTOS_KEY_ACTIVATION_DELAY=3 \
-    CUSTOS_ALLOW_PRIVATE_JWKS_URI=true \
+    CUSTOS_ALLOW_PRIVATE_URLS=true \
     ${kek:+CUSTOS_KEY_ENCRYPTION_KEY="$kek"} \
     CUSTOS_LOG="${CUSTOS_LOG:-info}" \
     "$binary" serve >"$server_log" 2>&1 &
   server_pid=$!
+  if ! url="$(bound_url)"; then
+    say "[$name] custos did not say where it listens"
+    show_log "$name"
+    return 1
+  fi
+  say "[$name] custos listens on $url"
   if ! wait_healthy "$url"; then
     say "[$name] custos did not become healthy"
     show_log "$name"
