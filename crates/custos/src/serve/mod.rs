@@ -9,7 +9,7 @@ mod tls;
 
 use connections::{connection_cap, Limited};
 use files::{check_sqlite_dir, load_kek, private_sqlite_file};
-use tls::tls_config;
+use tls::{tls_config, WithPeerCertificates};
 
 use crate::config::{default_issuer, sqlite_file, sqlite_path, Settings};
 use crate::jwks_fetch::HttpJwksFetcher;
@@ -113,7 +113,7 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
         Some(tls) => {
             let mut server = axum_server::from_tcp_rustls(listener, tls).map(|tls| {
                 Limited::new(
-                    tls.handshake_timeout(limits.header_read_timeout),
+                    WithPeerCertificates(tls.handshake_timeout(limits.header_read_timeout)),
                     limits,
                     slots,
                 )
