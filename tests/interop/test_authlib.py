@@ -392,11 +392,19 @@ def test_rfc7523_assertions_made_by_pyjwt(http, metadata, register, ec_key):
     for aud in (
         metadata["issuer"],
         metadata["token_endpoint"],
-        [metadata["token_endpoint"], "https://other.example"],
+        [metadata["issuer"], metadata["token_endpoint"]],
     ):
         assertion = pyjwt_assertion(ec_key.private_key, cid, aud, kid=ec_key.kid)
         response = http.post(metadata["token_endpoint"], data=assertion_form(assertion))
         assert response.status_code == 200, (aud, response.text)
+    # RFC 7523 section 3: aud identifies this server; an assertion also
+    # addressed to another party could be replayed there, and one without
+    # aud is refused (draft-ietf-oauth-rfc7523bis: the issuer, alone).
+    for aud in ([metadata["token_endpoint"], "https://other.example"], None):
+        assertion = pyjwt_assertion(ec_key.private_key, cid, aud, kid=ec_key.kid)
+        response = http.post(metadata["token_endpoint"], data=assertion_form(assertion))
+        assert_error(response, 401, "invalid_client")
+        assert "aud" in response.json()["error_description"]
     # Without kid: the server tries the registered keys.
     assertion = pyjwt_assertion(ec_key.private_key, cid, metadata["token_endpoint"])
     response = http.post(
@@ -1234,7 +1242,7 @@ def management_headers(reg: dict) -> dict:
 
 
 def test_rfc7592_read_update_delete(http, metadata, register):
-    reg = cc_client(register, scope="read", client_name="before")
+    reg = cc_client(register, scope="read write", client_name="before")
     uri = reg["registration_client_uri"]
 
     # §2.1 read
@@ -1244,7 +1252,7 @@ def test_rfc7592_read_update_delete(http, metadata, register):
     current = response.json()
     assert current["client_id"] == reg["client_id"]
     assert current["client_name"] == "before"
-    assert current["scope"] == "read"
+    assert current["scope"] == "read write"
     assert current["registration_client_uri"] == uri
 
     # §2.2 update: send back everything that was returned, minus the fields
@@ -1260,17 +1268,24 @@ def test_rfc7592_read_update_delete(http, metadata, register):
             "client_id_issued_at",
         )
     }
-    update.update(client_name="after", scope="read write")
+    # Self-management may narrow, never widen (CONTRACT.md).
+    widened = dict(update, scope="read write admin")
+    response = http.put(uri, json=widened, headers=management_headers(reg))
+    assert_error(response, 400, "invalid_client_metadata")
+    update.update(client_name="after", scope="write")
     response = http.put(uri, json=update, headers=management_headers(reg))
     assert response.status_code == 200, response.text
     updated = response.json()
     assert updated["client_name"] == "after"
-    assert updated["scope"] == "read write"
+    assert updated["scope"] == "write"
     assert updated["client_id"] == reg["client_id"]
-    # The secret did not change: the new scope is usable with it.
+    # The secret did not change: the narrowed scope is usable with it.
     session = secret_session(metadata, reg)
     token = session.fetch_token(grant_type=CC, scope="write")
     assert token["scope"] == "write"
+    with pytest.raises(OAuthError) as excinfo:
+        secret_session(metadata, reg).fetch_token(grant_type=CC, scope="read")
+    assert oauth_error(excinfo) == "invalid_scope"
     # A client_secret in the update must be the current one.
     response = http.put(
         uri, json=dict(update, client_secret=reg["client_secret"]), headers=management_headers(reg)
@@ -1342,19 +1357,24 @@ def test_rfc7592_update_changes_authentication_method(http, metadata, register, 
     authlib_session(
         metadata, reg["client_id"], ec_key.joserfc_key(), "private_key_jwt", kid=ec_key.kid
     ).fetch_token(grant_type=CC)
-    # Back to a secret: a new one is issued in the response, the old one is gone.
+    # Back to a secret is weaker: self-management may not do it (CONTRACT.md).
     response = http.put(
         uri, json=dict(base, token_endpoint_auth_method="client_secret_post"), headers=management_headers(reg)
     )
+    assert_error(response, 400, "invalid_client_metadata")
+    assert "weaken" in response.json()["error_description"]
+    # Between the two secret methods is neither weaker nor stronger: a
+    # client_secret_basic client may move to client_secret_post and keeps
+    # its secret.
+    reg2 = cc_client(register, "client_secret_basic", scope="read")
+    base2 = {"client_id": reg2["client_id"], "grant_types": [CC], "scope": "read"}
+    response = http.put(
+        reg2["registration_client_uri"],
+        json=dict(base2, token_endpoint_auth_method="client_secret_post"),
+        headers=management_headers(reg2),
+    )
     assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["client_secret"] and body["client_secret"] != reg["client_secret"]
-    assert body["client_secret_expires_at"] == 0
-    secret_session(metadata, dict(reg, **body)).fetch_token(grant_type=CC)
-    with pytest.raises(OAuthError):
-        secret_session(metadata, dict(body, client_secret=reg["client_secret"])).fetch_token(
-            grant_type=CC
-        )
+    assert "client_secret" not in response.json(), "the secret is kept, not reissued"
 
 
 def test_rfc6750_3_1_no_error_code_when_no_credentials(http, metadata):
