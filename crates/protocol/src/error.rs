@@ -1,4 +1,5 @@
-//! OAuth errors (RFC 6749 §5.2, RFC 7591 §3.2.2, RFC 8707 §2, RFC 7009 §2.2.1).
+//! OAuth errors (RFC 6749 §5.2, RFC 7591 §3.2.2, RFC 8707 §2, RFC 7009 §2.2.1,
+//! RFC 9449 §7.1 and §8).
 //!
 //! Only the codes the RFCs define live here; conditions that are not OAuth
 //! errors (not found, conflict, throttled, internal) are the service's
@@ -27,6 +28,11 @@ pub enum ErrorCode {
     /// token, admin token) is missing, expired or wrong.
     InvalidToken,
     AccessDenied,
+    /// RFC 9449 §7.1: the DPoP proof is missing, malformed or fails a check
+    /// of §4.3.
+    InvalidDpopProof,
+    /// RFC 9449 §8, §9: the DPoP proof must carry a nonce the server provided.
+    UseDpopNonce,
     /// RFC 6749 §4.1.2.1: the server is temporarily unable to handle the request.
     TemporarilyUnavailable,
     ServerError,
@@ -47,6 +53,8 @@ impl ErrorCode {
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::InvalidDpopProof => "invalid_dpop_proof",
+            ErrorCode::UseDpopNonce => "use_dpop_nonce",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
             ErrorCode::ServerError => "server_error",
         }
@@ -91,6 +99,12 @@ impl OAuthError {
     }
     pub fn invalid_token(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidToken, description)
+    }
+    pub fn invalid_dpop_proof(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidDpopProof, description)
+    }
+    pub fn use_dpop_nonce(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::UseDpopNonce, description)
     }
     pub fn server_error(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::ServerError, description)

@@ -10,6 +10,7 @@ pub mod access_token;
 pub mod address;
 pub mod client_auth;
 pub mod discovery;
+pub mod dpop;
 pub mod error;
 pub mod form;
 pub mod grant;
