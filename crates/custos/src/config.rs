@@ -67,6 +67,9 @@ pub struct RawSettings {
     /// Days audit events are kept before they are pruned (0: forever).
     #[arg(long, env = "CUSTOS_AUDIT_RETENTION_DAYS")]
     pub audit_retention_days: Option<u32>,
+    /// DPoP proofs must carry a server nonce (RFC 9449 section 8).
+    #[arg(long, env = "CUSTOS_DPOP_NONCE", num_args = 0..=1, default_missing_value = "true")]
+    pub dpop_nonce: Option<bool>,
     /// INSECURE, development only: every URL custos fetches may point at
     /// loopback and private addresses (and use plain http on loopback).
     #[arg(long, env = "CUSTOS_ALLOW_PRIVATE_URLS", num_args = 0..=1, default_missing_value = "true")]
@@ -120,6 +123,7 @@ impl RawSettings {
             max_connections: self.max_connections.or(file.max_connections),
             client_cache_ttl: self.client_cache_ttl.or(file.client_cache_ttl),
             audit_retention_days: self.audit_retention_days.or(file.audit_retention_days),
+            dpop_nonce: self.dpop_nonce.or(file.dpop_nonce),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
         }
     }
@@ -216,6 +220,7 @@ pub struct Settings {
     pub allow_private_urls: bool,
     pub client_cache_ttl: u64,
     pub audit_retention_days: u32,
+    pub dpop_nonce: bool,
     pub trusted_proxies: TrustedProxies,
     pub connections: ConnectionLimits,
 }
@@ -369,6 +374,7 @@ impl Settings {
                 || raw.allow_private_jwks_uri.unwrap_or(false),
             client_cache_ttl,
             audit_retention_days,
+            dpop_nonce: raw.dpop_nonce.unwrap_or(false),
             trusted_proxies,
             connections: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(header_read_timeout),

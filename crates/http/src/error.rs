@@ -16,6 +16,9 @@ use custos_protocol::{ErrorCode, OAuthError};
 use custos_service::ServiceError;
 use serde_json::json;
 
+/// RFC 9449 §8: the header carrying a server-provided DPoP nonce.
+pub const DPOP_NONCE: &str = "dpop-nonce";
+
 /// An error on its way out: the service's, or one the edge found before
 /// the service was asked.
 #[derive(Debug)]
@@ -61,6 +64,7 @@ impl IntoResponse for ApiError {
                     ServiceError::NotFound(_) => StatusCode::NOT_FOUND,
                     ServiceError::Conflict(_) => StatusCode::CONFLICT,
                     ServiceError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+                    ServiceError::UseDpopNonce { .. } => StatusCode::BAD_REQUEST,
                     ServiceError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 (status, error.code(), error.description())
@@ -97,6 +101,11 @@ impl IntoResponse for ApiError {
         }
         if let ApiError::Service(ServiceError::Throttled { retry_after, .. }) = &self {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+        }
+        if let ApiError::Service(ServiceError::UseDpopNonce { nonce, .. }) = &self {
+            if let Ok(value) = HeaderValue::from_str(nonce) {
+                headers.insert(DPOP_NONCE, value);
+            }
         }
         response
     }
@@ -147,6 +156,17 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "17");
+    }
+
+    #[test]
+    fn rfc9449_8_use_dpop_nonce_carries_the_nonce() {
+        let response = ApiError::Service(ServiceError::UseDpopNonce {
+            nonce: "n0nce".into(),
+            description: "use it".into(),
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(response.headers()[DPOP_NONCE], "n0nce");
     }
 
     #[test]

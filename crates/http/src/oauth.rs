@@ -47,7 +47,14 @@ pub async fn token(
 ) -> Result<Response, ApiError> {
     let form = form(&headers, body).await?;
     let response = state.service.token.issue(&form, &proof, &ctx).await?;
-    Ok(Json(response).into_response())
+    let nonce = response.dpop_nonce.clone();
+    let mut response = Json(response).into_response();
+    if let Some(value) = nonce.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        response
+            .headers_mut()
+            .insert(crate::error::DPOP_NONCE, value);
+    }
+    Ok(response)
 }
 
 pub async fn introspect(

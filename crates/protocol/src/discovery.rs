@@ -57,6 +57,7 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
         "access_token_signing_alg_values_supported": [signing_alg],
+        "dpop_signing_alg_values_supported": crate::dpop::DPOP_SIGNING_ALGS,
     })
 }
 

@@ -111,6 +111,10 @@ pub struct ClientMetadata {
     pub software_version: Option<String>,
     /// custos extension: lifetime of this client's access tokens, seconds.
     pub access_token_lifetime: u32,
+    /// RFC 9449 §5.2: every token request of this client must carry a DPoP
+    /// proof; its access tokens are always DPoP-bound.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dpop_bound_access_tokens: bool,
 }
 
 impl ClientMetadata {
@@ -147,6 +151,7 @@ struct RawMetadata {
     software_id: Option<String>,
     software_version: Option<String>,
     access_token_lifetime: Option<u32>,
+    dpop_bound_access_tokens: Option<bool>,
 }
 
 /// Deployment choices that registration validation depends on.
@@ -358,6 +363,7 @@ pub fn validate_registration(
         software_id: raw.software_id,
         software_version: raw.software_version,
         access_token_lifetime,
+        dpop_bound_access_tokens: raw.dpop_bound_access_tokens.unwrap_or(false),
     })
 }
 

@@ -237,6 +237,7 @@ fn token_request_cpu(c: &mut Criterion) {
                 refresh_token: None,
                 issued_token_type: None,
                 authorization_details: None,
+                dpop_nonce: None,
             };
             serde_json::to_vec(&response).expect("response JSON")
         })

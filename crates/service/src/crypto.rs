@@ -44,6 +44,7 @@ pub const MIN_KEK_LENGTH: usize = 32;
 pub struct MasterKey {
     seal: LessSafeKey,
     pepper: hmac::Key,
+    nonce: hmac::Key,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -89,12 +90,14 @@ impl MasterKey {
         };
         let seal_bytes = derive(b"signing key sealing")?;
         let pepper_bytes = derive(b"client secret pepper")?;
+        let nonce_bytes = derive(b"dpop nonce")?;
         let seal = LessSafeKey::new(
             UnboundKey::new(&AES_256_GCM, &seal_bytes).map_err(|_| KeyError::Crypto("aead key"))?,
         );
         Ok(MasterKey {
             seal,
             pepper: hmac::Key::new(hmac::HMAC_SHA256, &pepper_bytes),
+            nonce: hmac::Key::new(hmac::HMAC_SHA256, &nonce_bytes),
         })
     }
 
@@ -113,6 +116,12 @@ impl MasterKey {
     /// Constant-time check of a presented secret against a stored hash.
     pub fn verify_client_secret(&self, secret: &str, stored_hash: &[u8]) -> bool {
         hmac::verify(&self.pepper, secret.as_bytes(), stored_hash).is_ok()
+    }
+
+    /// HMAC-SHA-256 under the DPoP-nonce key (every replica derives the
+    /// same key, so a nonce issued by one is accepted by all).
+    pub fn nonce_tag(&self, message: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.nonce, message).as_ref().to_vec()
     }
 
     /// AES-256-GCM: nonce || ciphertext || tag, with `aad` bound.

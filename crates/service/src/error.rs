@@ -28,6 +28,9 @@ pub enum ServiceError {
         retry_after: u64,
         description: String,
     },
+    /// RFC 9449 §8: the DPoP proof must carry this server nonce (sent back
+    /// in the `DPoP-Nonce` header).
+    UseDpopNonce { nonce: String, description: String },
     /// Something failed inside the server; logged where it happened.
     Internal,
 }
@@ -59,6 +62,7 @@ impl ServiceError {
             ServiceError::NotFound(_) => "not_found",
             ServiceError::Conflict(_) => "conflict",
             ServiceError::Throttled { .. } => "temporarily_unavailable",
+            ServiceError::UseDpopNonce { .. } => "use_dpop_nonce",
             ServiceError::Internal => "server_error",
         }
     }
@@ -70,7 +74,8 @@ impl ServiceError {
             ServiceError::MissingCredentials(d)
             | ServiceError::NotFound(d)
             | ServiceError::Conflict(d)
-            | ServiceError::Throttled { description: d, .. } => d,
+            | ServiceError::Throttled { description: d, .. }
+            | ServiceError::UseDpopNonce { description: d, .. } => d,
             ServiceError::Internal => "the server could not complete the request",
         }
     }

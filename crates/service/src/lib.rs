@@ -22,6 +22,7 @@ mod client_cache;
 mod clients;
 pub mod clock;
 pub mod crypto;
+pub mod dpop;
 pub mod error;
 mod grant;
 mod guard;
@@ -82,6 +83,8 @@ pub struct ServiceConfig {
     pub client_cache_ttl: std::time::Duration,
     /// Days audit events are kept; older ones are pruned (0: forever).
     pub audit_retention_days: u32,
+    /// DPoP proofs must carry a server nonce (RFC 9449 §8).
+    pub dpop_require_nonce: bool,
 }
 
 impl ServiceConfig {
@@ -97,6 +100,7 @@ impl ServiceConfig {
             allow_private_jwks_uri: false,
             client_cache_ttl: std::time::Duration::from_secs(2),
             audit_retention_days: 90,
+            dpop_require_nonce: false,
         }
     }
 }
@@ -185,6 +189,11 @@ impl Service {
             },
         ));
         let grants = GrantTable::new(store.clone(), &issuer);
+        let dpop = Arc::new(dpop::DpopChecker::new(
+            store.clone(),
+            master.clone(),
+            config.dpop_require_nonce,
+        ));
         let guard = Arc::new(BearerGuard::new(config.admin_token.clone()));
 
         let grant_types = grants.grant_types();
@@ -217,6 +226,7 @@ impl Service {
                 issuer.clone(),
                 authenticator.clone(),
                 grants,
+                dpop,
                 keys.clone(),
                 audit.clone(),
             ),

@@ -6,13 +6,15 @@
 use crate::audit::{bounded, Auditor, MAX_FIELD};
 use crate::client_auth::{Authenticator, ClaimedClient, Presented, VerifiedClient};
 use crate::crypto::random_token;
+use crate::dpop::DpopChecker;
 use crate::error::ServiceError;
 use crate::grant::{GrantRequest, GrantTable, Issuance};
 use crate::request::{ClientProof, RequestContext};
 use crate::signing_keys::SigningKeys;
 use custos_governance::{event_type, Outcome};
-use custos_protocol::access_token::AccessTokenClaims;
+use custos_protocol::access_token::{AccessTokenClaims, Confirmation};
 use custos_protocol::form::FormParams;
+use custos_protocol::OAuthError;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -34,12 +36,17 @@ pub struct TokenResponse {
     /// RFC 9396 §7.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_details: Option<serde_json::Value>,
+    /// RFC 9449 §8: a fresh server nonce for the `DPoP-Nonce` header (not
+    /// part of the body).
+    #[serde(skip)]
+    pub dpop_nonce: Option<String>,
 }
 
 pub struct TokenEndpoint {
     issuer: String,
     authenticator: Arc<Authenticator>,
     grants: GrantTable,
+    dpop: Arc<DpopChecker>,
     keys: Arc<SigningKeys>,
     audit: Auditor,
 }
@@ -49,6 +56,7 @@ impl TokenEndpoint {
         issuer: String,
         authenticator: Arc<Authenticator>,
         grants: GrantTable,
+        dpop: Arc<DpopChecker>,
         keys: Arc<SigningKeys>,
         audit: Auditor,
     ) -> Self {
@@ -56,6 +64,7 @@ impl TokenEndpoint {
             issuer,
             authenticator,
             grants,
+            dpop,
             keys,
             audit,
         }
@@ -123,14 +132,27 @@ impl TokenEndpoint {
             .authenticate(&presented, ctx, claimed)
             .await?;
         *authenticated = true;
-        let issuance = handler
+        // RFC 9449 §5: a DPoP proof binds the token, for every grant.
+        let bound = self.dpop.check(proof, None, ctx).await?;
+        if bound.is_none() && client.metadata().dpop_bound_access_tokens {
+            return Err(OAuthError::invalid_dpop_proof(
+                "this client is registered with dpop_bound_access_tokens: every token request needs a DPoP proof (RFC 9449 section 5.2)",
+            )
+            .into());
+        }
+        let mut issuance = handler
             .issue(&GrantRequest {
                 form,
                 client: &client,
                 proof,
                 ctx,
+                dpop: bound.as_ref(),
             })
             .await?;
+        if let Some(key) = bound {
+            let cnf = issuance.cnf.get_or_insert_with(Confirmation::default);
+            cnf.jkt = Some(key.jkt);
+        }
         let response = self.sign(&client, &issuance, ctx)?;
         Ok((response, issuance))
     }
@@ -162,6 +184,7 @@ impl TokenEndpoint {
             refresh_token: issuance.refresh_token.clone(),
             issued_token_type: None,
             authorization_details: issuance.authorization_details.clone(),
+            dpop_nonce: self.dpop.nonce(now),
         })
     }
 }

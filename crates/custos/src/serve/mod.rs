@@ -69,6 +69,7 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     config.allow_private_jwks_uri = settings.allow_private_urls;
     config.client_cache_ttl = Duration::from_secs(settings.client_cache_ttl);
     config.audit_retention_days = settings.audit_retention_days;
+    config.dpop_require_nonce = settings.dpop_nonce;
     let fetcher = HttpJwksFetcher::new(settings.allow_private_urls)
         .map_err(|e| format!("HTTP client: {e}"))?;
     let (service, audit_writer) = Service::start(

@@ -414,6 +414,50 @@ impl ClientKey {
         }
     }
 
+    /// An RFC 9449 DPoP proof for `htm` `htu` signed by this key, with
+    /// `extra` claims merged in (a `null` removes a claim).
+    pub fn dpop_proof(&self, htm: &str, htu: &str, extra: &Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.typ = Some("dpop+jwt".into());
+        let mut jwk = self.public_jwk.clone();
+        for private_or_extra in ["kid", "alg", "use"] {
+            jwk.as_object_mut().unwrap().remove(private_or_extra);
+        }
+        header.jwk = Some(serde_json::from_value(jwk).unwrap());
+        let mut claims = json!({
+            "jti": format!("{}-{}", now(), COUNTER.fetch_add(1, Ordering::SeqCst)),
+            "htm": htm,
+            "htu": htu,
+            "iat": now(),
+        });
+        for (name, value) in extra.as_object().into_iter().flatten() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(name);
+            } else {
+                claims[name] = value.clone();
+            }
+        }
+        jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ec_der(&self.pkcs8),
+        )
+        .unwrap()
+    }
+
+    /// RFC 7638 thumbprint of the public key (what `cnf.jkt` carries).
+    pub fn jkt(&self) -> String {
+        use aws_lc_rs::digest::{digest, SHA256};
+        let jwk = &self.public_jwk;
+        let canonical = format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            jwk["crv"].as_str().unwrap(),
+            jwk["x"].as_str().unwrap(),
+            jwk["y"].as_str().unwrap()
+        );
+        URL_SAFE_NO_PAD.encode(digest(&SHA256, canonical.as_bytes()).as_ref())
+    }
+
     pub fn assertion(&self, claims: &Value) -> String {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = self.public_jwk["kid"].as_str().map(str::to_owned);

@@ -64,6 +64,11 @@ pub fn check_update(old: &ClientMetadata, new: &ClientMetadata) -> Result<Change
             old.access_token_lifetime, new.access_token_lifetime
         )));
     }
+    if old.dpop_bound_access_tokens && !new.dpop_bound_access_tokens {
+        return Err(OAuthError::invalid_client_metadata(
+            "a client cannot turn off its own dpop_bound_access_tokens (RFC 9449 section 5.2); ask an administrator",
+        ));
+    }
     let (before, after) = (
         old.token_endpoint_auth_method,
         new.token_endpoint_auth_method,
@@ -165,6 +170,15 @@ mod tests {
             let err = check_update(&old, &with(patch)).unwrap_err();
             assert_eq!(err.code, crate::ErrorCode::InvalidClientMetadata, "{name}");
         }
+    }
+
+    #[test]
+    fn rfc9449_5_2_dpop_binding_may_be_turned_on_not_off() {
+        let old = meta(base());
+        let bound = with(json!({"dpop_bound_access_tokens": true}));
+        assert!(check_update(&old, &bound).is_ok(), "binding tokens narrows");
+        let err = check_update(&bound, &old).unwrap_err();
+        assert!(err.description.contains("dpop_bound_access_tokens"));
     }
 
     #[test]

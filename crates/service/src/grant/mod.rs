@@ -11,6 +11,7 @@
 mod client_credentials;
 
 use crate::client_auth::VerifiedClient;
+use crate::dpop::BoundKey;
 use crate::error::ServiceError;
 use crate::request::{ClientProof, RequestContext};
 use async_trait::async_trait;
@@ -23,12 +24,14 @@ use std::sync::Arc;
 
 /// A token request as a grant handler sees it: the client has already
 /// authenticated.
-#[allow(dead_code)] // `proof` and `ctx` are read by the sender-constraining grants to come (DPoP, mTLS)
+#[allow(dead_code)] // read by the grants to come (codes bound to a DPoP key, refresh, exchange)
 pub(crate) struct GrantRequest<'a> {
     pub form: &'a FormParams,
     pub client: &'a VerifiedClient,
     pub proof: &'a ClientProof,
     pub ctx: &'a RequestContext,
+    /// The key of the request's verified DPoP proof, if it carried one.
+    pub dpop: Option<&'a BoundKey>,
 }
 
 /// What a grant decided, and what the token endpoint is to issue with it.
