@@ -253,10 +253,19 @@ impl Guarded {
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if timer.deadline() != deadline {
+        // Deadlines move later with every request; re-arming the timer each
+        // time costs a timer-wheel update per request. Re-arm only when the
+        // deadline moved earlier; a timer left at an earlier deadline fires
+        // early, and is then moved to the real one.
+        if timer.deadline() > deadline {
             timer.as_mut().reset(deadline);
         }
-        match timer.as_mut().poll(cx) {
+        let mut fired = timer.as_mut().poll(cx);
+        if fired.is_ready() && timer.deadline() < deadline {
+            timer.as_mut().reset(deadline);
+            fired = timer.as_mut().poll(cx);
+        }
+        match fired {
             Poll::Ready(()) => {
                 let why = if head {
                     "header read timeout"
