@@ -3,7 +3,9 @@
 //! Repository traits describe every fact custos keeps; one SQL engine
 //! implements them for SQLite (embedded default) and PostgreSQL. Anything that
 //! must hold across replicas — single-use `jti`s, revocation, key rotation — is
-//! decided by the database atomically, never by a process cache.
+//! decided by the database atomically, never by a process cache; so are
+//! authorization-code redemption and refresh-token rotation
+//! ([`CodeRepo::redeem_code`], [`GrantRepo::rotate_refresh_token`]).
 //!
 //! Times are `i64` seconds since the Unix epoch unless a name says `_ms`.
 //!
@@ -15,8 +17,8 @@
 //! whose affected-row count (0 or 1) is the answer. For clients the state is
 //! a `version` column that every successful write increments
 //! ([`ClientRepo::update_client`]); for single-use rows it can be the column
-//! that records the use, e.g. `… SET used_at = $2 WHERE code = $1 AND
-//! used_at IS NULL` (code redemption, refresh-token rotation). No lock is
+//! that records the use, e.g. `… SET consumed_at = $2 WHERE code_hash = $1
+//! AND consumed_at IS NULL` ([`CodeRepo::redeem_code`]). No lock is
 //! held between the read and the write and no transaction is needed: the
 //! database decides atomically (SQLite serialises writers; PostgreSQL, at
 //! READ COMMITTED, makes a second writer wait for the first's row lock and
@@ -26,7 +28,14 @@
 //! fresh row (or give up) — never retry the same write unconditionally.
 //! `false` also covers a row that does not exist; re-read to tell them apart.
 //! The methods return `StoreResult<bool>`; implementations go through one
-//! helper (`sql::conditional_write`).
+//! helper (`sql::conditional_write`, or `sql::conditional_write_returning`
+//! for an `UPDATE … RETURNING` whose returned row is the answer).
+//!
+//! When the loser must act too, the conditional write runs inside a write
+//! transaction that first reads (and on PostgreSQL locks) the rows the
+//! decision depends on: [`GrantRepo::rotate_refresh_token`] marks the token
+//! used with `… WHERE used_at IS NULL`, and a rotation that finds it already
+//! used revokes the whole family in the same transaction.
 
 mod connect;
 mod migrate;
@@ -151,6 +160,99 @@ pub trait RevocationRepo: Send + Sync {
 }
 
 #[async_trait]
+pub trait CodeRepo: Send + Sync {
+    /// `Conflict` if a code with the same hash exists.
+    async fn insert_code(&self, code: &AuthorizationCodeRecord) -> StoreResult<()>;
+    /// Single use, atomically across replicas: marks the code consumed at
+    /// `now` and records `grant_id`, only if it is unconsumed and unexpired
+    /// (`expires_at > now`) — one conditional `UPDATE`. Of concurrent
+    /// redemptions exactly one gets `Redeemed` (the record as stored now);
+    /// the others `AlreadyRedeemed` with the record (its `grant_id` names
+    /// the grant the first redemption created, to revoke; RFC 9700 §4.5).
+    /// A consumed code stays `AlreadyRedeemed` until `prune_expired` removes
+    /// it after its expiry. Unknown, or expired unconsumed: `Unknown`.
+    async fn redeem_code(
+        &self,
+        code_hash: &[u8],
+        grant_id: &str,
+        now: i64,
+    ) -> StoreResult<Redemption>;
+}
+
+#[async_trait]
+pub trait GrantRepo: Send + Sync {
+    /// `Conflict` if the grant_id exists.
+    async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()>;
+    /// The grant, revoked or expired ones included; `None` if unknown or pruned.
+    async fn get_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>>;
+    /// Revokes a grant (its refresh tokens stop working; callers treat its
+    /// access tokens as inactive) with `revoked_at = now` and `reason`; true
+    /// if it was live (unrevoked and `expires_at > now`) and this call
+    /// revoked it. Idempotent: revoking again returns false and keeps the
+    /// first time and reason.
+    async fn revoke_grant(&self, grant_id: &str, now: i64, reason: &str) -> StoreResult<bool>;
+    /// Live (unrevoked, `expires_at > now`) grants of a client, for the
+    /// inventory, ordered by created_at then grant_id.
+    async fn list_live_grants(&self, client_id: &str, now: i64) -> StoreResult<Vec<GrantRecord>>;
+    /// `Conflict` if a token with the same hash exists; a `grant_id` that
+    /// names no grant is an error (`Database`).
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()>;
+    /// The token with this hash, used or expired or not; `None` if unknown
+    /// or pruned. A read for decisions taken before rotating (e.g. checking
+    /// a requested narrower scope); the rotation itself re-checks everything.
+    async fn get_refresh_token(&self, token_hash: &[u8])
+        -> StoreResult<Option<RefreshTokenRecord>>;
+    /// Rotation (RFC 9700 §4.14.2), in one transaction, atomically across
+    /// replicas. `new` joins the old token's family: it is stored with the
+    /// old token's `grant_id` (`new.grant_id` is not read, so callers may
+    /// leave it empty), and `new.client_id` must be the old token's client
+    /// (RFC 6749 §6: a refresh token works only for the client it was issued
+    /// to) — otherwise `Unknown`, nothing written. Then:
+    /// - unused, unexpired (`expires_at > now`), grant unrevoked and
+    ///   unexpired: marks it used at `now`, inserts `new`, `Rotated {
+    ///   within_grace: false }`;
+    /// - already used and `now < used_at + grace_secs` (`grace_secs <= 0`:
+    ///   no grace), token unexpired and grant live: inserts `new` (the old
+    ///   token keeps its first `used_at`), `Rotated { within_grace: true }`;
+    /// - already used, past the grace window (whatever the token's or the
+    ///   grant's state): revokes its grant if not yet revoked (reason
+    ///   [`REFRESH_TOKEN_REUSED`]), `Reused`;
+    /// - otherwise (idle-expired, or grant revoked or past `expires_at`):
+    ///   `Expired`, nothing written;
+    /// - unknown hash: `Unknown`.
+    ///
+    /// Of N concurrent rotations of one live token with grace 0 exactly one
+    /// is `Rotated` and every other `Reused`, and the grant ends revoked. On
+    /// SQLite the transaction is `BEGIN IMMEDIATE` (one writer at a time);
+    /// on PostgreSQL it locks the token row (`FOR UPDATE`) and then the
+    /// grant row (`FOR NO KEY UPDATE`), always in that order, and marks the
+    /// token used with a conditional `UPDATE … WHERE used_at IS NULL`.
+    /// A `Conflict` (the new hash exists) rolls everything back.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &[u8],
+        new: &RefreshTokenRecord,
+        now: i64,
+        grace_secs: i64,
+    ) -> StoreResult<Rotation>;
+}
+
+#[async_trait]
+pub trait ConsentRepo: Send + Sync {
+    /// Upsert: stores the consent, its scope normalized (sorted,
+    /// deduplicated, space-separated); an existing row with the same
+    /// (username, client_id, normalized scope) takes the new `created_at`.
+    async fn record_consent(&self, consent: &ConsentRecord) -> StoreResult<()>;
+    /// A person's consents for a client, ordered by scope.
+    async fn consents_of(&self, username: &str, client_id: &str)
+        -> StoreResult<Vec<ConsentRecord>>;
+    /// Every consent, or one person's, ordered by username, client_id, scope.
+    async fn list_consents(&self, username: Option<&str>) -> StoreResult<Vec<ConsentRecord>>;
+    /// Deletes a person's consents for a client; returns how many.
+    async fn revoke_consents(&self, username: &str, client_id: &str) -> StoreResult<u64>;
+}
+
+#[async_trait]
 pub trait AuditRepo: Send + Sync {
     /// Appends events in one transaction; the store assigns ids in order.
     async fn append_events(&self, events: &[AuditEvent]) -> StoreResult<()>;
@@ -165,8 +267,11 @@ pub trait AuditRepo: Send + Sync {
 
 #[async_trait]
 pub trait Maintenance: Send + Sync {
-    /// Deletes replay records, revocations and initial access tokens whose
-    /// `expires_at <= now`, in one transaction; returns the number of rows.
+    /// Deletes replay records, revocations, initial access tokens,
+    /// authorization codes (consumed or not), refresh tokens (used or not)
+    /// and grants (revoked or not) whose `expires_at <= now`, with the
+    /// refresh tokens of those grants, in one transaction; returns the
+    /// number of rows.
     async fn prune_expired(&self, now: i64) -> StoreResult<u64>;
     /// Audit retention: deletes at most `max_rows` audit events recorded
     /// strictly before `recorded_before_ms` (`time_ms < recorded_before_ms`),
@@ -193,6 +298,9 @@ pub trait Store:
     + InitialAccessTokenRepo
     + ReplayRepo
     + RevocationRepo
+    + CodeRepo
+    + GrantRepo
+    + ConsentRepo
     + AuditRepo
     + Maintenance
 {
@@ -206,6 +314,9 @@ impl<T> Store for T where
         + InitialAccessTokenRepo
         + ReplayRepo
         + RevocationRepo
+        + CodeRepo
+        + GrantRepo
+        + ConsentRepo
         + AuditRepo
         + Maintenance
 {

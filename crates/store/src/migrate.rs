@@ -39,6 +39,11 @@ const SQLITE: &[Migration] = &[
         name: "client_version",
         sql: include_str!("../migrations/sqlite/0002_client_version.sql"),
     },
+    Migration {
+        version: 3,
+        name: "grants",
+        sql: include_str!("../migrations/sqlite/0003_grants.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -51,6 +56,11 @@ const POSTGRES: &[Migration] = &[
         version: 2,
         name: "client_version",
         sql: include_str!("../migrations/postgres/0002_client_version.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "grants",
+        sql: include_str!("../migrations/postgres/0003_grants.sql"),
     },
 ];
 

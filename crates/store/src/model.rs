@@ -124,3 +124,141 @@ pub struct RevokedToken {
     pub revoked_at: i64,
     pub expires_at: i64,
 }
+
+/// One person-to-client authorization, the family of its refresh tokens
+/// (RFC 9700 §4.14.2). Revoking it ends every refresh token of the family;
+/// callers treat access tokens issued from it as inactive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub grant_id: String,
+    pub client_id: String,
+    pub subject: String,
+    /// Space-separated scope values.
+    pub scope: String,
+    /// RFC 8707 resource URIs.
+    pub resources: Vec<String>,
+    /// RFC 9449 JWK thumbprint the family is bound to, if any.
+    pub dpop_jkt: Option<String>,
+    pub created_at: i64,
+    /// Absolute end of the family: no refresh token of it works from then on.
+    pub expires_at: i64,
+    pub revoked_at: Option<i64>,
+    pub revoked_reason: Option<String>,
+}
+
+/// The reason [`GrantRepo::rotate_refresh_token`](crate::GrantRepo::rotate_refresh_token)
+/// records when it revokes a family because a used refresh token came back.
+pub const REFRESH_TOKEN_REUSED: &str = "refresh token reused";
+
+/// An issued authorization code, stored as SHA-256 of the code.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthorizationCodeRecord {
+    pub code_hash: Vec<u8>,
+    pub client_id: String,
+    pub redirect_uri: String,
+    /// The PKCE `code_challenge` (S256).
+    pub code_challenge: String,
+    pub subject: String,
+    /// Space-separated scope values.
+    pub scope: String,
+    pub resources: Vec<String>,
+    pub dpop_jkt: Option<String>,
+    /// RFC 9396 `authorization_details` as JSON text; not interpreted here.
+    pub authorization_details: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// When it was redeemed; `None` while unused.
+    pub consumed_at: Option<i64>,
+    /// The grant its (first) redemption created.
+    pub grant_id: Option<String>,
+}
+
+impl std::fmt::Debug for AuthorizationCodeRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthorizationCodeRecord")
+            .field("client_id", &self.client_id)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("subject", &self.subject)
+            .field("scope", &self.scope)
+            .field("resources", &self.resources)
+            .field("dpop_jkt", &self.dpop_jkt)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("consumed_at", &self.consumed_at)
+            .field("grant_id", &self.grant_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refresh token, stored as SHA-256 of the token, in the family
+/// (`grant_id`) it belongs to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RefreshTokenRecord {
+    pub token_hash: Vec<u8>,
+    pub grant_id: String,
+    pub client_id: String,
+    /// Space-separated scope values.
+    pub scope: String,
+    pub created_at: i64,
+    /// Idle expiry of this token (the family's absolute end is the grant's).
+    pub expires_at: i64,
+    /// When it was rotated; `None` while unused.
+    pub used_at: Option<i64>,
+}
+
+impl std::fmt::Debug for RefreshTokenRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshTokenRecord")
+            .field("grant_id", &self.grant_id)
+            .field("client_id", &self.client_id)
+            .field("scope", &self.scope)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("used_at", &self.used_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a person allowed a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRecord {
+    pub username: String,
+    pub client_id: String,
+    /// Normalized: sorted, deduplicated, space-separated (the store
+    /// normalizes what it is given).
+    pub scope: String,
+    pub created_at: i64,
+}
+
+/// The answer of [`CodeRepo::redeem_code`](crate::CodeRepo::redeem_code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redemption {
+    /// This call consumed the code; the record as stored now (`consumed_at`
+    /// and `grant_id` set by this call).
+    Redeemed(AuthorizationCodeRecord),
+    /// The code was consumed before; its `grant_id` names the grant the
+    /// first redemption created (RFC 9700 §4.5: revoke it).
+    AlreadyRedeemed(AuthorizationCodeRecord),
+    /// No such code, or it expired unused.
+    Unknown,
+}
+
+/// The answer of [`GrantRepo::rotate_refresh_token`](crate::GrantRepo::rotate_refresh_token).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was live (or, within the grace window, just rotated): `new` is stored.
+    Rotated {
+        grant: GrantRecord,
+        /// The presented token as stored now (`used_at` is this rotation's
+        /// time, or the earlier rotation's within the grace window).
+        old: RefreshTokenRecord,
+        within_grace: bool,
+    },
+    /// Used before, past the grace window: its grant (family) has been revoked, in the same transaction.
+    Reused {
+        grant_id: String,
+    },
+    /// Known but expired (idle), or its grant is revoked or past its absolute expiry.
+    Expired,
+    Unknown,
+}

@@ -5,11 +5,14 @@
 //! `Vec<u8>` and `Option`s of those. Engine differences are confined to the
 //! migrations, the statement that opens a writing transaction
 //! ([`begin_statement`]), the SQLite connection pragmas, the PostgreSQL
-//! migration lock, the audit batch size (`audit::rows_per_insert`) and the
-//! row locking of audit pruning (`audit::prune_events`).
+//! migration lock, the audit batch size (`audit::rows_per_insert`), the
+//! row locking of audit pruning (`audit::prune_events`) and the row locks
+//! of refresh-token rotation (`grants`).
 
 mod audit;
 mod clients;
+mod consents;
+mod grants;
 mod keys;
 mod resources;
 mod tokens;
@@ -227,6 +230,26 @@ where
     }
 }
 
+/// [`conditional_write`] for an `UPDATE … RETURNING …`: the changed row, or
+/// `None` if the row is missing or no longer in the state read. More than
+/// one returned row is `Corrupt`, as there.
+pub(crate) async fn conditional_write_returning<'q, 'e, 'c: 'e, E>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    executor: E,
+) -> StoreResult<Option<AnyRow>>
+where
+    'q: 'e,
+    E: 'e + Executor<'c, Database = Any>,
+{
+    let mut rows = query.fetch_all(executor).await.map_err(db_err)?;
+    match rows.len() {
+        0 | 1 => Ok(rows.pop()),
+        n => Err(StoreError::Corrupt(format!(
+            "a conditional write changed {n} rows instead of at most one"
+        ))),
+    }
+}
+
 /// Reads column `name` of `row`; a missing or mistyped column is `Corrupt`.
 pub(crate) fn col<'r, T>(row: &'r AnyRow, name: &str) -> StoreResult<T>
 where
@@ -245,8 +268,12 @@ pub(crate) fn unix_now() -> i64 {
 
 #[async_trait]
 impl Maintenance for SqlStore {
-    /// Deletes, in one transaction, replay records, revocations and initial
-    /// access tokens with `expires_at <= now`; returns how many rows went.
+    /// Deletes, in one transaction, replay records, revocations, initial
+    /// access tokens, authorization codes, refresh tokens and grants with
+    /// `expires_at <= now`, and the refresh tokens of those grants (before
+    /// the grants, so that every deleted row is counted; the foreign key's
+    /// cascade catches a token a rotation inserts in between); returns how
+    /// many rows went.
     async fn prune_expired(&self, now: i64) -> StoreResult<u64> {
         let mut tx = self.begin_write().await?;
         let mut removed = 0;
@@ -254,6 +281,10 @@ impl Maintenance for SqlStore {
             "DELETE FROM custos_replay WHERE expires_at <= $1",
             "DELETE FROM custos_revoked_tokens WHERE expires_at <= $1",
             "DELETE FROM custos_initial_access_tokens WHERE expires_at <= $1",
+            "DELETE FROM custos_authorization_codes WHERE expires_at <= $1",
+            "DELETE FROM custos_refresh_tokens WHERE expires_at <= $1 \
+             OR grant_id IN (SELECT grant_id FROM custos_grants WHERE expires_at <= $1)",
+            "DELETE FROM custos_grants WHERE expires_at <= $1",
         ] {
             removed += sqlx::query(sql)
                 .bind(now)

@@ -1,0 +1,467 @@
+//! The authorization code flow and refresh-token rotation (OAuth 2.1,
+//! RFC 9700): `CodeRepo` over `custos_authorization_codes`, `GrantRepo`
+//! over `custos_grants` and `custos_refresh_tokens`.
+//!
+//! Redemption is one conditional `UPDATE … RETURNING`. Rotation is one
+//! transaction that reads the token and its grant and then writes; on
+//! SQLite the transaction holds the write lock from its first statement
+//! (`BEGIN IMMEDIATE`), on PostgreSQL it locks the token row and then the
+//! grant row — always in that order, so two rotations (or a rotation and a
+//! reuse) of one family cannot deadlock — and concurrent rotations of the
+//! same token queue on the token's row lock, each reading the row as the
+//! one before it left it.
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+use super::{col, conditional_write, conditional_write_returning, db_err, SqlStore};
+use crate::{
+    AuthorizationCodeRecord, CodeRepo, Engine, GrantRecord, GrantRepo, Redemption,
+    RefreshTokenRecord, Rotation, StoreError, StoreResult, REFRESH_TOKEN_REUSED,
+};
+
+/// The columns of `custos_authorization_codes`, in bind order.
+macro_rules! code_columns {
+    () => {
+        "code_hash, client_id, redirect_uri, code_challenge, subject, scope, \
+         resources_json, dpop_jkt, authorization_details_json, created_at, \
+         expires_at, consumed_at, grant_id"
+    };
+}
+
+/// The columns of `custos_grants`, in bind order.
+macro_rules! grant_columns {
+    () => {
+        "grant_id, client_id, subject, scope, resources_json, dpop_jkt, \
+         created_at, expires_at, revoked_at, revoked_reason"
+    };
+}
+
+/// The columns of `custos_refresh_tokens`, in bind order.
+macro_rules! token_columns {
+    () => {
+        "token_hash, grant_id, client_id, scope, created_at, expires_at, used_at"
+    };
+}
+
+fn encode_resources(resources: &[String]) -> StoreResult<String> {
+    serde_json::to_string(resources)
+        .map_err(|e| StoreError::Database(format!("cannot encode resources: {e}")))
+}
+
+fn decode_resources(row: &AnyRow, what: &str) -> StoreResult<Vec<String>> {
+    let json: String = col(row, "resources_json")?;
+    serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("resources of {what}: {e}")))
+}
+
+fn code_from_row(row: &AnyRow) -> StoreResult<AuthorizationCodeRecord> {
+    Ok(AuthorizationCodeRecord {
+        code_hash: col(row, "code_hash")?,
+        client_id: col(row, "client_id")?,
+        redirect_uri: col(row, "redirect_uri")?,
+        code_challenge: col(row, "code_challenge")?,
+        subject: col(row, "subject")?,
+        scope: col(row, "scope")?,
+        resources: decode_resources(row, "an authorization code")?,
+        dpop_jkt: col(row, "dpop_jkt")?,
+        authorization_details: col(row, "authorization_details_json")?,
+        created_at: col(row, "created_at")?,
+        expires_at: col(row, "expires_at")?,
+        consumed_at: col(row, "consumed_at")?,
+        grant_id: col(row, "grant_id")?,
+    })
+}
+
+fn grant_from_row(row: &AnyRow) -> StoreResult<GrantRecord> {
+    let grant_id: String = col(row, "grant_id")?;
+    let resources = decode_resources(row, &format!("grant {grant_id}"))?;
+    Ok(GrantRecord {
+        grant_id,
+        client_id: col(row, "client_id")?,
+        subject: col(row, "subject")?,
+        scope: col(row, "scope")?,
+        resources,
+        dpop_jkt: col(row, "dpop_jkt")?,
+        created_at: col(row, "created_at")?,
+        expires_at: col(row, "expires_at")?,
+        revoked_at: col(row, "revoked_at")?,
+        revoked_reason: col(row, "revoked_reason")?,
+    })
+}
+
+fn token_from_row(row: &AnyRow) -> StoreResult<RefreshTokenRecord> {
+    Ok(RefreshTokenRecord {
+        token_hash: col(row, "token_hash")?,
+        grant_id: col(row, "grant_id")?,
+        client_id: col(row, "client_id")?,
+        scope: col(row, "scope")?,
+        created_at: col(row, "created_at")?,
+        expires_at: col(row, "expires_at")?,
+        used_at: col(row, "used_at")?,
+    })
+}
+
+/// Whether refresh tokens of `grant` may still be used at `now`.
+fn grant_is_live(grant: &GrantRecord, now: i64) -> bool {
+    grant.revoked_at.is_none() && grant.expires_at > now
+}
+
+const INSERT_TOKEN: &str = concat!(
+    "INSERT INTO custos_refresh_tokens (",
+    token_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+);
+
+/// Reads a refresh token in a rotation, locking its row on PostgreSQL.
+fn select_token_for_rotation(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM custos_refresh_tokens WHERE token_hash = $1"
+        ),
+        Engine::Postgres => concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM custos_refresh_tokens WHERE token_hash = $1 FOR UPDATE"
+        ),
+    }
+}
+
+/// Reads a grant in a rotation, locking its row on PostgreSQL. `NO KEY
+/// UPDATE` is enough for changing `revoked_at`, and does not block other
+/// transactions' foreign-key checks of tokens inserted into the family.
+fn select_grant_for_rotation(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM custos_grants WHERE grant_id = $1"
+        ),
+        Engine::Postgres => concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM custos_grants WHERE grant_id = $1 FOR NO KEY UPDATE"
+        ),
+    }
+}
+
+async fn insert_token<'c, E>(token: &RefreshTokenRecord, executor: E) -> StoreResult<()>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    sqlx::query(INSERT_TOKEN)
+        .bind(token.token_hash.clone())
+        .bind(token.grant_id.as_str())
+        .bind(token.client_id.as_str())
+        .bind(token.scope.as_str())
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .bind(token.used_at)
+        .execute(executor)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl CodeRepo for SqlStore {
+    async fn insert_code(&self, code: &AuthorizationCodeRecord) -> StoreResult<()> {
+        let resources_json = encode_resources(&code.resources)?;
+        let sql = concat!(
+            "INSERT INTO custos_authorization_codes (",
+            code_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        );
+        sqlx::query(sql)
+            .bind(code.code_hash.clone())
+            .bind(code.client_id.as_str())
+            .bind(code.redirect_uri.as_str())
+            .bind(code.code_challenge.as_str())
+            .bind(code.subject.as_str())
+            .bind(code.scope.as_str())
+            .bind(resources_json)
+            .bind(code.dpop_jkt.as_deref())
+            .bind(code.authorization_details.as_deref())
+            .bind(code.created_at)
+            .bind(code.expires_at)
+            .bind(code.consumed_at)
+            .bind(code.grant_id.as_deref())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// A conditional write whose `RETURNING` row is the winner's record;
+    /// a loser (or a caller with an unknown or expired code) then reads the
+    /// row, which, once consumed, only `prune_expired` changes.
+    async fn redeem_code(
+        &self,
+        code_hash: &[u8],
+        grant_id: &str,
+        now: i64,
+    ) -> StoreResult<Redemption> {
+        let redeem = concat!(
+            "UPDATE custos_authorization_codes SET consumed_at = $2, grant_id = $3 \
+             WHERE code_hash = $1 AND consumed_at IS NULL AND expires_at > $2 \
+             RETURNING ",
+            code_columns!()
+        );
+        let won = conditional_write_returning(
+            sqlx::query(redeem)
+                .bind(code_hash.to_vec())
+                .bind(now)
+                .bind(grant_id),
+            &self.pool,
+        )
+        .await?;
+        if let Some(row) = won {
+            return Ok(Redemption::Redeemed(code_from_row(&row)?));
+        }
+        let read = concat!(
+            "SELECT ",
+            code_columns!(),
+            " FROM custos_authorization_codes WHERE code_hash = $1"
+        );
+        let row = sqlx::query(read)
+            .bind(code_hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        match row.as_ref().map(code_from_row).transpose()? {
+            Some(code) if code.consumed_at.is_some() => Ok(Redemption::AlreadyRedeemed(code)),
+            // Missing, or expired before anyone redeemed it.
+            _ => Ok(Redemption::Unknown),
+        }
+    }
+}
+
+#[async_trait]
+impl GrantRepo for SqlStore {
+    async fn insert_grant(&self, grant: &GrantRecord) -> StoreResult<()> {
+        let resources_json = encode_resources(&grant.resources)?;
+        let sql = concat!(
+            "INSERT INTO custos_grants (",
+            grant_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        );
+        sqlx::query(sql)
+            .bind(grant.grant_id.as_str())
+            .bind(grant.client_id.as_str())
+            .bind(grant.subject.as_str())
+            .bind(grant.scope.as_str())
+            .bind(resources_json)
+            .bind(grant.dpop_jkt.as_deref())
+            .bind(grant.created_at)
+            .bind(grant.expires_at)
+            .bind(grant.revoked_at)
+            .bind(grant.revoked_reason.as_deref())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_grant(&self, grant_id: &str) -> StoreResult<Option<GrantRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM custos_grants WHERE grant_id = $1"
+        );
+        sqlx::query(sql)
+            .bind(grant_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(grant_from_row)
+            .transpose()
+    }
+
+    /// A conditional write on `revoked_at IS NULL AND expires_at > now`.
+    async fn revoke_grant(&self, grant_id: &str, now: i64, reason: &str) -> StoreResult<bool> {
+        conditional_write(
+            sqlx::query(
+                "UPDATE custos_grants SET revoked_at = $2, revoked_reason = $3 \
+                 WHERE grant_id = $1 AND revoked_at IS NULL AND expires_at > $2",
+            )
+            .bind(grant_id)
+            .bind(now)
+            .bind(reason),
+            &self.pool,
+        )
+        .await
+    }
+
+    async fn list_live_grants(&self, client_id: &str, now: i64) -> StoreResult<Vec<GrantRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM custos_grants \
+             WHERE client_id = $1 AND revoked_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at, grant_id"
+        );
+        sqlx::query(sql)
+            .bind(client_id)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?
+            .iter()
+            .map(grant_from_row)
+            .collect()
+    }
+
+    async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()> {
+        insert_token(token, &self.pool).await
+    }
+
+    async fn get_refresh_token(
+        &self,
+        token_hash: &[u8],
+    ) -> StoreResult<Option<RefreshTokenRecord>> {
+        let sql = concat!(
+            "SELECT ",
+            token_columns!(),
+            " FROM custos_refresh_tokens WHERE token_hash = $1"
+        );
+        sqlx::query(sql)
+            .bind(token_hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()
+    }
+
+    /// One write transaction (see the module documentation); a failure at
+    /// any step rolls every step back.
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &[u8],
+        new: &RefreshTokenRecord,
+        now: i64,
+        grace_secs: i64,
+    ) -> StoreResult<Rotation> {
+        let mut tx = self.begin_write().await?;
+        let rotation = rotate(&mut tx, self.engine, old_hash, new, now, grace_secs).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(rotation)
+    }
+}
+
+/// How often [`rotate`] re-reads a token whose conditional `UPDATE` found it
+/// changed. Under the row lock (PostgreSQL) or the write lock (SQLite) that
+/// cannot happen; the loop follows the conditional-write rule (re-read and
+/// decide again, never write unconditionally) all the same.
+const ROTATE_ATTEMPTS: usize = 3;
+
+/// The decision of `rotate_refresh_token`, inside its transaction.
+async fn rotate(
+    tx: &mut Transaction<'static, Any>,
+    engine: Engine,
+    old_hash: &[u8],
+    new: &RefreshTokenRecord,
+    now: i64,
+    grace_secs: i64,
+) -> StoreResult<Rotation> {
+    for _ in 0..ROTATE_ATTEMPTS {
+        let Some(old) = sqlx::query(select_token_for_rotation(engine))
+            .bind(old_hash.to_vec())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()?
+        else {
+            return Ok(Rotation::Unknown);
+        };
+        // A token is known only to the client it was issued to.
+        if old.client_id != new.client_id {
+            return Ok(Rotation::Unknown);
+        }
+        let grant = sqlx::query(select_grant_for_rotation(engine))
+            .bind(old.grant_id.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(db_err)?
+            .as_ref()
+            .map(grant_from_row)
+            .transpose()?;
+        let new = RefreshTokenRecord {
+            grant_id: old.grant_id.clone(),
+            ..new.clone()
+        };
+
+        if let Some(used_at) = old.used_at {
+            if now < used_at.saturating_add(grace_secs.max(0)) {
+                // A retry within the grace window: another live token.
+                return match grant {
+                    Some(grant) if grant_is_live(&grant, now) && old.expires_at > now => {
+                        insert_token(&new, &mut **tx).await?;
+                        Ok(Rotation::Rotated {
+                            grant,
+                            old,
+                            within_grace: true,
+                        })
+                    }
+                    _ => Ok(Rotation::Expired),
+                };
+            }
+            // Reuse: the family is compromised (RFC 9700 §4.14.2).
+            if grant.as_ref().is_some_and(|g| g.revoked_at.is_none()) {
+                conditional_write(
+                    sqlx::query(
+                        "UPDATE custos_grants SET revoked_at = $2, revoked_reason = $3 \
+                         WHERE grant_id = $1 AND revoked_at IS NULL",
+                    )
+                    .bind(old.grant_id.as_str())
+                    .bind(now)
+                    .bind(REFRESH_TOKEN_REUSED),
+                    &mut **tx,
+                )
+                .await?;
+            }
+            return Ok(Rotation::Reused {
+                grant_id: old.grant_id,
+            });
+        }
+
+        let grant = match grant {
+            Some(grant) if grant_is_live(&grant, now) && old.expires_at > now => grant,
+            // The foreign key's cascade leaves no token without its grant;
+            // one would be unusable all the same.
+            _ => return Ok(Rotation::Expired),
+        };
+        let marked = conditional_write(
+            sqlx::query(
+                "UPDATE custos_refresh_tokens SET used_at = $2 \
+                 WHERE token_hash = $1 AND used_at IS NULL",
+            )
+            .bind(old_hash.to_vec())
+            .bind(now),
+            &mut **tx,
+        )
+        .await?;
+        if !marked {
+            continue;
+        }
+        insert_token(&new, &mut **tx).await?;
+        return Ok(Rotation::Rotated {
+            grant,
+            old: RefreshTokenRecord {
+                used_at: Some(now),
+                ..old
+            },
+            within_grace: false,
+        });
+    }
+    Err(StoreError::Database(format!(
+        "a refresh token changed under its lock {ROTATE_ATTEMPTS} times during one rotation"
+    )))
+}
