@@ -71,7 +71,8 @@ async fn concurrent_first_start_postgres() {
 
 /// A database created by an earlier build (schema version 1 recorded in
 /// `custos_schema_migrations`, clients without a version) is upgraded in
-/// place: its clients get version 1 and take conditional updates.
+/// place: its clients get version 1 and take conditional updates, and the
+/// tables of later versions (grants, version 3) are there.
 async fn upgrade_from_version_1(db: EmptyDb) {
     use sqlx::{Connection, Executor, Row};
     let sqlite = db.url.starts_with("sqlite");
@@ -115,9 +116,23 @@ async fn upgrade_from_version_1(db: EmptyDb) {
     assert!(!store.update_client(&old).await.unwrap());
     assert_eq!(store.get_client("old").await.unwrap().unwrap().version, 2);
     store.insert_client(&client("new", 30)).await.unwrap();
+    let grant = custos_store::GrantRecord {
+        grant_id: "g".into(),
+        client_id: "new".into(),
+        subject: "alice".into(),
+        scope: "openid".into(),
+        resources: vec![],
+        dpop_jkt: None,
+        created_at: 30,
+        expires_at: 90,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    store.insert_grant(&grant).await.unwrap();
+    assert_eq!(store.get_grant("g").await.unwrap(), Some(grant));
     store.close().await;
 
-    // Both versions are recorded once; connecting again changes nothing.
+    // Every version is recorded once; connecting again changes nothing.
     let again = connect(&options(&db.url)).await.expect("reopen");
     assert_eq!(again.list_clients().await.unwrap().len(), 2);
     again.close().await;
@@ -132,7 +147,7 @@ async fn upgrade_from_version_1(db: EmptyDb) {
             .collect();
     raw.close().await.unwrap();
     db.remove().await;
-    assert_eq!(versions, vec![1, 2]);
+    assert_eq!(versions, vec![1, 2, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -34,6 +34,7 @@ mod harness;
 mod audit;
 mod clients;
 mod connect;
+mod grants;
 mod keys;
 mod records;
 mod tokens;
