@@ -8,6 +8,7 @@
 
 pub mod access_token;
 pub mod address;
+pub mod authorize;
 pub mod client_auth;
 pub mod discovery;
 pub mod dpop;
@@ -17,6 +18,7 @@ pub mod grant;
 pub mod introspection;
 pub mod jws;
 pub mod metadata;
+pub mod pkce;
 pub mod redirect;
 pub mod scope;
 

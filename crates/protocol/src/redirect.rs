@@ -159,4 +159,97 @@ mod tests {
             let _ = matches_registered(&uri, &["https://a.example/cb".to_string()]);
         }
     }
+
+    /// A registered URI whose port may not vary: https, a private-use
+    /// scheme, or `localhost` (a name, not an IP literal: RFC 8252 §7.3's
+    /// exception does not apply).
+    fn fixed_port_uri() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let path = (
+            prop::collection::vec("[a-zA-Z0-9._~-]{1,8}", 0..3),
+            prop::option::of("[a-z]{1,4}=[a-z0-9]{0,4}"),
+        )
+            .prop_map(|(segments, query)| {
+                let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+                format!("/{}{query}", segments.join("/"))
+            });
+        let port = prop::option::of(1u16..=65535)
+            .prop_map(|p| p.map(|p| format!(":{p}")).unwrap_or_default());
+        prop_oneof![
+            (
+                "[a-z0-9]{1,8}(\\.[a-z]{2,5}){1,2}",
+                port.clone(),
+                path.clone()
+            )
+                .prop_map(|(host, port, path)| format!("https://{host}{port}{path}")),
+            ("[a-z]{2,5}\\.[a-z]{2,8}", path.clone())
+                .prop_map(|(scheme, path)| format!("{scheme}:{path}")),
+            (port, path).prop_map(|(port, path)| format!("http://localhost{port}{path}")),
+        ]
+    }
+
+    /// `uri` with one near miss applied: a character changed, added or
+    /// removed, a letter's case flipped, a trailing slash, an extra query.
+    fn near_miss(uri: &str, kind: u8, at: usize, c: char) -> String {
+        let mut chars: Vec<char> = uri.chars().collect();
+        let n = chars.len();
+        match kind % 6 {
+            0 => chars[at % n] = c,
+            1 => chars.insert(at % (n + 1), c),
+            2 => {
+                chars.remove(at % n);
+            }
+            3 => {
+                let letters: Vec<usize> =
+                    (0..n).filter(|&i| chars[i].is_ascii_alphabetic()).collect();
+                let i = letters[at % letters.len()];
+                chars[i] = if chars[i].is_ascii_lowercase() {
+                    chars[i].to_ascii_uppercase()
+                } else {
+                    chars[i].to_ascii_lowercase()
+                };
+            }
+            4 => chars.push('/'),
+            _ => {
+                chars.push(if uri.contains('?') { '&' } else { '?' });
+                chars.extend("x=1".chars());
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn oauth21_no_near_miss_matches_a_fixed_port_registration(
+            registered in fixed_port_uri(),
+            kind in 0u8..6,
+            at in proptest::prelude::any::<usize>(),
+            c in proptest::prop_oneof![
+                proptest::char::range('!', '~'),
+                proptest::sample::select(vec![' ', '\t', '\n', '\u{0}', 'é']),
+            ],
+        ) {
+            proptest::prop_assert!(validate_redirect_uri(&registered).is_ok(), "{}", registered);
+            let sent = near_miss(&registered, kind, at, c);
+            proptest::prop_assert_eq!(
+                matches_registered(&sent, std::slice::from_ref(&registered)),
+                sent == registered,
+                "{:?} against {:?}", sent, registered
+            );
+        }
+
+        #[test]
+        fn rfc8252_7_3_any_port_matches_a_loopback_ip_registration(
+            host in proptest::sample::select(vec!["127.0.0.1", "127.1.2.3", "[::1]"]),
+            registered_port in proptest::option::of(1u16..=65535),
+            port in 1u16..=65535,
+            path in "(/[a-z0-9]{1,6}){0,3}(\\?[a-z]=[a-z0-9]{0,3})?",
+        ) {
+            let registered_port = registered_port.map(|p| format!(":{p}")).unwrap_or_default();
+            let registered = format!("http://{host}{registered_port}{path}");
+            proptest::prop_assert!(validate_redirect_uri(&registered).is_ok());
+            let sent = format!("http://{host}:{port}{path}");
+            proptest::prop_assert!(matches_registered(&sent, &[registered]));
+        }
+    }
 }

@@ -6,7 +6,9 @@
 //! once and pairs each of these files with the one that loads and persists;
 //! adding a grant adds a file here and one there, and touches no other.
 
+pub mod authorization_code;
 pub mod client_credentials;
+pub mod refresh_token;
 
 use crate::form::FormParams;
 use crate::{ErrorCode, OAuthError};
