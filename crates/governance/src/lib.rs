@@ -49,6 +49,18 @@ pub mod event_type {
     pub const USER_CREATED: &str = "user.created";
     pub const RESOURCE_CREATED: &str = "resource.created";
     pub const AUDIT_PRUNED: &str = "audit.pruned";
+    /// An authorization request refused (error page or error redirect).
+    pub const AUTHORIZATION_REFUSED: &str = "authorization.refused";
+    pub const LOGIN_SUCCEEDED: &str = "login.succeeded";
+    pub const LOGIN_FAILED: &str = "login.failed";
+    pub const CONSENT_GRANTED: &str = "consent.granted";
+    pub const CONSENT_DENIED: &str = "consent.denied";
+    pub const CONSENT_REVOKED: &str = "consent.revoked";
+    pub const CODE_ISSUED: &str = "code.issued";
+    /// A second redemption of a code: the tokens of its first are revoked.
+    pub const CODE_REUSED: &str = "code.reused";
+    /// A rotated-out refresh token presented again: its family is revoked.
+    pub const REFRESH_TOKEN_REUSED: &str = "refresh_token.reused";
 }
 
 /// One audit record. `id` is assigned by the store (monotonic per store);

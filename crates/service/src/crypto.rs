@@ -45,6 +45,7 @@ pub struct MasterKey {
     seal: LessSafeKey,
     pepper: hmac::Key,
     nonce: hmac::Key,
+    browser: hmac::Key,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -91,6 +92,7 @@ impl MasterKey {
         let seal_bytes = derive(b"signing key sealing")?;
         let pepper_bytes = derive(b"client secret pepper")?;
         let nonce_bytes = derive(b"dpop nonce")?;
+        let browser_bytes = derive(b"browser sessions and pending requests")?;
         let seal = LessSafeKey::new(
             UnboundKey::new(&AES_256_GCM, &seal_bytes).map_err(|_| KeyError::Crypto("aead key"))?,
         );
@@ -98,6 +100,7 @@ impl MasterKey {
             seal,
             pepper: hmac::Key::new(hmac::HMAC_SHA256, &pepper_bytes),
             nonce: hmac::Key::new(hmac::HMAC_SHA256, &nonce_bytes),
+            browser: hmac::Key::new(hmac::HMAC_SHA256, &browser_bytes),
         })
     }
 
@@ -122,6 +125,22 @@ impl MasterKey {
     /// same key, so a nonce issued by one is accepted by all).
     pub fn nonce_tag(&self, message: &[u8]) -> Vec<u8> {
         hmac::sign(&self.nonce, message).as_ref().to_vec()
+    }
+
+    /// HMAC-SHA-256 under the key that signs what the person's browser
+    /// carries (session cookies, pending authorization requests, CSRF
+    /// tokens); `purpose` separates the uses.
+    pub fn browser_tag(&self, purpose: &str, message: &[u8]) -> Vec<u8> {
+        let mut context = hmac::Context::with_key(&self.browser);
+        context.update(purpose.as_bytes());
+        context.update(&[0]);
+        context.update(message);
+        context.sign().as_ref().to_vec()
+    }
+
+    /// Constant-time check of a [`MasterKey::browser_tag`].
+    pub fn verify_browser_tag(&self, purpose: &str, message: &[u8], tag: &[u8]) -> bool {
+        constant_time_eq(&self.browser_tag(purpose, message), tag)
     }
 
     /// AES-256-GCM: nonce || ciphertext || tag, with `aad` bound.

@@ -38,7 +38,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -163,9 +163,6 @@ pub(super) struct Phase {
     reading_head: bool,
     /// When the current phase began.
     since: Instant,
-    /// The connection task, woken when the last request in flight
-    /// ends, so that it arms the idle clock.
-    waker: Option<Waker>,
 }
 
 impl State {
@@ -175,7 +172,6 @@ impl State {
                 in_flight: 0,
                 reading_head: true,
                 since: accepted,
-                waker: None,
             }),
         }
     }
@@ -200,29 +196,18 @@ impl State {
     }
 
     fn request_ended(&self) {
-        let waker = {
-            let mut phase = self.lock();
-            phase.in_flight = phase.in_flight.saturating_sub(1);
-            if phase.in_flight > 0 {
-                return;
-            }
+        let mut phase = self.lock();
+        phase.in_flight = phase.in_flight.saturating_sub(1);
+        if phase.in_flight == 0 {
             phase.reading_head = false;
             phase.since = Instant::now();
-            phase.waker.take()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
         }
     }
 
-    /// The running clock's deadline (and whether it is the header read
-    /// clock); remembers `waker`.
-    fn deadline(&self, limits: &ConnectionLimits, waker: &Waker) -> Option<(Instant, bool)> {
-        let mut phase = self.lock();
-        match &phase.waker {
-            Some(w) if w.will_wake(waker) => {}
-            _ => phase.waker = Some(waker.clone()),
-        }
+    /// The running clock's deadline and whether it is the header read
+    /// clock; `None` while a request is in flight (no clock runs).
+    fn deadline(&self, limits: &ConnectionLimits) -> Option<(Instant, bool)> {
+        let phase = self.lock();
         if phase.in_flight > 0 {
             return None;
         }
@@ -247,8 +232,14 @@ impl Guarded {
     /// Called when the socket is not ready: `Ready` with an error once
     /// the running clock has expired, which closes the connection.
     fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let Some((deadline, head)) = self.state.deadline(&self.limits, cx.waker()) else {
-            return Poll::Pending;
+        // While a request is in flight no clock runs, but the connection
+        // task may stay parked here until the client's next byte (HTTP/2:
+        // streams run in tasks of their own). Rather than have the end of
+        // every request wake this task (a wake-up per request), a recheck
+        // timer looks again one idle timeout later.
+        let (deadline, clock) = match self.state.deadline(&self.limits) {
+            Some((deadline, head)) => (deadline, Some(head)),
+            None => (Instant::now() + self.limits.idle_timeout, None),
         };
         let timer = self
             .timer
@@ -265,8 +256,8 @@ impl Guarded {
             timer.as_mut().reset(deadline);
             fired = timer.as_mut().poll(cx);
         }
-        match fired {
-            Poll::Ready(()) => {
+        match (fired, clock) {
+            (Poll::Ready(()), Some(head)) => {
                 let why = if head {
                     "header read timeout"
                 } else {
@@ -275,7 +266,7 @@ impl Guarded {
                 tracing::debug!("closing a connection: {why}");
                 Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, why))
             }
-            Poll::Pending => Poll::Pending,
+            _ => Poll::Pending,
         }
     }
 
