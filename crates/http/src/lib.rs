@@ -2,10 +2,12 @@
 //! the mapping of domain errors to responses (in `error`, once).
 
 mod admin;
+mod authorize;
 pub mod client_addr;
 pub mod error;
 pub mod extract;
 mod oauth;
+pub mod pages;
 mod registration;
 
 use axum::http::{header, HeaderValue};
@@ -27,6 +29,10 @@ pub struct AppState {
     /// The issuer's scheme and authority (`https://as.example`): with a
     /// request's path, the URL the client addressed.
     pub origin: Arc<str>,
+    /// The issuer's path ("" for none): the prefix of every endpoint.
+    pub issuer_path: Arc<str>,
+    /// Cookies get `Secure` (the issuer is https).
+    pub secure_cookies: bool,
 }
 
 /// The whole application. Endpoints live under the issuer's path (RFC 8414
@@ -39,12 +45,23 @@ pub fn router(service: Arc<Service>, trusted_proxies: TrustedProxies) -> Router 
         .strip_suffix(issuer_path.as_str())
         .unwrap_or(service.issuer())
         .into();
+    let secure_cookies = service.issuer().starts_with("https://");
     let state = AppState {
         service,
         trusted_proxies: Arc::new(trusted_proxies),
         origin,
+        issuer_path: issuer_path.as_str().into(),
+        secure_cookies,
     };
     let endpoints = Router::new()
+        .route(
+            paths::AUTHORIZATION,
+            get(authorize::get).post(authorize::post),
+        )
+        .route(
+            &format!("{}/custos.css", pages::ASSETS),
+            get(pages::stylesheet),
+        )
         .route(paths::TOKEN, post(oauth::token))
         .route(paths::INTROSPECTION, post(oauth::introspect))
         .route(paths::REVOCATION, post(oauth::revoke))

@@ -67,7 +67,11 @@ async fn rfc8414_3_discovery_under_the_issuer_path_lists_the_tables() {
     assert_eq!(body["token_endpoint"], format!("{ISSUER}/token"));
     assert_eq!(
         body["grant_types_supported"],
-        serde_json::json!(["client_credentials"])
+        serde_json::json!(["client_credentials", "authorization_code", "refresh_token"])
+    );
+    assert_eq!(
+        body["authorization_endpoint"],
+        format!("{ISSUER}/authorize")
     );
     assert_eq!(
         body["token_endpoint_auth_methods_supported"],

@@ -67,6 +67,10 @@ pub struct AccessTokenClaims {
     /// RFC 9396 §9: the authorization details granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorization_details: Option<serde_json::Value>,
+    /// custos: the person's authorization this token was issued under (the
+    /// refresh token family); revoking it makes the token inactive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant_id: Option<String>,
 }
 
 /// `cnf`: the proof-of-possession key a token is bound to.
@@ -95,6 +99,7 @@ impl AccessTokenClaims {
             cnf: None,
             act: None,
             authorization_details: None,
+            grant_id: None,
         }
     }
 }

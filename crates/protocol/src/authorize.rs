@@ -184,10 +184,6 @@ pub struct AuthorizationRequest {
 ///
 /// `request` and `request_uri` (PAR, JAR) are the caller's; repeated
 /// parameters were already refused by [`FormParams`].
-///
-/// Deviation: RFC 6749 §4.1.2.1's `unsupported_response_type` has no
-/// [`ErrorCode`] yet; a wrong `response_type` is `invalid_request` until it
-/// has (see [`unsupported_response_type`]).
 pub fn validate(
     form: &FormParams,
     client: &ClientMetadata,
@@ -294,12 +290,8 @@ pub fn validate(
 }
 
 /// RFC 6749 §4.1.2.1 `unsupported_response_type`.
-///
-/// Deviation: [`ErrorCode`] has no `UnsupportedResponseType` variant (and
-/// this change may not touch `error.rs`), so this is `invalid_request` for
-/// now; once the variant exists, this one line changes.
 fn unsupported_response_type(description: String) -> OAuthError {
-    OAuthError::new(ErrorCode::InvalidRequest, description)
+    OAuthError::new(ErrorCode::UnsupportedResponseType, description)
 }
 
 /// RFC 6749 §4.1.2 + RFC 9207: `redirect_uri` with `code`, `state`

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 /// Endpoint paths, relative to the issuer.
 pub mod paths {
+    pub const AUTHORIZATION: &str = "/authorize";
     pub const TOKEN: &str = "/token";
     pub const JWKS: &str = "/jwks";
     pub const REGISTRATION: &str = "/register";
@@ -42,6 +43,7 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
     let endpoint = |path: &str| format!("{issuer}{path}");
     json!({
         "issuer": issuer,
+        "authorization_endpoint": endpoint(paths::AUTHORIZATION),
         "token_endpoint": endpoint(paths::TOKEN),
         "jwks_uri": endpoint(paths::JWKS),
         "registration_endpoint": endpoint(paths::REGISTRATION),
@@ -50,6 +52,8 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
         "grant_types_supported": grant_types,
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
+        "response_modes_supported": ["query"],
+        "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
         "introspection_endpoint_auth_methods_supported": auth_methods,

@@ -15,6 +15,8 @@ pub enum ErrorCode {
     InvalidGrant,
     UnauthorizedClient,
     UnsupportedGrantType,
+    /// RFC 6749 §4.1.2.1.
+    UnsupportedResponseType,
     InvalidScope,
     /// RFC 8707: the requested resource is invalid, unknown or not allowed.
     InvalidTarget,
@@ -46,6 +48,7 @@ impl ErrorCode {
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnauthorizedClient => "unauthorized_client",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidTarget => "invalid_target",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
@@ -81,6 +84,9 @@ impl OAuthError {
     }
     pub fn invalid_client(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidClient, description)
+    }
+    pub fn invalid_grant(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidGrant, description)
     }
     pub fn invalid_scope(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidScope, description)

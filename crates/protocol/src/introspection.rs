@@ -91,6 +91,7 @@ mod tests {
             cnf,
             act: None,
             authorization_details: None,
+            grant_id: None,
         }
     }
 

@@ -115,6 +115,40 @@ pub struct ClientMetadata {
     /// proof; its access tokens are always DPoP-bound.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dpop_bound_access_tokens: bool,
+    /// custos extension: a refresh token unused for this long expires,
+    /// seconds (each rotation starts a new one).
+    #[serde(default = "default_refresh_idle")]
+    pub refresh_token_idle_lifetime: u32,
+    /// custos extension: every refresh token of one authorization ends
+    /// this long after the person consented, seconds.
+    #[serde(default = "default_refresh_absolute")]
+    pub refresh_token_absolute_lifetime: u32,
+    /// custos extension: seconds after a rotation during which the
+    /// rotated-out refresh token still rotates (for clients that race their
+    /// own refreshes); 0, the default, is strict reuse detection.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refresh_token_reuse_grace: u32,
+}
+
+/// Default idle lifetime of a refresh token: 14 days.
+pub const DEFAULT_REFRESH_IDLE: u32 = 14 * 86_400;
+/// Default absolute lifetime of an authorization's refresh tokens: 30 days.
+pub const DEFAULT_REFRESH_ABSOLUTE: u32 = 30 * 86_400;
+/// Longest refresh token lifetime a client may have: 365 days.
+pub const MAX_REFRESH_LIFETIME: u32 = 365 * 86_400;
+/// Longest reuse grace: 60 s.
+pub const MAX_REFRESH_REUSE_GRACE: u32 = 60;
+
+fn default_refresh_idle() -> u32 {
+    DEFAULT_REFRESH_IDLE
+}
+
+fn default_refresh_absolute() -> u32 {
+    DEFAULT_REFRESH_ABSOLUTE
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 impl ClientMetadata {
@@ -152,6 +186,9 @@ struct RawMetadata {
     software_version: Option<String>,
     access_token_lifetime: Option<u32>,
     dpop_bound_access_tokens: Option<bool>,
+    refresh_token_idle_lifetime: Option<u32>,
+    refresh_token_absolute_lifetime: Option<u32>,
+    refresh_token_reuse_grace: Option<u32>,
 }
 
 /// Deployment choices that registration validation depends on.
@@ -339,6 +376,26 @@ pub fn validate_registration(
             )));
         }
     }
+    let refresh_token_idle_lifetime = raw
+        .refresh_token_idle_lifetime
+        .unwrap_or(DEFAULT_REFRESH_IDLE);
+    let refresh_token_absolute_lifetime = raw
+        .refresh_token_absolute_lifetime
+        .unwrap_or(DEFAULT_REFRESH_ABSOLUTE.max(refresh_token_idle_lifetime));
+    if refresh_token_idle_lifetime == 0
+        || refresh_token_absolute_lifetime > MAX_REFRESH_LIFETIME
+        || refresh_token_idle_lifetime > refresh_token_absolute_lifetime
+    {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "refresh_token_idle_lifetime must be at least 1 s and at most refresh_token_absolute_lifetime, which is at most {MAX_REFRESH_LIFETIME} s"
+        )));
+    }
+    let refresh_token_reuse_grace = raw.refresh_token_reuse_grace.unwrap_or(0);
+    if refresh_token_reuse_grace > MAX_REFRESH_REUSE_GRACE {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "refresh_token_reuse_grace must be at most {MAX_REFRESH_REUSE_GRACE} s"
+        )));
+    }
     let contacts = raw.contacts.unwrap_or_default();
     if contacts.len() > 16 || contacts.iter().any(|c| c.len() > 256) {
         return Err(OAuthError::invalid_client_metadata(
@@ -364,6 +421,9 @@ pub fn validate_registration(
         software_version: raw.software_version,
         access_token_lifetime,
         dpop_bound_access_tokens: raw.dpop_bound_access_tokens.unwrap_or(false),
+        refresh_token_idle_lifetime,
+        refresh_token_absolute_lifetime,
+        refresh_token_reuse_grace,
     })
 }
 

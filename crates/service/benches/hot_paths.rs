@@ -62,6 +62,7 @@ fn claims(jti: String) -> AccessTokenClaims {
         cnf: None,
         act: None,
         authorization_details: None,
+        grant_id: None,
     }
 }
 

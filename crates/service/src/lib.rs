@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod authorize;
 mod brake;
 pub mod client_auth;
 mod client_cache;
@@ -35,6 +36,7 @@ pub mod token;
 pub mod token_state;
 
 pub use admin::Admin;
+pub use authorize::AuthorizationEndpoint;
 pub use client_auth::{JwksFetcher, NoJwksFetching};
 pub use custos_protocol::client_auth::Secret;
 pub use error::ServiceError;
@@ -132,6 +134,7 @@ const AUDIT_PRUNE_BATCH: u64 = 100_000;
 
 /// Every use case, composed; what the HTTP edge holds.
 pub struct Service {
+    pub authorize: AuthorizationEndpoint,
     pub token: TokenEndpoint,
     pub token_state: TokenState,
     pub registration: Registration,
@@ -188,7 +191,7 @@ impl Service {
                 leeway: config.clock_leeway,
             },
         ));
-        let grants = GrantTable::new(store.clone(), &issuer);
+        let grants = GrantTable::new(store.clone(), &issuer, audit.clone());
         let dpop = Arc::new(dpop::DpopChecker::new(
             store.clone(),
             master.clone(),
@@ -222,6 +225,13 @@ impl Service {
         };
 
         let service = Service {
+            authorize: AuthorizationEndpoint::new(
+                issuer.clone(),
+                clients.clone(),
+                store.clone(),
+                master.clone(),
+                audit.clone(),
+            ),
             token: TokenEndpoint::new(
                 issuer.clone(),
                 authenticator.clone(),

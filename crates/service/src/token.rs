@@ -174,6 +174,7 @@ impl TokenEndpoint {
         claims.cnf = issuance.cnf.clone();
         claims.act = issuance.act.clone();
         claims.authorization_details = issuance.authorization_details.clone();
+        claims.grant_id = issuance.grant_id.clone();
         let access_token = self.keys.sign(&claims, now)?;
         let dpop_bound = issuance.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
         Ok(TokenResponse {

@@ -86,7 +86,7 @@ impl TokenState {
             &self.issuer,
             ctx.now(),
         ) else {
-            return Ok(());
+            return self.revoke_refresh_token(token, &client, ctx).await;
         };
         if claims.client_id != client.client_id() {
             let error = OAuthError::unauthorized_client("the token was not issued to this client");
@@ -117,8 +117,47 @@ impl TokenState {
         Ok(())
     }
 
+    /// RFC 7009 §2.1: revoking a refresh token revokes the authorization it
+    /// belongs to — its other refresh tokens and its access tokens. A token
+    /// that is not one of the client's is no error (§2.2).
+    async fn revoke_refresh_token(
+        &self,
+        token: &str,
+        client: &VerifiedClient,
+        ctx: &RequestContext,
+    ) -> Result<(), ServiceError> {
+        if token.len() > 512 {
+            return Ok(());
+        }
+        let found = self
+            .store
+            .get_refresh_token(&crate::crypto::sha256(token))
+            .await
+            .map_err(internal)?;
+        let Some(found) = found.filter(|t| t.client_id == client.client_id()) else {
+            return Ok(());
+        };
+        self.store
+            .revoke_grant(
+                &found.grant_id,
+                ctx.now(),
+                "refresh token revoked (RFC 7009)",
+            )
+            .await
+            .map_err(internal)?;
+        let mut event = self
+            .audit
+            .event(event_type::TOKEN_REVOKED, Outcome::Success, ctx);
+        event.client_id = Some(found.client_id);
+        event.scope = Some(found.scope);
+        event.reason = Some("refresh token: its whole authorization is revoked".into());
+        self.audit.record(event).await;
+        Ok(())
+    }
+
     /// The claims of `token` if it is one of ours, unexpired, not revoked,
-    /// and its client is still enabled (read from the store, never a cache).
+    /// its authorization (if any) not revoked, and its client still enabled
+    /// (read from the store, never a cache).
     async fn active_claims(
         &self,
         token: &str,
@@ -139,6 +178,17 @@ impl TokenState {
             .map_err(internal)?
         {
             return Ok(None);
+        }
+        if let Some(grant_id) = &claims.grant_id {
+            let live = self
+                .store
+                .get_grant(grant_id)
+                .await
+                .map_err(internal)?
+                .is_some_and(|g| g.revoked_at.is_none());
+            if !live {
+                return Ok(None);
+            }
         }
         let enabled = self.clients.is_enabled(&claims.client_id).await?;
         Ok(enabled.then_some(claims))

@@ -246,15 +246,16 @@ fn oauth21_4_1_1_valid_request() {
 fn oauth21_4_1_1_response_type_must_be_code() {
     let cases: [(&str, ErrorCode); 5] = [
         ("-response_type", ErrorCode::InvalidRequest),
-        ("response_type=Code", ErrorCode::InvalidRequest),
-        ("response_type=none", ErrorCode::InvalidRequest),
-        ("response_type=code+code", ErrorCode::InvalidRequest),
-        ("response_type=code+id", ErrorCode::InvalidRequest),
+        ("response_type=Code", ErrorCode::UnsupportedResponseType),
+        ("response_type=none", ErrorCode::UnsupportedResponseType),
+        (
+            "response_type=code+code",
+            ErrorCode::UnsupportedResponseType,
+        ),
+        ("response_type=code+id", ErrorCode::UnsupportedResponseType),
     ];
     for (change, code) in cases {
         let err = refused(&[change]);
-        // RFC 6749 §4.1.2.1 says unsupported_response_type; ErrorCode has no
-        // such variant yet (see `unsupported_response_type`).
         assert_eq!(err.code, code, "{change}");
     }
     assert!(refused(&["response_type=none"])
@@ -272,7 +273,11 @@ fn rfc9700_2_1_2_token_response_types_are_refused_saying_why() {
         "id_token+token",
     ] {
         let err = refused(&[&format!("response_type={response_type}")]);
-        assert_eq!(err.code, ErrorCode::InvalidRequest, "{response_type}");
+        assert_eq!(
+            err.code,
+            ErrorCode::UnsupportedResponseType,
+            "{response_type}"
+        );
         assert!(
             err.description.contains("tokens never go in URLs"),
             "{response_type}: {}",

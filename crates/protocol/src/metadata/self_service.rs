@@ -64,6 +64,29 @@ pub fn check_update(old: &ClientMetadata, new: &ClientMetadata) -> Result<Change
             old.access_token_lifetime, new.access_token_lifetime
         )));
     }
+    for (name, before, after) in [
+        (
+            "refresh_token_idle_lifetime",
+            old.refresh_token_idle_lifetime,
+            new.refresh_token_idle_lifetime,
+        ),
+        (
+            "refresh_token_absolute_lifetime",
+            old.refresh_token_absolute_lifetime,
+            new.refresh_token_absolute_lifetime,
+        ),
+        (
+            "refresh_token_reuse_grace",
+            old.refresh_token_reuse_grace,
+            new.refresh_token_reuse_grace,
+        ),
+    ] {
+        if after > before {
+            return Err(OAuthError::invalid_client_metadata(format!(
+                "a client cannot lengthen its own {name} ({before} s registered, {after} s asked); ask an administrator"
+            )));
+        }
+    }
     if old.dpop_bound_access_tokens && !new.dpop_bound_access_tokens {
         return Err(OAuthError::invalid_client_metadata(
             "a client cannot turn off its own dpop_bound_access_tokens (RFC 9449 section 5.2); ask an administrator",

@@ -8,8 +8,11 @@
 //! `service/src/grant/<name>.rs` implementing [`GrantHandler`], and list it
 //! in [`GrantTable::new`].
 
+mod authorization_code;
 mod client_credentials;
+mod refresh_token;
 
+use crate::audit::Auditor;
 use crate::client_auth::VerifiedClient;
 use crate::dpop::BoundKey;
 use crate::error::ServiceError;
@@ -24,7 +27,7 @@ use std::sync::Arc;
 
 /// A token request as a grant handler sees it: the client has already
 /// authenticated.
-#[allow(dead_code)] // read by the grants to come (codes bound to a DPoP key, refresh, exchange)
+#[allow(dead_code)] // `proof` is read by the grants to come (token exchange, mTLS binding)
 pub(crate) struct GrantRequest<'a> {
     pub form: &'a FormParams,
     pub client: &'a VerifiedClient,
@@ -46,6 +49,8 @@ pub(crate) struct Issuance {
     pub act: Option<serde_json::Value>,
     /// RFC 9396 authorization details granted.
     pub authorization_details: Option<serde_json::Value>,
+    /// The person's authorization (refresh-token family) the tokens belong to.
+    pub grant_id: Option<String>,
 }
 
 impl Issuance {
@@ -56,6 +61,7 @@ impl Issuance {
             cnf: None,
             act: None,
             authorization_details: None,
+            grant_id: None,
         }
     }
 }
@@ -76,10 +82,19 @@ pub(crate) struct GrantTable {
 }
 
 impl GrantTable {
-    pub fn new(store: Arc<dyn Store>, issuer: &str) -> Self {
-        let handlers: Vec<Box<dyn GrantHandler>> = vec![Box::new(
-            client_credentials::ClientCredentials::new(store, issuer),
-        )];
+    pub fn new(store: Arc<dyn Store>, issuer: &str, audit: Auditor) -> Self {
+        let handlers: Vec<Box<dyn GrantHandler>> = vec![
+            Box::new(client_credentials::ClientCredentials::new(
+                store.clone(),
+                issuer,
+            )),
+            Box::new(authorization_code::AuthorizationCode::new(
+                store.clone(),
+                issuer,
+                audit.clone(),
+            )),
+            Box::new(refresh_token::RefreshToken::new(store, issuer, audit)),
+        ];
         GrantTable { handlers }
     }
 

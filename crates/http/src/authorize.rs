@@ -1,0 +1,121 @@
+//! The authorization endpoint and the person's pages: extract the request
+//! (query or form), the session cookie and the context; call the use case;
+//! answer with a page, a 303, or an error page. Never a 307 (RFC 9700
+//! §4.12), never CORS, never a token in a URL.
+
+use crate::error::ApiError;
+use crate::extract::{form, Context};
+use crate::pages::{render, ASSETS};
+use crate::AppState;
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use custos_protocol::discovery::paths;
+use custos_protocol::form::FormParams;
+use custos_service::authorize::{AuthorizeAnswer, AuthorizeOutcome, SESSION_COOKIE};
+use serde_json::json;
+
+/// `GET /authorize?…`.
+pub async fn get(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let form = match FormParams::parse(query.unwrap_or_default().as_bytes()) {
+        Ok(form) => form,
+        Err(error) => return error_page(&state, error.code.as_str(), &error.description),
+    };
+    let answer = state
+        .service
+        .authorize
+        .start(&form, session_cookie(&headers), &ctx)
+        .await;
+    respond(&state, answer)
+}
+
+/// `POST /authorize`: a page's form (`step`), or an authorization request
+/// sent as a form.
+pub async fn post(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let form = match form(&headers, body).await {
+        Ok(form) => form,
+        Err(ApiError::PayloadTooLarge(d)) => return error_page(&state, "invalid_request", &d),
+        Err(ApiError::Service(e)) => return error_page(&state, e.code(), e.description()),
+    };
+    let session = session_cookie(&headers);
+    let answer = if form.contains("step") {
+        state.service.authorize.submit(&form, session, &ctx).await
+    } else {
+        state.service.authorize.start(&form, session, &ctx).await
+    };
+    respond(&state, answer)
+}
+
+fn respond(state: &AppState, answer: AuthorizeAnswer) -> Response {
+    let action = format!("{}{}", state.issuer_path, paths::AUTHORIZATION);
+    let assets = format!("{}{}", state.issuer_path, ASSETS);
+    let mut response = match answer.outcome {
+        AuthorizeOutcome::Login(page) => render(
+            StatusCode::OK,
+            "login.html",
+            json!({"assets": assets, "action": action, "client": page.client, "pending": page.pending,
+                   "csrf": page.csrf, "username": page.username, "error": page.error}),
+        ),
+        AuthorizeOutcome::Consent(page) => render(
+            StatusCode::OK,
+            "consent.html",
+            json!({"assets": assets, "action": action, "client": page.client, "username": page.username,
+                   "scopes": page.scopes, "resources": page.resources, "pending": page.pending,
+                   "csrf": page.csrf}),
+        ),
+        AuthorizeOutcome::Redirect(location) => match HeaderValue::from_str(&location) {
+            Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
+            Err(_) => error_page(state, "server_error", "the redirect could not be formed"),
+        },
+        AuthorizeOutcome::Error(error) => {
+            error_page(state, error.code.as_str(), &error.description)
+        }
+    };
+    if let Some((value, max_age)) = answer.set_session {
+        let path = if state.issuer_path.is_empty() {
+            "/"
+        } else {
+            &state.issuer_path
+        };
+        let secure = if state.secure_cookies { "; Secure" } else { "" };
+        let cookie = format!(
+            "{SESSION_COOKIE}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
+        );
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+    }
+    response
+}
+
+fn error_page(state: &AppState, error: &str, description: &str) -> Response {
+    render(
+        StatusCode::BAD_REQUEST,
+        "error.html",
+        json!({"assets": format!("{}{}", state.issuer_path, ASSETS), "error": error,
+               "description": crate::error::sanitize_description(description)}),
+    )
+}
+
+/// The value of the session cookie, if the request carries one.
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
+}

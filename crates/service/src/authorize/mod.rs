@@ -1,0 +1,644 @@
+//! The authorization endpoint (draft-ietf-oauth-v2-1 §4.1): a person logs
+//! in, consents, and the client gets a code at its registered redirect URI.
+//!
+//! Nothing is stored for a visitor who has not logged in: the validated
+//! request travels between pages as a signed hidden field, the session as
+//! a signed cookie (`browser`). Errors about the client or its redirect URI
+//! are shown on a page and never redirected; every other error is a 303 to
+//! the client with the RFC code, `state` and `iss` (RFC 9207). Login
+//! failures are braked per account and per address. Codes are single use,
+//! live 60 s, are bound to the client, the redirect URI, the PKCE challenge
+//! and the DPoP key, and are stored hashed.
+
+pub mod browser;
+
+use crate::audit::{bounded, Auditor, MAX_FIELD};
+use crate::brake::Brake;
+use crate::clients::ClientDirectory;
+use crate::crypto::{random_token, sha256, MasterKey};
+use crate::error::internal;
+use crate::request::RequestContext;
+use browser::{csrf_matches, csrf_token, open, seal, Session};
+use custos_governance::{event_type, Outcome};
+use custos_protocol::authorize::{
+    client_and_redirect, error_redirect, resolve_redirect_uri, success_redirect, validate,
+    AuthorizationRequest,
+};
+use custos_protocol::form::FormParams;
+use custos_protocol::metadata::ClientMetadata;
+use custos_protocol::scope::parse_scope;
+use custos_protocol::{ErrorCode, OAuthError};
+use custos_store::{AuthorizationCodeRecord, ConsentRecord, Store};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// How long a code lives, seconds.
+pub const CODE_LIFETIME: i64 = 60;
+/// How long a pending request may wait for login and consent, seconds.
+pub const PENDING_LIFETIME: i64 = 600;
+/// How long a login lasts, seconds.
+pub const SESSION_LIFETIME: i64 = 8 * 3600;
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "custos_session";
+
+/// The request between pages, signed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pending {
+    /// Random: binds the CSRF token of its pages.
+    rid: String,
+    exp: i64,
+    client_id: String,
+    redirect_uri: String,
+    scopes: Vec<String>,
+    state: Option<String>,
+    code_challenge: String,
+    resources: Vec<String>,
+    dpop_jkt: Option<String>,
+}
+
+/// The client as the person's pages show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientView {
+    pub client_id: String,
+    pub name: String,
+    pub uri: Option<String>,
+    pub contacts: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginPage {
+    pub client: ClientView,
+    pub pending: String,
+    pub csrf: String,
+    pub username: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsentPage {
+    pub client: ClientView,
+    pub username: String,
+    pub scopes: Vec<String>,
+    pub resources: Vec<String>,
+    pub pending: String,
+    pub csrf: String,
+}
+
+/// What to answer.
+#[derive(Debug, Clone)]
+pub enum AuthorizeOutcome {
+    Login(LoginPage),
+    Consent(ConsentPage),
+    /// 303 to the client (a code, or an error with `state` and `iss`).
+    Redirect(String),
+    /// A page saying what is wrong; the request cannot go back to the client.
+    Error(OAuthError),
+}
+
+/// An outcome and, after a login, the session cookie to set.
+#[derive(Debug, Clone)]
+pub struct AuthorizeAnswer {
+    pub outcome: AuthorizeOutcome,
+    /// `(value, max_age seconds)` of the session cookie to set.
+    pub set_session: Option<(String, i64)>,
+}
+
+impl AuthorizeAnswer {
+    fn just(outcome: AuthorizeOutcome) -> Self {
+        AuthorizeAnswer {
+            outcome,
+            set_session: None,
+        }
+    }
+}
+
+pub struct AuthorizationEndpoint {
+    issuer: String,
+    clients: Arc<ClientDirectory>,
+    store: Arc<dyn Store>,
+    master: Arc<MasterKey>,
+    audit: Auditor,
+    logins: Brake,
+}
+
+impl AuthorizationEndpoint {
+    pub(crate) fn new(
+        issuer: String,
+        clients: Arc<ClientDirectory>,
+        store: Arc<dyn Store>,
+        master: Arc<MasterKey>,
+        audit: Auditor,
+    ) -> Self {
+        AuthorizationEndpoint {
+            issuer,
+            clients,
+            store,
+            master,
+            audit,
+            logins: Brake::default(),
+        }
+    }
+
+    /// `GET` (or a `POST` of the request itself) at the authorization
+    /// endpoint: validates the request and shows the login page, or the
+    /// consent page to a logged-in person (or, with remembered consent,
+    /// answers at once).
+    pub async fn start(
+        &self,
+        form: &FormParams,
+        session: Option<&str>,
+        ctx: &RequestContext,
+    ) -> AuthorizeAnswer {
+        let (request, client) = match self.validated(form, ctx).await {
+            Ok(found) => found,
+            Err(outcome) => return AuthorizeAnswer::just(outcome),
+        };
+        let pending = Pending {
+            rid: random_token(16),
+            exp: ctx.now() + PENDING_LIFETIME,
+            client_id: request.client_id,
+            redirect_uri: request.redirect_uri,
+            scopes: if request.scopes.is_empty() {
+                client.scopes()
+            } else {
+                request.scopes
+            },
+            state: request.state,
+            code_challenge: request.code_challenge,
+            resources: request.resources,
+            dpop_jkt: request.dpop_jkt,
+        };
+        if let Err(error) = self.check_resources(&pending).await {
+            return AuthorizeAnswer::just(self.refuse_to_client(&pending, error, ctx).await);
+        }
+        match self.session(session, ctx) {
+            Some(session) => {
+                AuthorizeAnswer::just(self.after_login(&pending, &client, &session, ctx).await)
+            }
+            None => AuthorizeAnswer::just(AuthorizeOutcome::Login(
+                self.login_page(&pending, &client, None, None),
+            )),
+        }
+    }
+
+    /// A `POST` from one of the person's pages: `step=login` (username,
+    /// password) or `step=consent` (decision), with the pending request and
+    /// the CSRF token.
+    pub async fn submit(
+        &self,
+        form: &FormParams,
+        session: Option<&str>,
+        ctx: &RequestContext,
+    ) -> AuthorizeAnswer {
+        let Some(pending) = form
+            .get("pending")
+            .and_then(|p| open::<Pending>(&self.master, "pending", p))
+            .filter(|p| p.exp > ctx.now())
+        else {
+            return AuthorizeAnswer::just(AuthorizeOutcome::Error(OAuthError::invalid_request(
+                "this authorization request has expired or was altered; start again from the application",
+            )));
+        };
+        // The client or its redirect URI may have changed since.
+        let client = match self.clients.active(&pending.client_id).await {
+            Ok(Some((_, client)))
+                if client.redirect_uris.contains(&pending.redirect_uri)
+                    || resolve_redirect_uri(Some(&pending.redirect_uri), &client.redirect_uris)
+                        .is_ok() =>
+            {
+                client
+            }
+            Ok(_) => {
+                return AuthorizeAnswer::just(AuthorizeOutcome::Error(OAuthError::invalid_request(
+                    "the application is no longer registered for this request",
+                )))
+            }
+            Err(_) => {
+                return AuthorizeAnswer::just(AuthorizeOutcome::Error(OAuthError::server_error(
+                    "try again",
+                )))
+            }
+        };
+        match form.get("step") {
+            Some("login") => self.login(form, &pending, &client, ctx).await,
+            Some("consent") => {
+                let Some(session) = self.session(session, ctx) else {
+                    return AuthorizeAnswer::just(AuthorizeOutcome::Login(self.login_page(
+                        &pending,
+                        &client,
+                        None,
+                        Some("your session has ended; log in again".into()),
+                    )));
+                };
+                let csrf_ok = form.get("csrf").is_some_and(|t| {
+                    csrf_matches(&self.master, t, &pending.rid, Some(&session.sid))
+                });
+                if !csrf_ok {
+                    return AuthorizeAnswer::just(AuthorizeOutcome::Error(OAuthError::invalid_request(
+                        "the form's security token does not match; start again from the application",
+                    )));
+                }
+                AuthorizeAnswer::just(
+                    self.decide_consent(form, &pending, &client, &session, ctx)
+                        .await,
+                )
+            }
+            _ => AuthorizeAnswer::just(AuthorizeOutcome::Error(OAuthError::invalid_request(
+                "unknown step",
+            ))),
+        }
+    }
+
+    /// Checks the request: errors about the client or redirect URI are
+    /// pages; the rest are redirects to the client.
+    async fn validated(
+        &self,
+        form: &FormParams,
+        ctx: &RequestContext,
+    ) -> Result<(AuthorizationRequest, ClientMetadata), AuthorizeOutcome> {
+        let page = |error: OAuthError| AuthorizeOutcome::Error(error);
+        let sent = client_and_redirect(form).map_err(page)?;
+        let client = match self.clients.active(&sent.client_id).await {
+            Ok(Some((_, client))) => client,
+            Ok(None) => {
+                let error = OAuthError::invalid_request(
+                    "unknown client_id: the application is not registered here",
+                );
+                self.audit_refusal(None, &error, ctx).await;
+                return Err(page(error));
+            }
+            Err(_) => return Err(page(OAuthError::server_error("try again"))),
+        };
+        let redirect_uri =
+            match resolve_redirect_uri(sent.redirect_uri.as_deref(), &client.redirect_uris) {
+                Ok(uri) => uri,
+                Err(error) => {
+                    self.audit_refusal(Some(&sent.client_id), &error, ctx).await;
+                    return Err(page(error));
+                }
+            };
+        match validate(form, &client, redirect_uri.clone()) {
+            Ok(request) => Ok((request, client)),
+            Err(error) => {
+                self.audit_refusal(Some(&sent.client_id), &error, ctx).await;
+                let state = form.get("state").filter(|s| s.len() <= 1024);
+                Err(AuthorizeOutcome::Redirect(error_redirect(
+                    &redirect_uri,
+                    &error,
+                    state,
+                    &self.issuer,
+                )))
+            }
+        }
+    }
+
+    /// RFC 8707: every resource asked for must be registered and, when
+    /// resources are named, each scope offered by one of them.
+    async fn check_resources(&self, pending: &Pending) -> Result<(), OAuthError> {
+        let mut offered: Vec<String> = Vec::new();
+        for uri in &pending.resources {
+            match self.store.get_resource(uri).await {
+                Ok(Some(resource)) => offered.extend(resource.scopes),
+                Ok(None) => {
+                    return Err(OAuthError::invalid_target(format!(
+                        "resource '{}' is not registered at this server",
+                        custos_protocol::error::echo(uri, 200)
+                    )))
+                }
+                Err(_) => return Err(OAuthError::server_error("try again")),
+            }
+        }
+        if !pending.resources.is_empty() {
+            if let Some(bad) = pending.scopes.iter().find(|s| !offered.contains(s)) {
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope '{bad}' is not offered by the requested resource"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn session(&self, cookie: Option<&str>, ctx: &RequestContext) -> Option<Session> {
+        cookie
+            .and_then(|c| open::<Session>(&self.master, "session", c))
+            .filter(|s| s.exp > ctx.now())
+    }
+
+    fn login_page(
+        &self,
+        pending: &Pending,
+        client: &ClientMetadata,
+        username: Option<String>,
+        error: Option<String>,
+    ) -> LoginPage {
+        LoginPage {
+            client: client_view(&pending.client_id, client),
+            pending: seal(&self.master, "pending", pending),
+            csrf: csrf_token(&self.master, &pending.rid, None),
+            username,
+            error,
+        }
+    }
+
+    async fn login(
+        &self,
+        form: &FormParams,
+        pending: &Pending,
+        client: &ClientMetadata,
+        ctx: &RequestContext,
+    ) -> AuthorizeAnswer {
+        let csrf_ok = form
+            .get("csrf")
+            .is_some_and(|t| csrf_matches(&self.master, t, &pending.rid, None));
+        if !csrf_ok {
+            return AuthorizeAnswer::just(AuthorizeOutcome::Error(OAuthError::invalid_request(
+                "the form's security token does not match; start again from the application",
+            )));
+        }
+        let username = form.get("username").unwrap_or("").trim().to_owned();
+        let password = form.get("password").unwrap_or("");
+        let account_key = format!("account:{}", bounded(&username, 128));
+        let address_key = format!("address:{}", ctx.source());
+        let now = ctx.now();
+        let braked = [&account_key, &address_key]
+            .iter()
+            .filter_map(|k| self.logins.retry_after(k, now))
+            .max();
+        if let Some(seconds) = braked {
+            let message = format!("too many failed attempts; try again in {seconds} s");
+            return AuthorizeAnswer::just(AuthorizeOutcome::Login(self.login_page(
+                pending,
+                client,
+                Some(username),
+                Some(message),
+            )));
+        }
+        let verified = if username.is_empty() || password.is_empty() || password.len() > 1024 {
+            false
+        } else {
+            self.verify_password(&username, password).await
+        };
+        if !verified {
+            self.logins.record_failure(&account_key, now);
+            self.logins.record_failure(&address_key, now);
+            let mut event = self
+                .audit
+                .event(event_type::LOGIN_FAILED, Outcome::Failure, ctx);
+            event.client_id = Some(pending.client_id.clone());
+            event.reason = Some(format!("user {}", bounded(&username, 64)));
+            self.audit.record(event).await;
+            return AuthorizeAnswer::just(AuthorizeOutcome::Login(self.login_page(
+                pending,
+                client,
+                Some(username),
+                Some("wrong username or password".into()),
+            )));
+        }
+        let session = Session {
+            sub: username.clone(),
+            sid: random_token(16),
+            exp: now + SESSION_LIFETIME,
+        };
+        let mut event = self
+            .audit
+            .event(event_type::LOGIN_SUCCEEDED, Outcome::Success, ctx);
+        event.client_id = Some(pending.client_id.clone());
+        event.reason = Some(format!("user {}", bounded(&username, 64)));
+        self.audit.record(event).await;
+        let outcome = self.after_login(pending, client, &session, ctx).await;
+        AuthorizeAnswer {
+            outcome,
+            set_session: Some((seal(&self.master, "session", &session), SESSION_LIFETIME)),
+        }
+    }
+
+    /// Argon2id, off the async workers; an unknown user costs the same.
+    async fn verify_password(&self, username: &str, password: &str) -> bool {
+        use argon2::{PasswordHash, PasswordVerifier};
+        let stored = match self.store.get_user(username).await {
+            Ok(user) => user.map(|u| u.password_hash),
+            Err(_) => return false,
+        };
+        let known = stored.is_some();
+        let password = password.to_owned();
+        let matches = tokio::task::spawn_blocking(move || {
+            let hash = stored.unwrap_or_else(dummy_hash);
+            PasswordHash::new(&hash)
+                .map(|parsed| {
+                    argon2::Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+                .unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        known && matches
+    }
+
+    /// Logged in: consent already given covers the request → a code now;
+    /// else the consent page.
+    async fn after_login(
+        &self,
+        pending: &Pending,
+        client: &ClientMetadata,
+        session: &Session,
+        ctx: &RequestContext,
+    ) -> AuthorizeOutcome {
+        let remembered = match self
+            .store
+            .consents_of(&session.sub, &pending.client_id)
+            .await
+        {
+            Ok(consents) => consents.iter().any(|c| {
+                let granted = parse_scope(&c.scope).unwrap_or_default();
+                pending.scopes.iter().all(|s| granted.contains(s))
+            }),
+            Err(_) => false,
+        };
+        if remembered {
+            return self.issue_code(pending, session, ctx, true).await;
+        }
+        AuthorizeOutcome::Consent(ConsentPage {
+            client: client_view(&pending.client_id, client),
+            username: session.sub.clone(),
+            scopes: pending.scopes.clone(),
+            resources: pending.resources.clone(),
+            pending: seal(&self.master, "pending", pending),
+            csrf: csrf_token(&self.master, &pending.rid, Some(&session.sid)),
+        })
+    }
+
+    async fn decide_consent(
+        &self,
+        form: &FormParams,
+        pending: &Pending,
+        _client: &ClientMetadata,
+        session: &Session,
+        ctx: &RequestContext,
+    ) -> AuthorizeOutcome {
+        match form.get("decision") {
+            Some("allow") => {
+                let consent = ConsentRecord {
+                    username: session.sub.clone(),
+                    client_id: pending.client_id.clone(),
+                    scope: normalized_scope(&pending.scopes),
+                    created_at: ctx.now(),
+                };
+                if let Err(e) = self.store.record_consent(&consent).await {
+                    internal(e);
+                    return AuthorizeOutcome::Error(OAuthError::server_error("try again"));
+                }
+                let mut event =
+                    self.audit
+                        .event(event_type::CONSENT_GRANTED, Outcome::Success, ctx);
+                event.client_id = Some(pending.client_id.clone());
+                event.scope = Some(consent.scope.clone());
+                event.reason = Some(format!("user {}", bounded(&session.sub, 64)));
+                self.audit.record(event).await;
+                self.issue_code(pending, session, ctx, false).await
+            }
+            Some("deny") => {
+                let mut event = self
+                    .audit
+                    .event(event_type::CONSENT_DENIED, Outcome::Failure, ctx);
+                event.client_id = Some(pending.client_id.clone());
+                event.reason = Some(format!("user {}", bounded(&session.sub, 64)));
+                self.audit.record(event).await;
+                AuthorizeOutcome::Redirect(error_redirect(
+                    &pending.redirect_uri,
+                    &OAuthError::new(ErrorCode::AccessDenied, "the person denied the request"),
+                    pending.state.as_deref(),
+                    &self.issuer,
+                ))
+            }
+            _ => AuthorizeOutcome::Error(OAuthError::invalid_request(
+                "decision must be allow or deny",
+            )),
+        }
+    }
+
+    /// A code bound to the client, redirect URI, PKCE challenge and DPoP
+    /// key, stored hashed; a 303 to the client with it.
+    async fn issue_code(
+        &self,
+        pending: &Pending,
+        session: &Session,
+        ctx: &RequestContext,
+        remembered: bool,
+    ) -> AuthorizeOutcome {
+        let code = random_token(32);
+        let now = ctx.now();
+        let record = AuthorizationCodeRecord {
+            code_hash: sha256(&code),
+            client_id: pending.client_id.clone(),
+            redirect_uri: pending.redirect_uri.clone(),
+            code_challenge: pending.code_challenge.clone(),
+            subject: session.sub.clone(),
+            scope: pending.scopes.join(" "),
+            resources: pending.resources.clone(),
+            dpop_jkt: pending.dpop_jkt.clone(),
+            authorization_details: None,
+            created_at: now,
+            expires_at: now + CODE_LIFETIME,
+            consumed_at: None,
+            grant_id: None,
+        };
+        if let Err(e) = self.store.insert_code(&record).await {
+            internal(e);
+            return AuthorizeOutcome::Error(OAuthError::server_error("try again"));
+        }
+        let mut event = self
+            .audit
+            .event(event_type::CODE_ISSUED, Outcome::Success, ctx);
+        event.client_id = Some(pending.client_id.clone());
+        event.scope = Some(record.scope.clone());
+        event.resource = (!record.resources.is_empty()).then(|| record.resources.join(" "));
+        event.reason = Some(format!(
+            "user {}{}",
+            bounded(&session.sub, 64),
+            if remembered {
+                "; consent remembered"
+            } else {
+                ""
+            }
+        ));
+        self.audit.record(event).await;
+        AuthorizeOutcome::Redirect(success_redirect(
+            &pending.redirect_uri,
+            &code,
+            pending.state.as_deref(),
+            &self.issuer,
+        ))
+    }
+
+    async fn refuse_to_client(
+        &self,
+        pending: &Pending,
+        error: OAuthError,
+        ctx: &RequestContext,
+    ) -> AuthorizeOutcome {
+        self.audit_refusal(Some(&pending.client_id), &error, ctx)
+            .await;
+        AuthorizeOutcome::Redirect(error_redirect(
+            &pending.redirect_uri,
+            &error,
+            pending.state.as_deref(),
+            &self.issuer,
+        ))
+    }
+
+    async fn audit_refusal(
+        &self,
+        client_id: Option<&str>,
+        error: &OAuthError,
+        ctx: &RequestContext,
+    ) {
+        let mut event = self
+            .audit
+            .event(event_type::AUTHORIZATION_REFUSED, Outcome::Failure, ctx);
+        event.client_id = client_id.map(|c| bounded(c, 64));
+        event.reason = Some(bounded(&error.to_string(), MAX_FIELD));
+        let claimed = crate::client_auth::ClaimedClient {
+            client_id: event.client_id.clone(),
+            known: client_id.is_some(),
+        };
+        self.audit.record_unauthenticated(event, &claimed).await;
+    }
+}
+
+/// An Argon2id hash of a random password, made once: verifying an unknown
+/// username against it costs what verifying a real one does, so timing
+/// does not tell whether a username exists.
+fn dummy_hash() -> String {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+        let salt = SaltString::generate(&mut OsRng);
+        argon2::Argon2::default()
+            .hash_password(random_token(32).as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+    .clone()
+}
+
+fn client_view(client_id: &str, client: &ClientMetadata) -> ClientView {
+    ClientView {
+        client_id: client_id.to_owned(),
+        name: client
+            .client_name
+            .clone()
+            .unwrap_or_else(|| client_id.to_owned()),
+        uri: client.client_uri.clone(),
+        contacts: client.contacts.clone(),
+    }
+}
+
+/// Scopes as a consent is remembered: sorted, deduplicated, space-separated.
+fn normalized_scope(scopes: &[String]) -> String {
+    let mut sorted: Vec<&str> = scopes.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    sorted.join(" ")
+}

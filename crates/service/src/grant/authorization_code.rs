@@ -1,0 +1,142 @@
+//! The authorization code grant (draft-ietf-oauth-v2-1 §4.1.3): redeems
+//! the code once, atomically in the store, lets
+//! `protocol::grant::authorization_code` decide, and starts the person's
+//! authorization (a grant: the family of its refresh tokens).
+//!
+//! A second redemption of a code is refused and revokes everything the
+//! first produced (RFC 9700 §4.14, OAuth 2.1 §4.1.3): the grant it started,
+//! so its refresh tokens stop working and its access tokens are inactive.
+
+use super::{GrantHandler, GrantRequest, Issuance};
+use crate::audit::Auditor;
+use crate::crypto::{random_token, sha256};
+use crate::error::{internal, ServiceError};
+use async_trait::async_trait;
+use custos_governance::{event_type, Outcome};
+use custos_protocol::grant::authorization_code::{decide, parse, CodeFacts};
+use custos_protocol::names::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
+use custos_protocol::scope::parse_scope;
+use custos_protocol::OAuthError;
+use custos_store::{GrantRecord, Redemption, RefreshTokenRecord, Store};
+use std::sync::Arc;
+
+pub(crate) struct AuthorizationCode {
+    store: Arc<dyn Store>,
+    default_audience: String,
+    audit: Auditor,
+}
+
+impl AuthorizationCode {
+    pub fn new(store: Arc<dyn Store>, issuer: &str, audit: Auditor) -> Self {
+        AuthorizationCode {
+            store,
+            default_audience: issuer.to_owned(),
+            audit,
+        }
+    }
+}
+
+#[async_trait]
+impl GrantHandler for AuthorizationCode {
+    fn grant_type(&self) -> &'static str {
+        GRANT_AUTHORIZATION_CODE
+    }
+
+    async fn issue(&self, request: &GrantRequest<'_>) -> Result<Issuance, ServiceError> {
+        let parsed = parse(request.form)?;
+        let now = request.ctx.now();
+        let grant_id = random_token(16);
+        let redemption = self
+            .store
+            .redeem_code(&sha256(&parsed.code), &grant_id, now)
+            .await
+            .map_err(internal)?;
+        let code = match redemption {
+            Redemption::Redeemed(code) => code,
+            Redemption::Unknown => {
+                return Err(OAuthError::invalid_grant(
+                    "the authorization code is unknown or has expired",
+                )
+                .into())
+            }
+            Redemption::AlreadyRedeemed(code) => {
+                if let Some(first) = &code.grant_id {
+                    self.store
+                        .revoke_grant(first, now, "authorization code used twice")
+                        .await
+                        .map_err(internal)?;
+                }
+                let mut event =
+                    self.audit
+                        .event(event_type::CODE_REUSED, Outcome::Failure, request.ctx);
+                event.client_id = Some(request.client.client_id().to_owned());
+                event.reason = Some(
+                    "authorization code redeemed twice; the tokens of its first redemption are revoked"
+                        .into(),
+                );
+                self.audit.record(event).await;
+                return Err(OAuthError::invalid_grant(
+                    "the authorization code has already been used; the tokens issued with it are revoked (RFC 9700 section 4.14)",
+                )
+                .into());
+            }
+        };
+        let proof_jkt = request.dpop.map(|b| b.jkt.as_str());
+        let facts = CodeFacts {
+            client_id: &code.client_id,
+            redirect_uri: &code.redirect_uri,
+            code_challenge: &code.code_challenge,
+            subject: &code.subject,
+            scopes: parse_scope(&code.scope).unwrap_or_default(),
+            resources: code.resources.clone(),
+            dpop_jkt: code.dpop_jkt.as_deref(),
+            expires_at: code.expires_at,
+        };
+        let metadata = request.client.metadata();
+        let grant = decide(
+            &parsed,
+            &facts,
+            request.client.client_id(),
+            metadata,
+            proof_jkt,
+            &self.default_audience,
+            now,
+        )?;
+        let family = GrantRecord {
+            grant_id: grant_id.clone(),
+            client_id: code.client_id.clone(),
+            subject: code.subject.clone(),
+            scope: grant.scopes.join(" "),
+            resources: code.resources.clone(),
+            // The refresh tokens of a family started with a DPoP proof are
+            // bound to its key (RFC 9449 §5): public clients' above all.
+            dpop_jkt: proof_jkt.map(str::to_owned),
+            created_at: now,
+            expires_at: now + i64::from(metadata.refresh_token_absolute_lifetime),
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        self.store.insert_grant(&family).await.map_err(internal)?;
+        let mut issuance = Issuance::new(grant);
+        issuance.grant_id = Some(grant_id.clone());
+        if metadata.allows_grant(GRANT_REFRESH_TOKEN) {
+            let token = random_token(32);
+            let record = RefreshTokenRecord {
+                token_hash: sha256(&token),
+                grant_id,
+                client_id: code.client_id,
+                scope: family.scope,
+                created_at: now,
+                expires_at: (now + i64::from(metadata.refresh_token_idle_lifetime))
+                    .min(family.expires_at),
+                used_at: None,
+            };
+            self.store
+                .insert_refresh_token(&record)
+                .await
+                .map_err(internal)?;
+            issuance.refresh_token = Some(token);
+        }
+        Ok(issuance)
+    }
+}

@@ -1,0 +1,137 @@
+//! The refresh token grant (RFC 6749 §6, draft-ietf-oauth-v2-1 §4.3,
+//! RFC 9700 §4.14.2): every use rotates the token; a rotated-out token
+//! presented again (past the client's optional grace window) revokes its
+//! whole family — that family only — decided atomically by the store. A
+//! refresh never widens scope or resources, and a family bound to a DPoP
+//! key needs a proof with that key.
+
+use super::{GrantHandler, GrantRequest, Issuance};
+use crate::audit::Auditor;
+use crate::crypto::{random_token, sha256};
+use crate::error::{internal, ServiceError};
+use async_trait::async_trait;
+use custos_governance::{event_type, Outcome};
+use custos_protocol::grant::refresh_token::{decide, parse, FamilyFacts};
+use custos_protocol::names::GRANT_REFRESH_TOKEN;
+use custos_protocol::scope::parse_scope;
+use custos_protocol::OAuthError;
+use custos_store::{RefreshTokenRecord, Rotation, Store};
+use std::sync::Arc;
+
+pub(crate) struct RefreshToken {
+    store: Arc<dyn Store>,
+    default_audience: String,
+    audit: Auditor,
+}
+
+impl RefreshToken {
+    pub fn new(store: Arc<dyn Store>, issuer: &str, audit: Auditor) -> Self {
+        RefreshToken {
+            store,
+            default_audience: issuer.to_owned(),
+            audit,
+        }
+    }
+}
+
+fn invalid() -> ServiceError {
+    OAuthError::invalid_grant("the refresh token is invalid, expired or revoked").into()
+}
+
+#[async_trait]
+impl GrantHandler for RefreshToken {
+    fn grant_type(&self) -> &'static str {
+        GRANT_REFRESH_TOKEN
+    }
+
+    async fn issue(&self, request: &GrantRequest<'_>) -> Result<Issuance, ServiceError> {
+        let parsed = parse(request.form)?;
+        let now = request.ctx.now();
+        let client_id = request.client.client_id();
+        let hash = sha256(&parsed.refresh_token);
+        let Some(token) = self
+            .store
+            .get_refresh_token(&hash)
+            .await
+            .map_err(internal)?
+        else {
+            return Err(invalid());
+        };
+        if token.client_id != client_id {
+            return Err(invalid());
+        }
+        let Some(family) = self
+            .store
+            .get_grant(&token.grant_id)
+            .await
+            .map_err(internal)?
+        else {
+            return Err(invalid());
+        };
+        let metadata = request.client.metadata();
+        let facts = FamilyFacts {
+            client_id: &family.client_id,
+            subject: &family.subject,
+            scopes: parse_scope(&family.scope).unwrap_or_default(),
+            resources: family.resources.clone(),
+            dpop_jkt: family.dpop_jkt.as_deref(),
+        };
+        // Decided before rotating: a request that would widen the grant
+        // does not use the token up.
+        let grant = decide(
+            &parsed,
+            &facts,
+            client_id,
+            metadata,
+            request.dpop.map(|b| b.jkt.as_str()),
+            &self.default_audience,
+        )?;
+        let next = random_token(32);
+        let record = RefreshTokenRecord {
+            token_hash: sha256(&next),
+            grant_id: family.grant_id.clone(),
+            client_id: client_id.to_owned(),
+            scope: family.scope.clone(),
+            created_at: now,
+            expires_at: (now + i64::from(metadata.refresh_token_idle_lifetime))
+                .min(family.expires_at),
+            used_at: None,
+        };
+        let rotation = self
+            .store
+            .rotate_refresh_token(
+                &hash,
+                &record,
+                now,
+                i64::from(metadata.refresh_token_reuse_grace),
+            )
+            .await
+            .map_err(internal)?;
+        match rotation {
+            Rotation::Rotated { .. } => {
+                let mut issuance = Issuance::new(grant);
+                issuance.refresh_token = Some(next);
+                issuance.grant_id = Some(family.grant_id);
+                Ok(issuance)
+            }
+            Rotation::Reused { grant_id } => {
+                let mut event = self.audit.event(
+                    event_type::REFRESH_TOKEN_REUSED,
+                    Outcome::Failure,
+                    request.ctx,
+                );
+                event.client_id = Some(client_id.to_owned());
+                event.reason = Some(format!(
+                    "a rotated-out refresh token was presented again; its family {} is revoked",
+                    &grant_id[..grant_id.len().min(8)]
+                ));
+                self.audit.record(event).await;
+                Err(OAuthError::invalid_grant(
+                    "the refresh token was already used; every token of this authorization is revoked (RFC 9700 section 4.14.2)",
+                )
+                .into())
+            }
+            Rotation::Expired | Rotation::Unknown => Err(invalid()),
+        }
+    }
+}
