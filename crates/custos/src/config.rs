@@ -67,6 +67,9 @@ pub struct RawSettings {
     /// Days audit events are kept before they are pruned (0: forever).
     #[arg(long, env = "CUSTOS_AUDIT_RETENTION_DAYS")]
     pub audit_retention_days: Option<u32>,
+    /// Every authorization request must be pushed first (RFC 9126).
+    #[arg(long, env = "CUSTOS_REQUIRE_PAR", num_args = 0..=1, default_missing_value = "true")]
+    pub require_par: Option<bool>,
     /// DPoP proofs must carry a server nonce (RFC 9449 section 8).
     #[arg(long, env = "CUSTOS_DPOP_NONCE", num_args = 0..=1, default_missing_value = "true")]
     pub dpop_nonce: Option<bool>,
@@ -124,6 +127,7 @@ impl RawSettings {
             client_cache_ttl: self.client_cache_ttl.or(file.client_cache_ttl),
             audit_retention_days: self.audit_retention_days.or(file.audit_retention_days),
             dpop_nonce: self.dpop_nonce.or(file.dpop_nonce),
+            require_par: self.require_par.or(file.require_par),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
         }
     }
@@ -221,6 +225,7 @@ pub struct Settings {
     pub client_cache_ttl: u64,
     pub audit_retention_days: u32,
     pub dpop_nonce: bool,
+    pub require_par: bool,
     pub trusted_proxies: TrustedProxies,
     pub connections: ConnectionLimits,
 }
@@ -375,6 +380,7 @@ impl Settings {
             client_cache_ttl,
             audit_retention_days,
             dpop_nonce: raw.dpop_nonce.unwrap_or(false),
+            require_par: raw.require_par.unwrap_or(false),
             trusted_proxies,
             connections: ConnectionLimits {
                 header_read_timeout: Duration::from_secs(header_read_timeout),

@@ -63,6 +63,8 @@ fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
 struct Flow {
     server: Server,
     client_id: String,
+    /// The RFC 7591 registration answer (with the secret, if any).
+    registration: Value,
     authorize: String,
     token: String,
 }
@@ -82,6 +84,7 @@ async fn setup(db: &Database, metadata: Value) -> Flow {
     let discovery = server.discovery().await;
     Flow {
         client_id: client["client_id"].as_str().unwrap().to_owned(),
+        registration: client.clone(),
         authorize: discovery["authorization_endpoint"]
             .as_str()
             .unwrap()
@@ -168,7 +171,11 @@ impl Flow {
         assert_eq!(response.status(), 200);
         let consent = response.text().await.unwrap();
         assert!(
-            consent.contains("Agent Smith") && consent.contains("<code>read</code>"),
+            consent.contains(
+                self.registration["client_name"]
+                    .as_str()
+                    .unwrap_or(&self.client_id),
+            ) && consent.contains("<code>read</code>"),
             "{consent}"
         );
         assert!(
@@ -657,7 +664,123 @@ async fn rfc9449_10_dpop_jkt_binds_the_code(db: Database) {
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
 
+/// RFC 9126: a confidential client pushes its request, the browser carries
+/// only `client_id` and `request_uri`; a client registered with
+/// `require_pushed_authorization_requests` cannot skip it; a request_uri is
+/// bound to its client and expires.
+async fn rfc9126_pushed_authorization_requests(db: Database) {
+    let flow = setup(
+        &db,
+        json!({"token_endpoint_auth_method": "client_secret_basic", "grant_types": ["authorization_code"],
+               "redirect_uris": [REDIRECT], "scope": "read", "require_pushed_authorization_requests": true}),
+    )
+    .await;
+    let discovery = flow.server.discovery().await;
+    let par = discovery["pushed_authorization_request_endpoint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(discovery["require_pushed_authorization_requests"], false);
+    let id = flow.client_id.clone();
+    let secret = flow.registration["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (verifier, challenge) = pkce();
+
+    // Not pushed: refused, at the client's redirect URI.
+    let response = browser()
+        .get(flow.authorization_url(&challenge, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(
+        param(&query(&location), "error").as_deref(),
+        Some("invalid_request")
+    );
+
+    let push = |extra: Vec<(&'static str, String)>| {
+        let mut form = vec![
+            ("response_type", "code".to_owned()),
+            ("client_id", id.clone()),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("scope", "read".to_owned()),
+            ("state", "pushed".to_owned()),
+            ("code_challenge", challenge.clone()),
+            ("code_challenge_method", "S256".to_owned()),
+        ];
+        form.extend(extra);
+        form
+    };
+    let form = push(vec![]);
+    let borrowed: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, pushed) = flow
+        .server
+        .post_form(&par, Some((&id, &secret)), &borrowed)
+        .await;
+    assert_eq!(status, 201, "{pushed}");
+    assert_eq!(pushed["expires_in"], 60);
+    let request_uri = pushed["request_uri"].as_str().unwrap().to_owned();
+    assert!(request_uri.starts_with("urn:ietf:params:oauth:request_uri:"));
+
+    // Unauthenticated or with a request_uri inside: refused.
+    let (status, _, _) = flow.server.post_form(&par, None, &borrowed).await;
+    assert_eq!(status, 401);
+    let mut with_uri = borrowed.clone();
+    with_uri.push(("request_uri", request_uri.as_str()));
+    let (status, _, body) = flow
+        .server
+        .post_form(&par, Some((&id, &secret)), &with_uri)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    // Another client cannot use it.
+    let mut stolen = url::Url::parse(&flow.authorize).unwrap();
+    stolen
+        .query_pairs_mut()
+        .append_pair("client_id", "someone-else")
+        .append_pair("request_uri", &request_uri);
+    assert_eq!(
+        browser()
+            .get(stolen.as_str())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+
+    let mut url = url::Url::parse(&flow.authorize).unwrap();
+    url.query_pairs_mut()
+        .append_pair("client_id", &id)
+        .append_pair("request_uri", &request_uri);
+    let location = flow.authorize(&browser(), url.as_str()).await;
+    let params = query(&location);
+    assert_eq!(param(&params, "state").as_deref(), Some("pushed"));
+    let code = param(&params, "code").unwrap();
+    let (status, _, tokens) = flow
+        .server
+        .post_form(
+            &flow.token,
+            Some((&id, &secret)),
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", verifier.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+}
+
 on_both_engines!(
+    rfc9126_pushed_authorization_requests,
     oauth21_4_1_code_flow_with_pkce_end_to_end,
     rfc9700_4_14_a_reused_code_revokes_its_tokens,
     rfc9700_4_14_2_refresh_reuse_revokes_the_family_only,

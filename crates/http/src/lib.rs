@@ -63,6 +63,7 @@ pub fn router(service: Arc<Service>, trusted_proxies: TrustedProxies) -> Router 
             get(pages::stylesheet),
         )
         .route(paths::TOKEN, post(oauth::token))
+        .route(paths::PAR, post(oauth::par))
         .route(paths::INTROSPECTION, post(oauth::introspect))
         .route(paths::REVOCATION, post(oauth::revoke))
         .route(paths::JWKS, get(oauth::jwks))

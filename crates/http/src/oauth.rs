@@ -88,3 +88,16 @@ pub async fn revoke(
         .await?;
     Ok(StatusCode::OK)
 }
+
+/// RFC 9126 §2: a pushed authorization request; 201 with `request_uri`.
+pub async fn par(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    Proof(proof): Proof,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let form = form(&headers, body).await?;
+    let pushed = state.service.par.push(&form, &proof, &ctx).await?;
+    Ok((StatusCode::CREATED, Json(pushed)).into_response())
+}

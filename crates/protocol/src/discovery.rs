@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 pub mod paths {
     pub const AUTHORIZATION: &str = "/authorize";
     pub const TOKEN: &str = "/token";
+    pub const PAR: &str = "/par";
     pub const JWKS: &str = "/jwks";
     pub const REGISTRATION: &str = "/register";
     pub const INTROSPECTION: &str = "/introspect";
@@ -30,6 +31,8 @@ pub struct Capabilities<'a> {
     pub grant_types: &'a [&'a str],
     /// Client authentication methods with an implementation, `none` excluded.
     pub auth_methods: &'a [&'a str],
+    /// Every authorization request must be pushed (RFC 9126 §5).
+    pub require_par: bool,
 }
 
 /// The metadata document (RFC 8414 §2).
@@ -39,12 +42,15 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
         signing_alg,
         grant_types,
         auth_methods,
+        require_par,
     } = capabilities;
     let endpoint = |path: &str| format!("{issuer}{path}");
     json!({
         "issuer": issuer,
         "authorization_endpoint": endpoint(paths::AUTHORIZATION),
         "token_endpoint": endpoint(paths::TOKEN),
+        "pushed_authorization_request_endpoint": endpoint(paths::PAR),
+        "require_pushed_authorization_requests": require_par,
         "jwks_uri": endpoint(paths::JWKS),
         "registration_endpoint": endpoint(paths::REGISTRATION),
         "introspection_endpoint": endpoint(paths::INTROSPECTION),
@@ -76,6 +82,7 @@ mod tests {
             signing_alg: "ES256",
             grant_types: &["client_credentials"],
             auth_methods: &["client_secret_basic", "private_key_jwt"],
+            require_par: false,
         });
         assert_eq!(doc["issuer"], "https://as.example");
         assert_eq!(doc["token_endpoint"], "https://as.example/token");

@@ -77,6 +77,23 @@ impl FormParams {
     pub fn contains(&self, name: &str) -> bool {
         self.values.contains_key(name)
     }
+
+    /// Every (name, value) pair, by name.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.values
+            .iter()
+            .flat_map(|(name, list)| list.iter().map(move |v| (name.as_str(), v.as_str())))
+    }
+
+    /// The parameters as a form body, leaving out `except`; parsing it
+    /// gives back the same parameters.
+    pub fn encode_except(&self, except: &[&str]) -> String {
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in self.pairs().filter(|(n, _)| !except.contains(n)) {
+            out.append_pair(name, value);
+        }
+        out.finish()
+    }
 }
 
 /// A parameter name made safe to echo in an error description.
@@ -88,6 +105,19 @@ fn printable(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::ErrorCode;
+
+    proptest::proptest! {
+        /// Encoding then parsing gives back the same parameters.
+        #[test]
+        fn encode_round_trips(pairs in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{1,20}", 0..8)) {
+            let body: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(&pairs).finish();
+            let form = FormParams::parse(body.as_bytes()).unwrap();
+            let again = FormParams::parse(form.encode_except(&[]).as_bytes()).unwrap();
+            proptest::prop_assert_eq!(&again, &form);
+            let without = FormParams::parse(form.encode_except(&["scope"]).as_bytes()).unwrap();
+            proptest::prop_assert!(!without.contains("scope"));
+        }
+    }
 
     #[test]
     fn rfc6749_3_2_repeated_parameter_is_refused() {

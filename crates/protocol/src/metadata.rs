@@ -128,6 +128,9 @@ pub struct ClientMetadata {
     /// own refreshes); 0, the default, is strict reuse detection.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub refresh_token_reuse_grace: u32,
+    /// RFC 9126 §6: this client's authorization requests must be pushed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_pushed_authorization_requests: bool,
 }
 
 /// Default idle lifetime of a refresh token: 14 days.
@@ -189,6 +192,7 @@ struct RawMetadata {
     refresh_token_idle_lifetime: Option<u32>,
     refresh_token_absolute_lifetime: Option<u32>,
     refresh_token_reuse_grace: Option<u32>,
+    require_pushed_authorization_requests: Option<bool>,
 }
 
 /// Deployment choices that registration validation depends on.
@@ -424,6 +428,9 @@ pub fn validate_registration(
         refresh_token_idle_lifetime,
         refresh_token_absolute_lifetime,
         refresh_token_reuse_grace,
+        require_pushed_authorization_requests: raw
+            .require_pushed_authorization_requests
+            .unwrap_or(false),
     })
 }
 

@@ -43,6 +43,9 @@ pub const MIN_KEK_LENGTH: usize = 32;
 /// The key-encryption key and the keys derived from it (HKDF-SHA-256).
 pub struct MasterKey {
     seal: LessSafeKey,
+    /// Seals what custos hands out to be handed back (pushed
+    /// authorization requests); separate from the signing-key sealing key.
+    handout: LessSafeKey,
     pepper: hmac::Key,
     nonce: hmac::Key,
     browser: hmac::Key,
@@ -93,11 +96,17 @@ impl MasterKey {
         let pepper_bytes = derive(b"client secret pepper")?;
         let nonce_bytes = derive(b"dpop nonce")?;
         let browser_bytes = derive(b"browser sessions and pending requests")?;
+        let handout_bytes = derive(b"sealed hand-outs")?;
         let seal = LessSafeKey::new(
             UnboundKey::new(&AES_256_GCM, &seal_bytes).map_err(|_| KeyError::Crypto("aead key"))?,
         );
+        let handout = LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, &handout_bytes)
+                .map_err(|_| KeyError::Crypto("aead key"))?,
+        );
         Ok(MasterKey {
             seal,
+            handout,
             pepper: hmac::Key::new(hmac::HMAC_SHA256, &pepper_bytes),
             nonce: hmac::Key::new(hmac::HMAC_SHA256, &nonce_bytes),
             browser: hmac::Key::new(hmac::HMAC_SHA256, &browser_bytes),
@@ -143,34 +152,55 @@ impl MasterKey {
         constant_time_eq(&self.browser_tag(purpose, message), tag)
     }
 
+    /// AES-256-GCM under the hand-out key (not the signing-key sealing
+    /// key): nonce || ciphertext || tag, with `aad` bound.
+    pub fn seal_handout(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+        seal_with(&self.handout, plaintext, aad)
+    }
+
+    /// Opens a [`MasterKey::seal_handout`] value; `None` if altered or not ours.
+    pub fn open_handout(&self, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+        open_with(&self.handout, sealed, aad).ok()
+    }
+
     /// AES-256-GCM: nonce || ciphertext || tag, with `aad` bound.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+        seal_with(&self.seal, plaintext, aad)
+    }
+
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+        open_with(&self.seal, sealed, aad)
+    }
+}
+
+fn seal_with(key: &LessSafeKey, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+    {
         let mut nonce = [0u8; NONCE_LEN];
         SystemRandom::new()
             .fill(&mut nonce)
             .map_err(|_| KeyError::Crypto("rng"))?;
         let mut buf = plaintext.to_vec();
-        self.seal
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut buf,
-            )
-            .map_err(|_| KeyError::Crypto("seal"))?;
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut buf,
+        )
+        .map_err(|_| KeyError::Crypto("seal"))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
         Ok(out)
     }
+}
 
-    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+fn open_with(key: &LessSafeKey, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, KeyError> {
+    {
         if sealed.len() < NONCE_LEN {
             return Err(KeyError::WrongKey);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::WrongKey)?;
         let mut buf = ciphertext.to_vec();
-        let plain = self
-            .seal
+        let plain = key
             .open_in_place(nonce, Aad::from(aad), &mut buf)
             .map_err(|_| KeyError::WrongKey)?;
         Ok(plain.to_vec())

@@ -87,6 +87,8 @@ pub struct ServiceConfig {
     pub audit_retention_days: u32,
     /// DPoP proofs must carry a server nonce (RFC 9449 §8).
     pub dpop_require_nonce: bool,
+    /// Every authorization request must be pushed (RFC 9126 §5).
+    pub require_par: bool,
 }
 
 impl ServiceConfig {
@@ -103,6 +105,7 @@ impl ServiceConfig {
             client_cache_ttl: std::time::Duration::from_secs(2),
             audit_retention_days: 90,
             dpop_require_nonce: false,
+            require_par: false,
         }
     }
 }
@@ -135,6 +138,7 @@ const AUDIT_PRUNE_BATCH: u64 = 100_000;
 /// Every use case, composed; what the HTTP edge holds.
 pub struct Service {
     pub authorize: AuthorizationEndpoint,
+    pub par: authorize::par::PushedAuthorization,
     pub token: TokenEndpoint,
     pub token_state: TokenState,
     pub registration: Registration,
@@ -211,6 +215,7 @@ impl Service {
             signing_alg: config.signing_alg.as_str(),
             grant_types: &grant_types,
             auth_methods: &advertised_methods,
+            require_par: config.require_par,
         }));
         let mut registrable = grant_types.clone();
         for grant in AUTHORIZATION_ENDPOINT_GRANTS {
@@ -229,6 +234,12 @@ impl Service {
                 issuer.clone(),
                 clients.clone(),
                 store.clone(),
+                master.clone(),
+                audit.clone(),
+                config.require_par,
+            ),
+            par: authorize::par::PushedAuthorization::new(
+                authenticator.clone(),
                 master.clone(),
                 audit.clone(),
             ),

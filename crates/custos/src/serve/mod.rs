@@ -70,6 +70,7 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     config.client_cache_ttl = Duration::from_secs(settings.client_cache_ttl);
     config.audit_retention_days = settings.audit_retention_days;
     config.dpop_require_nonce = settings.dpop_nonce;
+    config.require_par = settings.require_par;
     let fetcher = HttpJwksFetcher::new(settings.allow_private_urls)
         .map_err(|e| format!("HTTP client: {e}"))?;
     let (service, audit_writer) = Service::start(

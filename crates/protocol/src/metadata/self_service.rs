@@ -87,6 +87,11 @@ pub fn check_update(old: &ClientMetadata, new: &ClientMetadata) -> Result<Change
             )));
         }
     }
+    if old.require_pushed_authorization_requests && !new.require_pushed_authorization_requests {
+        return Err(OAuthError::invalid_client_metadata(
+            "a client cannot turn off its own require_pushed_authorization_requests (RFC 9126 section 6); ask an administrator",
+        ));
+    }
     if old.dpop_bound_access_tokens && !new.dpop_bound_access_tokens {
         return Err(OAuthError::invalid_client_metadata(
             "a client cannot turn off its own dpop_bound_access_tokens (RFC 9449 section 5.2); ask an administrator",

@@ -11,6 +11,7 @@
 //! and the DPoP key, and are stored hashed.
 
 pub mod browser;
+pub mod par;
 
 use crate::audit::{bounded, Auditor, MAX_FIELD};
 use crate::brake::Brake;
@@ -119,6 +120,8 @@ pub struct AuthorizationEndpoint {
     master: Arc<MasterKey>,
     audit: Auditor,
     logins: Brake,
+    /// Every authorization request must be pushed (RFC 9126 §5).
+    require_par: bool,
 }
 
 impl AuthorizationEndpoint {
@@ -128,6 +131,7 @@ impl AuthorizationEndpoint {
         store: Arc<dyn Store>,
         master: Arc<MasterKey>,
         audit: Auditor,
+        require_par: bool,
     ) -> Self {
         AuthorizationEndpoint {
             issuer,
@@ -136,6 +140,7 @@ impl AuthorizationEndpoint {
             master,
             audit,
             logins: Brake::default(),
+            require_par,
         }
     }
 
@@ -149,7 +154,24 @@ impl AuthorizationEndpoint {
         session: Option<&str>,
         ctx: &RequestContext,
     ) -> AuthorizeAnswer {
-        let (request, client) = match self.validated(form, ctx).await {
+        // RFC 9126 §4: a pushed request stands for every parameter but
+        // client_id.
+        let pushed = match form.get("request_uri") {
+            Some(uri) => {
+                let client_id = form.get("client_id").unwrap_or("");
+                match par::open_pushed(&self.master, uri, client_id, ctx.now()) {
+                    Ok(params) => Some(params),
+                    Err(error) => {
+                        self.audit_refusal(Some(client_id), &error, ctx).await;
+                        return AuthorizeAnswer::just(AuthorizeOutcome::Error(error));
+                    }
+                }
+            }
+            None => None,
+        };
+        let is_pushed = pushed.is_some();
+        let form = pushed.as_ref().unwrap_or(form);
+        let (request, client) = match self.validated(form, is_pushed, ctx).await {
             Ok(found) => found,
             Err(outcome) => return AuthorizeAnswer::just(outcome),
         };
@@ -254,6 +276,7 @@ impl AuthorizationEndpoint {
     async fn validated(
         &self,
         form: &FormParams,
+        pushed: bool,
         ctx: &RequestContext,
     ) -> Result<(AuthorizationRequest, ClientMetadata), AuthorizeOutcome> {
         let page = |error: OAuthError| AuthorizeOutcome::Error(error);
@@ -277,7 +300,15 @@ impl AuthorizationEndpoint {
                     return Err(page(error));
                 }
             };
-        match validate(form, &client, redirect_uri.clone()) {
+        let must_push = self.require_par || client.require_pushed_authorization_requests;
+        let checked = if must_push && !pushed {
+            Err(OAuthError::invalid_request(
+                "authorization requests must be pushed first (RFC 9126): POST them to the pushed_authorization_request_endpoint and send request_uri",
+            ))
+        } else {
+            validate(form, &client, redirect_uri.clone())
+        };
+        match checked {
             Ok(request) => Ok((request, client)),
             Err(error) => {
                 self.audit_refusal(Some(&sent.client_id), &error, ctx).await;

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# End-to-end test of the authorization code flow in a real headless Chromium
+# (issue 6): login and consent driven from the keyboard, the redirect landing
+# on a local HTTP server, the code redeemed with the PKCE verifier, and a
+# screenshot of each page kept in target/browser-artifacts/.
+#
+#   bash tests/browser/run.sh                 # SQLite
+#   CUSTOS_TEST_POSTGRES_URL=postgres://custos:custos@127.0.0.1:55432/custos \
+#     bash tests/browser/run.sh               # SQLite, then PostgreSQL
+#
+# Installs what it needs when missing: Debian's chromium, chromium-driver and
+# fonts-dejavu-core (apt-get; sudo only when not root), and a Python venv in
+# target/browser-venv with the packages pinned in requirements.txt. Selenium
+# is given /usr/bin/chromium and /usr/bin/chromedriver and never downloads a
+# browser or a driver of its own.
+#
+# For each backend: builds custos, starts it on 127.0.0.1 port 0 with a fresh
+# database (the address read back from its log), runs pytest, stops the server
+# with SIGTERM and requires exit status 0. For PostgreSQL a new database is
+# created in the cluster of CUSTOS_TEST_POSTGRES_URL (its role needs
+# CREATEDB) and dropped afterwards. Extra arguments go to pytest, e.g.
+#   bash tests/browser/run.sh -k deny
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+cd "$root"
+
+say() { echo "browser: $*" >&2; }
+
+venv="$root/target/browser-venv"
+artifacts="$root/target/browser-artifacts"
+work="$(mktemp -d "${TMPDIR:-/tmp}/custos-browser.XXXXXX")"
+server_pid=""
+server_log=""
+pg_database=""
+pg_admin_url=""
+started=$SECONDS
+
+cleanup() {
+  local rc=$?
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  if [ -n "$pg_database" ]; then
+    psql "$pg_admin_url" -qAt -v ON_ERROR_STOP=1 \
+      -c "DROP DATABASE IF EXISTS \"$pg_database\"" >/dev/null 2>&1 ||
+      say "could not drop database $pg_database"
+  fi
+  rm -rf "$work"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ------------------------------------------------------------------ setup
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    say "need root (or sudo) to run: $*"
+    return 1
+  fi
+}
+
+installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+chromium="${BROWSER_CHROMIUM:-/usr/bin/chromium}"
+chromedriver="${BROWSER_CHROMEDRIVER:-/usr/bin/chromedriver}"
+
+missing=()
+for package in chromium chromium-driver fonts-dejavu-core; do
+  installed "$package" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  command -v apt-get >/dev/null || { say "apt-get not found; install ${missing[*]} by hand"; exit 1; }
+  say "installing ${missing[*]} (apt-get)"
+  as_root apt-get update -qq >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+[ -x "$chromium" ] || { say "$chromium is missing"; exit 1; }
+[ -x "$chromedriver" ] || { say "$chromedriver is missing"; exit 1; }
+
+python="${PYTHON:-python3}"
+command -v "$python" >/dev/null || { say "python3 is required"; exit 1; }
+
+stamp="$venv/.requirements.sha256"
+want="$(sha256sum "$here/requirements.txt" | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "creating $venv"
+  rm -rf "$venv"
+  if ! "$python" -m venv "$venv" >/dev/null 2>&1; then
+    say "python3 -m venv failed; installing python3-venv"
+    as_root apt-get update -qq >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$here/requirements.txt"
+  echo "$want" >"$stamp"
+fi
+
+say "$("$chromium" --version 2>/dev/null | head -n 1); $("$chromedriver" --version | cut -d' ' -f1-2)"
+
+say "cargo build -p custos"
+cargo build -q -p custos
+binary="${CARGO_TARGET_DIR:-$root/target}/debug/custos"
+
+mkdir -p "$artifacts"
+rm -f "$artifacts"/*.png
+
+# The server binds port 0; its address is read back from its log line
+# "custos listening on http://127.0.0.1:PORT" (no free-port probe to race).
+bound_url() {
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      return 1
+    fi
+    local found
+    found="$(grep -oE 'custos listening on http://127\.0\.0\.1:[0-9]+' "$server_log" | head -n 1 | sed 's/.* on //')" || true
+    if [ -n "$found" ]; then
+      echo "$found"
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+wait_healthy() {
+  local url="$1"
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      return 1
+    fi
+    if "$venv/bin/python" - "$url" <<'EOF' 2>/dev/null; then
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=2) as r:
+    sys.exit(0 if r.status == 200 else 1)
+EOF
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+show_log() {
+  if [ -n "$server_log" ] && [ -f "$server_log" ]; then
+    echo "----- custos log ($1) -----" >&2
+    cat "$server_log" >&2
+    echo "----- end of custos log -----" >&2
+  fi
+}
+
+# run_backend NAME DATABASE_URL [KEY_ENCRYPTION_KEY]
+run_backend() {
+  local name="$1" database_url="$2" kek="${3:-}"
+  local admin_token url rc
+  admin_token="browser-$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+  server_log="$work/custos-$name.log"
+  say "[$name] starting custos on 127.0.0.1, port chosen by the system"
+  env -u CUSTOS_CONFIG -u CUSTOS_ISSUER -u CUSTOS_TLS_CERT -u CUSTOS_TLS_KEY -u CUSTOS_LOG_FORMAT \
+    CUSTOS_LISTEN="127.0.0.1:0" \
+    CUSTOS_DATABASE_URL="$database_url" \
+    CUSTOS_ADMIN_TOKEN="$admin_token" \
+    ${kek:+CUSTOS_KEY_ENCRYPTION_KEY="$kek"} \
+    CUSTOS_LOG="${CUSTOS_LOG:-info}" \
+    "$binary" serve >"$server_log" 2>&1 &
+  server_pid=$!
+  if ! url="$(bound_url)"; then
+    say "[$name] custos did not say where it listens"
+    show_log "$name"
+    return 1
+  fi
+  say "[$name] custos listens on $url"
+  if ! wait_healthy "$url"; then
+    say "[$name] custos did not become healthy"
+    show_log "$name"
+    return 1
+  fi
+
+  rc=0
+  say "[$name] pytest"
+  (
+    cd "$here"
+    CUSTOS_TEST_URL="$url" CUSTOS_TEST_ADMIN_TOKEN="$admin_token" \
+      BROWSER_BACKEND="$name" BROWSER_ARTIFACTS="$artifacts" \
+      BROWSER_CHROMIUM="$chromium" BROWSER_CHROMEDRIVER="$chromedriver" \
+      SE_OFFLINE=true PYTHONDONTWRITEBYTECODE=1 \
+      "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfExX "${pytest_args[@]}"
+  ) || rc=$?
+
+  say "[$name] stopping custos (SIGTERM)"
+  kill -TERM "$server_pid"
+  local status=0 stopped=0
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$server_pid" 2>/dev/null; then
+      stopped=1
+      break
+    fi
+    sleep 0.1
+  done
+  if [ "$stopped" = 0 ]; then
+    say "[$name] custos did not stop within 30 s of SIGTERM"
+    kill -KILL "$server_pid" 2>/dev/null || true
+    status=137
+  fi
+  wait "$server_pid" || status=$?
+  server_pid=""
+  if [ "$status" != 0 ]; then
+    say "[$name] custos exited with status $status after SIGTERM (want 0)"
+    rc=1
+  fi
+  if [ "$rc" != 0 ]; then
+    show_log "$name"
+    return 1
+  fi
+  say "[$name] passed; custos shut down cleanly"
+}
+
+pytest_args=("$@")
+failed=0
+
+mkdir -p "$work/sqlite"
+run_backend sqlite "sqlite://$work/sqlite/custos.db" || failed=1
+
+if [ -n "${CUSTOS_TEST_POSTGRES_URL:-}" ]; then
+  command -v psql >/dev/null || { say "CUSTOS_TEST_POSTGRES_URL is set but psql is missing"; exit 1; }
+  pg_admin_url="$CUSTOS_TEST_POSTGRES_URL"
+  pg_database="custos_browser_$(date +%s)_$$"
+  say "[postgres] CREATE DATABASE $pg_database"
+  psql "$pg_admin_url" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$pg_database\"" >/dev/null
+  # Same URL with the path replaced by the new database (query kept).
+  pg_url="$("$venv/bin/python" - "$pg_admin_url" "$pg_database" <<'EOF'
+import sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+print(urllib.parse.urlunsplit(url._replace(path="/" + sys.argv[2])))
+EOF
+)"
+  kek="$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"
+  run_backend postgres "$pg_url" "$kek" || failed=1
+else
+  say "CUSTOS_TEST_POSTGRES_URL is not set; skipping PostgreSQL"
+fi
+
+shopt -s nullglob
+for png in "$artifacts"/*.png; do
+  say "screenshot: ${png#"$root"/}"
+done
+
+if [ "$failed" != 0 ]; then
+  say "FAILED after $((SECONDS - started)) s"
+  exit 1
+fi
+say "all backends passed in $((SECONDS - started)) s"
