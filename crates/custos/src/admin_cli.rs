@@ -58,6 +58,22 @@ pub enum Noun {
         #[command(subcommand)]
         verb: TokenVerb,
     },
+    /// What people remembered consenting to, per client.
+    Consents {
+        #[command(subcommand)]
+        verb: ConsentVerb,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentVerb {
+    /// Every remembered consent, or one person's.
+    List {
+        #[arg(long)]
+        username: Option<String>,
+    },
+    /// Forget a person's consents to a client (they are asked again).
+    Revoke { username: String, client_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +202,30 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             }
             (Method::GET, format!("/admin/events{query}"), None)
         }
+        Noun::Consents {
+            verb: ConsentVerb::List { username },
+        } => {
+            let mut query = form_urlencoded_pairs(&[("username", username)]);
+            if !query.is_empty() {
+                query.insert(0, '?');
+            }
+            (Method::GET, format!("/admin/consents{query}"), None)
+        }
+        Noun::Consents {
+            verb:
+                ConsentVerb::Revoke {
+                    username,
+                    client_id,
+                },
+        } => (
+            Method::DELETE,
+            format!(
+                "/admin/consents/{}/{}",
+                encode(&username),
+                encode(&client_id)
+            ),
+            None,
+        ),
         Noun::Keys {
             verb: KeyVerb::Rotate,
         } => (Method::POST, "/admin/keys/rotate".into(), None),

@@ -779,7 +779,82 @@ async fn rfc9126_pushed_authorization_requests(db: Database) {
     assert_eq!(status, 200, "{tokens}");
 }
 
+/// Remembered consent is listed and revoked through the admin API and the
+/// CLI (the person is asked again); the inventory shows each client's
+/// PKCE and DPoP requirements, redirect URIs and live refresh families.
+async fn consents_and_inventory_through_the_admin_api_and_cli(db: Database) {
+    let flow = public_flow(&db).await;
+    let browser = browser();
+    let (verifier, challenge) = pkce();
+    let location = flow
+        .authorize(&browser, &flow.authorization_url(&challenge, &[]))
+        .await;
+    let (status, _) = flow
+        .redeem(&param(&query(&location), "code").unwrap(), &verifier)
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, inventory) = flow.server.admin(Method::GET, "/admin/clients", None).await;
+    assert_eq!(status, 200);
+    let entry = inventory
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_id"] == flow.client_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["pkce_required"], true);
+    assert_eq!(entry["dpop_bound_access_tokens"], false);
+    assert_eq!(entry["redirect_uris"], json!([REDIRECT]));
+    assert_eq!(entry["live_refresh_families"], 1);
+
+    let cli = |args: &[&str]| {
+        let output = std::process::Command::new(common::binary())
+            .args(["admin"])
+            .args(args)
+            .args(["--url", &flow.server.url])
+            .env("CUSTOS_ADMIN_TOKEN", ADMIN_TOKEN)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let listed: Value =
+        serde_json::from_str(&cli(&["consents", "list", "--username", "alice"])).unwrap();
+    assert_eq!(listed[0]["client_id"], flow.client_id.as_str());
+    assert_eq!(listed[0]["scope"], "read");
+    cli(&["consents", "revoke", "alice", &flow.client_id]);
+    let (status, listed) = flow
+        .server
+        .admin(Method::GET, "/admin/consents", None)
+        .await;
+    assert_eq!((status, listed), (200, json!([])));
+    let (status, _) = flow
+        .server
+        .admin(
+            Method::DELETE,
+            &format!("/admin/consents/alice/{}", flow.client_id),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    // Asked again: the consent page, not a redirect.
+    let page = browser
+        .get(flow.authorization_url(&challenge, &[]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains(r#"value="allow""#));
+    assert_eq!(flow.server.events("?type=consent.revoked").await.len(), 1);
+}
+
 on_both_engines!(
+    consents_and_inventory_through_the_admin_api_and_cli,
     rfc9126_pushed_authorization_requests,
     oauth21_4_1_code_flow_with_pkce_end_to_end,
     rfc9700_4_14_a_reused_code_revokes_its_tokens,

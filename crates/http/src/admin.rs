@@ -28,6 +28,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/clients/{client_id}", delete(delete_client))
         .route("/clients/{client_id}/rotate-secret", post(rotate_secret))
         .route("/events", get(events))
+        .route("/consents", get(list_consents))
+        .route("/consents/{username}/{client_id}", delete(revoke_consents))
         .route("/keys", get(list_keys))
         .route("/keys/rotate", post(rotate_keys))
         .route_layer(axum::middleware::from_fn_with_state(state, require_admin))
@@ -138,6 +140,39 @@ async fn rotate_secret(
             .rotate_client_secret(&client_id, &ctx)
             .await?,
     ))
+}
+
+#[derive(Deserialize)]
+struct ConsentQuery {
+    username: Option<String>,
+}
+
+async fn list_consents(
+    State(state): State<AppState>,
+    query: Result<Query<ConsentQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) =
+        query.map_err(|e| OAuthError::invalid_request(format!("bad query: {}", e.body_text())))?;
+    Ok(Json(
+        state
+            .service
+            .admin
+            .consents(query.username.as_deref())
+            .await?,
+    ))
+}
+
+async fn revoke_consents(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    Path((username, client_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .service
+        .admin
+        .revoke_consents(&username, &client_id, &ctx)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_keys(State(state): State<AppState>) -> Json<Value> {

@@ -252,6 +252,12 @@ impl Admin {
             .collect();
         let mut out = Vec::with_capacity(clients.len());
         for (client, metadata) in clients {
+            let live_families = self
+                .store
+                .list_live_grants(&client.client_id, now)
+                .await
+                .map_err(internal)?
+                .len();
             let method = metadata.token_endpoint_auth_method;
             out.push(json!({
                 "client_id": client.client_id,
@@ -261,6 +267,11 @@ impl Admin {
                 "uses_static_secret": method.uses_secret(),
                 "grant_types": metadata.grant_types,
                 "redirect_uris": metadata.redirect_uris,
+                "pkce_required": metadata.allows_grant("authorization_code"),
+                "dpop_bound_access_tokens": metadata.dpop_bound_access_tokens,
+                "require_pushed_authorization_requests": metadata.require_pushed_authorization_requests,
+                "refresh_token_reuse_grace": metadata.refresh_token_reuse_grace,
+                "live_refresh_families": live_families,
                 "scope": metadata.scope,
                 "contacts": metadata.contacts,
                 "access_token_lifetime": metadata.access_token_lifetime,
@@ -343,6 +354,52 @@ impl Admin {
         ));
         self.audit.record(event).await;
         Ok(info)
+    }
+
+    /// `GET /admin/consents?username=`: what people remembered consenting
+    /// to.
+    pub async fn consents(&self, username: Option<&str>) -> Result<Value, ServiceError> {
+        let consents = self.store.list_consents(username).await.map_err(internal)?;
+        Ok(Value::Array(
+            consents
+                .into_iter()
+                .map(|c| {
+                    json!({"username": c.username, "client_id": c.client_id,
+                           "scope": c.scope, "created_at": c.created_at})
+                })
+                .collect(),
+        ))
+    }
+
+    /// `DELETE /admin/consents/{username}/{client_id}`: the person is asked
+    /// again next time. (Tokens already issued stay valid; revoke those
+    /// through the client or its refresh tokens.)
+    pub async fn revoke_consents(
+        &self,
+        username: &str,
+        client_id: &str,
+        ctx: &RequestContext,
+    ) -> Result<(), ServiceError> {
+        let removed = self
+            .store
+            .revoke_consents(username, client_id)
+            .await
+            .map_err(internal)?;
+        if removed == 0 {
+            return Err(ServiceError::not_found(
+                "this person has no remembered consent for this client",
+            ));
+        }
+        let mut event = self
+            .audit
+            .event(event_type::CONSENT_REVOKED, Outcome::Success, ctx);
+        event.client_id = Some(client_id.to_owned());
+        event.reason = Some(format!(
+            "user {}: {removed} consents forgotten",
+            crate::audit::bounded(username, 64)
+        ));
+        self.audit.record(event).await;
+        Ok(())
     }
 
     /// `GET /admin/keys`.
