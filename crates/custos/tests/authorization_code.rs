@@ -853,7 +853,127 @@ async fn consents_and_inventory_through_the_admin_api_and_cli(db: Database) {
     assert_eq!(flow.server.events("?type=consent.revoked").await.len(), 1);
 }
 
+/// RFC 9700 §4.14.2 across replicas: 500 concurrent refreshes with one
+/// refresh token, spread over two replicas: exactly one succeeds, and since
+/// the others are reuses, the family — the winner's new token included —
+/// is revoked. Decided by the database, not by either process.
+async fn rfc9700_concurrent_refreshes_across_replicas_have_one_winner(db: Database) {
+    let (first, second) = Server::replicas(&db).await;
+    let (status, _) = first
+        .admin(
+            Method::POST,
+            "/admin/users",
+            Some(json!({"username": "alice", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, client) = first
+        .register(json!({"token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"],
+                         "redirect_uris": [REDIRECT], "scope": "read"}))
+        .await;
+    let flow = Flow {
+        client_id: client["client_id"].as_str().unwrap().to_owned(),
+        registration: client.clone(),
+        authorize: format!("{}/authorize", first.url),
+        token: format!("{}/token", first.url),
+        server: first,
+    };
+    let (verifier, challenge) = pkce();
+    let location = flow
+        .authorize(&browser(), &flow.authorization_url(&challenge, &[]))
+        .await;
+    let (status, tokens) = flow
+        .redeem(&param(&query(&location), "code").unwrap(), &verifier)
+        .await;
+    assert_eq!(status, 200, "{tokens}");
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+
+    let endpoints = [flow.token.clone(), format!("{}/token", second.url)];
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..500 {
+        let (http, endpoint, refresh, client_id) = (
+            http.clone(),
+            endpoints[i % 2].clone(),
+            refresh.clone(),
+            flow.client_id.clone(),
+        );
+        tasks.spawn(async move {
+            let response = http
+                .post(endpoint)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", refresh.as_str()),
+                    ("client_id", client_id.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        });
+    }
+    let mut winners = Vec::new();
+    let mut refused = 0;
+    while let Some(result) = tasks.join_next().await {
+        let (status, body) = result.unwrap();
+        match status {
+            200 => winners.push(body),
+            400 => {
+                assert_eq!(body["error"], "invalid_grant");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one rotation wins");
+    assert_eq!(refused, 499);
+    let newest = winners[0]["refresh_token"].as_str().unwrap();
+    let (status, _) = flow.refresh(newest).await;
+    assert_eq!(
+        status, 400,
+        "the reuses revoked the family, the winner's token too"
+    );
+    let _ = second;
+}
+
+/// A client that races its own refreshes may be given a grace window:
+/// within it the rotated-out token still rotates, and the family lives.
+async fn refresh_reuse_grace_window_per_client(db: Database) {
+    let flow = setup(
+        &db,
+        json!({"token_endpoint_auth_method": "none", "grant_types": ["authorization_code", "refresh_token"],
+               "redirect_uris": [REDIRECT], "scope": "read", "refresh_token_reuse_grace": 30}),
+    )
+    .await;
+    assert_eq!(flow.registration["refresh_token_reuse_grace"], 30);
+    let (verifier, challenge) = pkce();
+    let location = flow
+        .authorize(&browser(), &flow.authorization_url(&challenge, &[]))
+        .await;
+    let (_, tokens) = flow
+        .redeem(&param(&query(&location), "code").unwrap(), &verifier)
+        .await;
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let (status, a) = flow.refresh(refresh).await;
+    assert_eq!(status, 200);
+    let (status, b) = flow.refresh(refresh).await;
+    assert_eq!(status, 200, "within the grace window: {b}");
+    for token in [&a, &b] {
+        let (status, _) = flow.refresh(token["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(status, 200, "the family lives on");
+    }
+}
+
 on_both_engines!(
+    rfc9700_concurrent_refreshes_across_replicas_have_one_winner,
+    refresh_reuse_grace_window_per_client,
     consents_and_inventory_through_the_admin_api_and_cli,
     rfc9126_pushed_authorization_requests,
     oauth21_4_1_code_flow_with_pkce_end_to_end,
