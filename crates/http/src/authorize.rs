@@ -100,8 +100,12 @@ fn respond(state: &AppState, answer: AuthorizeAnswer) -> Response {
 }
 
 fn error_page(state: &AppState, error: &str, description: &str) -> Response {
+    let status = match error {
+        "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
     render(
-        StatusCode::BAD_REQUEST,
+        status,
         "error.html",
         json!({"assets": format!("{}{}", state.issuer_path, ASSETS), "error": error,
                "description": crate::error::sanitize_description(description)}),
