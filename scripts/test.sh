@@ -22,3 +22,4 @@ cargo test --workspace --locked
 if [ "${SKIP_INTEROP:-0}" != 1 ] && [ -f tests/interop/run.sh ]; then
   bash tests/interop/run.sh
 fi
+if [ "${SKIP_BROWSER:-0}" != 1 ] && [ -f tests/browser/run.sh ]; then bash tests/browser/run.sh; fi

@@ -73,6 +73,18 @@ as_root() {
   fi
 }
 
+apt_updated=0
+apt_install() {
+  command -v apt-get >/dev/null || { say "apt-get not found; install $* by hand"; return 1; }
+  say "installing $* (apt-get)"
+  if [ "$apt_updated" = 0 ]; then
+    as_root apt-get update -qq >/dev/null
+    apt_updated=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
 installed() {
   dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
@@ -85,11 +97,7 @@ for package in chromium chromium-driver fonts-dejavu-core; do
   installed "$package" || missing+=("$package")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-  command -v apt-get >/dev/null || { say "apt-get not found; install ${missing[*]} by hand"; exit 1; }
-  say "installing ${missing[*]} (apt-get)"
-  as_root apt-get update -qq >/dev/null
-  as_root env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
 fi
 [ -x "$chromium" ] || { say "$chromium is missing"; exit 1; }
 [ -x "$chromedriver" ] || { say "$chromedriver is missing"; exit 1; }
@@ -104,8 +112,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   rm -rf "$venv"
   if ! "$python" -m venv "$venv" >/dev/null 2>&1; then
     say "python3 -m venv failed; installing python3-venv"
-    as_root apt-get update -qq >/dev/null
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    apt_install python3-venv
     rm -rf "$venv"
     "$python" -m venv "$venv"
   fi
