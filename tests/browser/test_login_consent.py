@@ -80,21 +80,30 @@ def wait_for_consent_or_login_error(driver):
 
 
 def log_in_by_keyboard(driver, username: str, password: str) -> None:
-    # The username field has autofocus: no click needed. (Chromium applies
-    # autofocus in a rendering step after the load, hence the wait.)
+    # The login page focuses the username field, or the password field when
+    # the username is already filled in (after a failed attempt). Chromium
+    # applies autofocus in a rendering step after the load, hence the wait.
     try:
-        WebDriverWait(driver, 5).until(lambda d: focused(d).get_attribute("name") == "username")
+        WebDriverWait(driver, 5).until(
+            lambda d: focused(d).get_attribute("name") in ("username", "password")
+        )
     except TimeoutException:
         field = focused(driver)
         raise AssertionError(
-            "the login page should focus the username field, "
+            "the login page should focus the username or the password field, "
             f"focus is on <{field.tag_name} name={field.get_attribute('name')!r}>"
         ) from None
     page = driver.find_element(By.TAG_NAME, "html")
-    if focused(driver).get_attribute("value"):
-        # Replace what is there: select all, then type over it.
-        ActionChains(driver).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).perform()
-    keys(driver, username, Keys.TAB)
+    if focused(driver).get_attribute("name") == "password":
+        kept = driver.find_element(By.NAME, "username").get_attribute("value")
+        assert kept, "the password field has the focus only when the username is filled in"
+        if kept != username:
+            ActionChains(driver).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+    if focused(driver).get_attribute("name") == "username":
+        if focused(driver).get_attribute("value"):
+            # Replace what is there: select all, then type over it.
+            ActionChains(driver).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).perform()
+        keys(driver, username, Keys.TAB)
     assert focused(driver).get_attribute("name") == "password", "TAB from username goes to password"
     keys(driver, password, Keys.ENTER)
     # Wait for the answer to replace this page, so that a later wait does not

@@ -89,6 +89,11 @@ pub fn router(service: Arc<Service>, trusted_proxies: TrustedProxies) -> Router 
         )
     };
     app.route("/healthz", get(|| async { "ok" }))
+        // Browsers ask for it on every page; there is none.
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
         .fallback(not_found)
         .with_state(state)
         // Nothing custos answers may be cached unless the handler says so
