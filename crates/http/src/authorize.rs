@@ -30,7 +30,7 @@ pub async fn get(
     let answer = state
         .service
         .authorize
-        .start(&form, session_cookie(&headers), &ctx)
+        .start(&form, session_cookie(&state, &headers), &ctx)
         .await;
     respond(&state, answer)
 }
@@ -48,13 +48,35 @@ pub async fn post(
         Err(ApiError::PayloadTooLarge(d)) => return error_page(&state, "invalid_request", &d),
         Err(ApiError::Service(e)) => return error_page(&state, e.code(), e.description()),
     };
-    let session = session_cookie(&headers);
+    let session = session_cookie(&state, &headers);
     let answer = if form.contains("step") {
+        // The person's own pages post here; a cross-site post is a login
+        // (or consent) CSRF attempt, whatever its tokens say.
+        if cross_site(&state, &headers) {
+            return error_page(
+                &state,
+                "invalid_request",
+                "this form was sent from another site; start again from the application",
+            );
+        }
         state.service.authorize.submit(&form, session, &ctx).await
     } else {
         state.service.authorize.start(&form, session, &ctx).await
     };
     respond(&state, answer)
+}
+
+/// A request a browser says came from another site: `Sec-Fetch-Site:
+/// cross-site`, or an `Origin` other than the issuer's (`null` included).
+fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if fetch_site == Some("cross-site") {
+        return true;
+    }
+    headers
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|origin| !origin.eq_ignore_ascii_case(&state.origin))
 }
 
 fn respond(state: &AppState, answer: AuthorizeAnswer) -> Response {
@@ -83,15 +105,22 @@ fn respond(state: &AppState, answer: AuthorizeAnswer) -> Response {
         }
     };
     if let Some((value, max_age)) = answer.set_session {
-        let path = if state.issuer_path.is_empty() {
-            "/"
+        // Under https the `__Host-` prefix: no sibling subdomain can set or
+        // shadow the session (it requires Secure, Path=/ and no Domain).
+        let cookie = if state.secure_cookies {
+            format!(
+                "{SECURE_SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax; Secure"
+            )
         } else {
-            &state.issuer_path
+            let path = if state.issuer_path.is_empty() {
+                "/"
+            } else {
+                &state.issuer_path
+            };
+            format!(
+                "{SESSION_COOKIE}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+            )
         };
-        let secure = if state.secure_cookies { "; Secure" } else { "" };
-        let cookie = format!(
-            "{SESSION_COOKIE}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
-        );
         if let Ok(cookie) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
@@ -112,14 +141,23 @@ fn error_page(state: &AppState, error: &str, description: &str) -> Response {
     )
 }
 
-/// The value of the session cookie, if the request carries one.
-fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+/// The session cookie's name under https.
+const SECURE_SESSION_COOKIE: &str = "__Host-custos_session";
+
+/// The value of the session cookie, if the request carries one (under
+/// https only the `__Host-` one).
+fn session_cookie<'h>(state: &AppState, headers: &'h HeaderMap) -> Option<&'h str> {
+    let name = if state.secure_cookies {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    };
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(cookie, _)| *cookie == name)
         .map(|(_, value)| value)
 }

@@ -16,6 +16,8 @@ use std::net::SocketAddr;
 
 /// Largest request body accepted: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Oversized bodies up to this size are read (and dropped) before the 413.
+const MAX_DRAINED_BYTES: usize = 1024 * 1024;
 
 /// The request's context: the client's address when the transport knows
 /// it (the TCP peer, or what trusted proxies say in `X-Forwarded-For`, see
@@ -96,7 +98,13 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiErro
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    if let Some(length) = declared.filter(|n| *n > MAX_BODY_BYTES as u64) {
+        // A modestly oversized body is read and dropped first, so the client
+        // (which may be busy sending it) gets the 413 rather than a reset
+        // connection; anything larger is refused before a byte is read.
+        if length <= MAX_DRAINED_BYTES as u64 {
+            let _ = to_bytes(body, MAX_DRAINED_BYTES).await;
+        }
         return Err(too_large());
     }
     to_bytes(body, MAX_BODY_BYTES)

@@ -52,6 +52,54 @@ impl Brake {
         (window.failures >= MAX_FAILURES && remaining > 0).then_some(remaining as u64)
     }
 
+    /// Counts an attempt from `source` before it is checked, atomically:
+    /// `Some(seconds)` (and nothing counted) when `source` is braked, else
+    /// the attempt counts now — so concurrent attempts, or one whose caller
+    /// goes away mid-check, cannot slip past the limit. Call
+    /// [`Brake::forget`] when the attempt succeeds.
+    pub fn attempt(&self, source: &str, now: i64) -> Option<u64> {
+        let mut refused = None;
+        self.windows
+            .entry_by_ref(source)
+            .and_compute_with(|existing| {
+                let current = existing.map(|e| e.into_value());
+                match current {
+                    Some(w) if w.start + WINDOW_SECS > now && w.failures >= MAX_FAILURES => {
+                        refused = Some((w.start + WINDOW_SECS - now) as u64);
+                        Op::Nop
+                    }
+                    Some(w) if w.start + WINDOW_SECS > now => Op::Put(Window {
+                        start: w.start,
+                        failures: w.failures + 1,
+                    }),
+                    _ => Op::Put(Window {
+                        start: now,
+                        failures: 1,
+                    }),
+                }
+            });
+        refused
+    }
+
+    /// Takes back one attempt counted by [`Brake::attempt`] (it succeeded:
+    /// a busy address's good attempts do not brake it).
+    pub fn credit(&self, source: &str) {
+        self.windows
+            .entry_by_ref(source)
+            .and_compute_with(|existing| match existing.map(|e| e.into_value()) {
+                Some(w) => Op::Put(Window {
+                    start: w.start,
+                    failures: w.failures.saturating_sub(1),
+                }),
+                None => Op::Nop,
+            });
+    }
+
+    /// Forgets `source`'s attempts (it succeeded).
+    pub fn forget(&self, source: &str) {
+        self.windows.invalidate(source);
+    }
+
     /// Counts a failed attempt from `source` at `now` (seconds).
     pub fn record_failure(&self, source: &str, now: i64) {
         self.windows
@@ -75,6 +123,20 @@ impl Brake {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_count_before_they_are_checked() {
+        let brake = Brake::default();
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(brake.attempt("a", 100), None);
+        }
+        assert_eq!(brake.attempt("a", 110), Some(50), "the eleventh is refused");
+        assert_eq!(brake.attempt("a", 160), None, "a new window");
+        brake.forget("a");
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(brake.attempt("a", 161), None);
+        }
+    }
 
     #[test]
     fn brakes_after_the_limit_until_the_window_ends() {

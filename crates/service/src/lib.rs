@@ -164,6 +164,7 @@ impl Service {
         jwks_fetcher: Arc<dyn JwksFetcher>,
     ) -> Result<(Arc<Service>, AuditWriter), StartError> {
         let master = Arc::new(master);
+        tokio::task::spawn_blocking(authorize::warm_up);
         let keys = Arc::new(
             SigningKeys::start(
                 store.clone(),
@@ -241,6 +242,7 @@ impl Service {
             par: authorize::par::PushedAuthorization::new(
                 authenticator.clone(),
                 master.clone(),
+                dpop.clone(),
                 audit.clone(),
             ),
             token: TokenEndpoint::new(

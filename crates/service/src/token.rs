@@ -131,7 +131,9 @@ impl TokenEndpoint {
             .authenticator
             .authenticate(&presented, ctx, claimed)
             .await?;
-        *authenticated = true;
+        // A public client proves nothing: its refusals are bounded like
+        // those of callers that did not authenticate.
+        *authenticated = !client.is_public();
         // RFC 9449 §5: a DPoP proof binds the token, for every grant.
         let bound = self.dpop.check(proof, None, ctx).await?;
         if bound.is_none() && client.metadata().dpop_bound_access_tokens {

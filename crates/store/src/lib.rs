@@ -171,9 +171,14 @@ pub trait CodeRepo: Send + Sync {
     /// the grant the first redemption created, to revoke; RFC 9700 §4.5).
     /// A consumed code stays `AlreadyRedeemed` until `prune_expired` removes
     /// it after its expiry. Unknown, or expired unconsumed: `Unknown`.
+    ///
+    /// The code must have been issued to `client_id`: another client's
+    /// redemption is `Unknown` and changes nothing, so a leaked code cannot
+    /// be burned, nor its tokens revoked, by anyone else.
     async fn redeem_code(
         &self,
         code_hash: &[u8],
+        client_id: &str,
         grant_id: &str,
         now: i64,
     ) -> StoreResult<Redemption>;
@@ -211,12 +216,13 @@ pub trait GrantRepo: Send + Sync {
     /// - unused, unexpired (`expires_at > now`), grant unrevoked and
     ///   unexpired: marks it used at `now`, inserts `new`, `Rotated {
     ///   within_grace: false }`;
-    /// - already used and `now < used_at + grace_secs` (`grace_secs <= 0`:
-    ///   no grace), token unexpired and grant live: inserts `new` (the old
+    /// - already used, its one grace retry not yet taken, and `now <
+    ///   used_at + grace_secs` (`grace_secs <= 0`: no grace), token
+    ///   unexpired and grant live: takes the retry, inserts `new` (the old
     ///   token keeps its first `used_at`), `Rotated { within_grace: true }`;
-    /// - already used, past the grace window (whatever the token's or the
-    ///   grant's state): revokes its grant if not yet revoked (reason
-    ///   [`REFRESH_TOKEN_REUSED`]), `Reused`;
+    /// - already used otherwise — past the grace window, or a second retry
+    ///   within it (whatever the token's or the grant's state): revokes its
+    ///   grant if not yet revoked (reason [`REFRESH_TOKEN_REUSED`]), `Reused`;
     /// - otherwise (idle-expired, or grant revoked or past `expires_at`):
     ///   `Expired`, nothing written;
     /// - unknown hash: `Unknown`.

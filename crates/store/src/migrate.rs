@@ -44,6 +44,11 @@ const SQLITE: &[Migration] = &[
         name: "grants",
         sql: include_str!("../migrations/sqlite/0003_grants.sql"),
     },
+    Migration {
+        version: 4,
+        name: "refresh_grace_once",
+        sql: include_str!("../migrations/sqlite/0004_refresh_grace_once.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -61,6 +66,11 @@ const POSTGRES: &[Migration] = &[
         version: 3,
         name: "grants",
         sql: include_str!("../migrations/postgres/0003_grants.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "refresh_grace_once",
+        sql: include_str!("../migrations/postgres/0004_refresh_grace_once.sql"),
     },
 ];
 

@@ -122,6 +122,26 @@ pub struct AuthorizationEndpoint {
     logins: Brake,
     /// Every authorization request must be pushed (RFC 9126 §5).
     require_par: bool,
+    /// Password checks running at once, at most.
+    password_checks: Arc<tokio::sync::Semaphore>,
+}
+
+/// What a password check found.
+struct PasswordCheck {
+    known: bool,
+    matches: bool,
+}
+
+/// The network a source address stands for when braking: an IPv4
+/// address, or an IPv6 /64 (one host usually holds a whole /64).
+fn network_of(source: &str) -> String {
+    match source.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        _ => source.to_owned(),
+    }
 }
 
 impl AuthorizationEndpoint {
@@ -141,6 +161,9 @@ impl AuthorizationEndpoint {
             audit,
             logins: Brake::default(),
             require_par,
+            password_checks: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            )),
         }
     }
 
@@ -162,7 +185,8 @@ impl AuthorizationEndpoint {
                 match par::open_pushed(&self.master, uri, client_id, ctx.now()) {
                     Ok(params) => Some(params),
                     Err(error) => {
-                        self.audit_refusal(Some(client_id), &error, ctx).await;
+                        self.audit_refusal(Some(client_id), false, &error, ctx)
+                            .await;
                         return AuthorizeAnswer::just(AuthorizeOutcome::Error(error));
                     }
                 }
@@ -287,7 +311,8 @@ impl AuthorizationEndpoint {
                 let error = OAuthError::invalid_request(
                     "unknown client_id: the application is not registered here",
                 );
-                self.audit_refusal(None, &error, ctx).await;
+                self.audit_refusal(Some(&sent.client_id), false, &error, ctx)
+                    .await;
                 return Err(page(error));
             }
             Err(_) => return Err(page(OAuthError::server_error("try again"))),
@@ -296,7 +321,8 @@ impl AuthorizationEndpoint {
             match resolve_redirect_uri(sent.redirect_uri.as_deref(), &client.redirect_uris) {
                 Ok(uri) => uri,
                 Err(error) => {
-                    self.audit_refusal(Some(&sent.client_id), &error, ctx).await;
+                    self.audit_refusal(Some(&sent.client_id), true, &error, ctx)
+                        .await;
                     return Err(page(error));
                 }
             };
@@ -311,7 +337,8 @@ impl AuthorizationEndpoint {
         match checked {
             Ok(request) => Ok((request, client)),
             Err(error) => {
-                self.audit_refusal(Some(&sent.client_id), &error, ctx).await;
+                self.audit_refusal(Some(&sent.client_id), true, &error, ctx)
+                    .await;
                 let state = form.get("state").filter(|s| s.len() <= 1024);
                 Err(AuthorizeOutcome::Redirect(error_redirect(
                     &redirect_uri,
@@ -388,12 +415,17 @@ impl AuthorizationEndpoint {
         }
         let username = form.get("username").unwrap_or("").trim().to_owned();
         let password = form.get("password").unwrap_or("");
-        let account_key = format!("account:{}", bounded(&username, 128));
-        let address_key = format!("address:{}", ctx.source());
+        // Attempts count before the password is checked (so concurrent or
+        // abandoned attempts cannot pass the limit), per address network
+        // and per account *from* that network: a guesser is slowed down,
+        // but cannot lock a person out from everywhere else.
+        let network = network_of(ctx.source());
+        let address_key = format!("address:{network}");
+        let account_key = format!("account:{}:{network}", bounded(&username, 128));
         let now = ctx.now();
-        let braked = [&account_key, &address_key]
+        let braked = [&address_key, &account_key]
             .iter()
-            .filter_map(|k| self.logins.retry_after(k, now))
+            .filter_map(|k| self.logins.attempt(k, now))
             .max();
         if let Some(seconds) = braked {
             let message = format!("too many failed attempts; try again in {seconds} s");
@@ -404,20 +436,41 @@ impl AuthorizationEndpoint {
                 Some(message),
             )));
         }
-        let verified = if username.is_empty() || password.is_empty() || password.len() > 1024 {
-            false
+        let checked = if username.is_empty() || password.is_empty() || password.len() > 1024 {
+            Ok(PasswordCheck {
+                known: false,
+                matches: false,
+            })
         } else {
             self.verify_password(&username, password).await
         };
-        if !verified {
-            self.logins.record_failure(&account_key, now);
-            self.logins.record_failure(&address_key, now);
+        let check = match checked {
+            Ok(check) => check,
+            Err(busy) => {
+                return AuthorizeAnswer::just(AuthorizeOutcome::Login(self.login_page(
+                    pending,
+                    client,
+                    Some(username),
+                    Some(busy),
+                )))
+            }
+        };
+        if !check.matches {
             let mut event = self
                 .audit
                 .event(event_type::LOGIN_FAILED, Outcome::Failure, ctx);
             event.client_id = Some(pending.client_id.clone());
-            event.reason = Some(format!("user {}", bounded(&username, 64)));
-            self.audit.record(event).await;
+            // A mistyped username may be a password: named only if it exists.
+            event.reason = Some(if check.known {
+                format!("user {}", bounded(&username, 64))
+            } else {
+                "unknown user".to_owned()
+            });
+            let claimed = crate::client_auth::ClaimedClient {
+                client_id: Some(pending.client_id.clone()),
+                known: true,
+            };
+            self.audit.record_unauthenticated(event, &claimed).await;
             return AuthorizeAnswer::just(AuthorizeOutcome::Login(self.login_page(
                 pending,
                 client,
@@ -425,6 +478,8 @@ impl AuthorizationEndpoint {
                 Some("wrong username or password".into()),
             )));
         }
+        self.logins.forget(&account_key);
+        self.logins.credit(&address_key);
         let session = Session {
             sub: username.clone(),
             sid: random_token(16),
@@ -443,16 +498,31 @@ impl AuthorizationEndpoint {
         }
     }
 
-    /// Argon2id, off the async workers; an unknown user costs the same.
-    async fn verify_password(&self, username: &str, password: &str) -> bool {
+    /// Argon2id, off the async workers and at most a few at a time (each
+    /// holds ~19 MiB and a core); an unknown user costs the same. `Err`
+    /// with a message for the person when the server is too busy.
+    async fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<PasswordCheck, String> {
         use argon2::{PasswordHash, PasswordVerifier};
+        let busy = || "the server is busy; try again in a moment".to_owned();
+        let permit = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            self.password_checks.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())?;
         let stored = match self.store.get_user(username).await {
             Ok(user) => user.map(|u| u.password_hash),
-            Err(_) => return false,
+            Err(_) => return Err(busy()),
         };
         let known = stored.is_some();
         let password = password.to_owned();
         let matches = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let hash = stored.unwrap_or_else(dummy_hash);
             PasswordHash::new(&hash)
                 .map(|parsed| {
@@ -464,7 +534,10 @@ impl AuthorizationEndpoint {
         })
         .await
         .unwrap_or(false);
-        known && matches
+        Ok(PasswordCheck {
+            known,
+            matches: known && matches,
+        })
     }
 
     /// Logged in: consent already given covers the request → a code now;
@@ -476,17 +549,21 @@ impl AuthorizationEndpoint {
         session: &Session,
         ctx: &RequestContext,
     ) -> AuthorizeOutcome {
-        let remembered = match self
-            .store
-            .consents_of(&session.sub, &pending.client_id)
-            .await
-        {
-            Ok(consents) => consents.iter().any(|c| {
-                let granted = parse_scope(&c.scope).unwrap_or_default();
-                pending.scopes.iter().all(|s| granted.contains(s))
-            }),
-            Err(_) => false,
-        };
+        // Consent is remembered for scopes only: a request naming resources
+        // (RFC 8707) is always shown, so a consent for one API never
+        // silently covers another.
+        let remembered = pending.resources.is_empty()
+            && match self
+                .store
+                .consents_of(&session.sub, &pending.client_id)
+                .await
+            {
+                Ok(consents) => consents.iter().any(|c| {
+                    let granted = parse_scope(&c.scope).unwrap_or_default();
+                    pending.scopes.iter().all(|s| granted.contains(s))
+                }),
+                Err(_) => false,
+            };
         if remembered {
             return self.issue_code(pending, session, ctx, true).await;
         }
@@ -510,16 +587,13 @@ impl AuthorizationEndpoint {
     ) -> AuthorizeOutcome {
         match form.get("decision") {
             Some("allow") => {
-                let consent = ConsentRecord {
-                    username: session.sub.clone(),
-                    client_id: pending.client_id.clone(),
-                    scope: normalized_scope(&pending.scopes),
-                    created_at: ctx.now(),
+                let consent = match self.remember_consent(pending, session, ctx).await {
+                    Ok(consent) => consent,
+                    Err(e) => {
+                        internal(e);
+                        return AuthorizeOutcome::Error(OAuthError::server_error("try again"));
+                    }
                 };
-                if let Err(e) = self.store.record_consent(&consent).await {
-                    internal(e);
-                    return AuthorizeOutcome::Error(OAuthError::server_error("try again"));
-                }
                 let mut event =
                     self.audit
                         .event(event_type::CONSENT_GRANTED, Outcome::Success, ctx);
@@ -547,6 +621,46 @@ impl AuthorizationEndpoint {
                 "decision must be allow or deny",
             )),
         }
+    }
+
+    /// Remembers the consent (scopes only, and only for requests without
+    /// resources): one row per person and client, the union of what they
+    /// allowed, so what a person can add is bounded by the client's scopes.
+    async fn remember_consent(
+        &self,
+        pending: &Pending,
+        session: &Session,
+        ctx: &RequestContext,
+    ) -> Result<ConsentRecord, custos_store::StoreError> {
+        let mut scopes = pending.scopes.clone();
+        let consent = if pending.resources.is_empty() {
+            for earlier in self
+                .store
+                .consents_of(&session.sub, &pending.client_id)
+                .await?
+            {
+                scopes.extend(parse_scope(&earlier.scope).unwrap_or_default());
+            }
+            let consent = ConsentRecord {
+                username: session.sub.clone(),
+                client_id: pending.client_id.clone(),
+                scope: normalized_scope(&scopes),
+                created_at: ctx.now(),
+            };
+            self.store
+                .revoke_consents(&session.sub, &pending.client_id)
+                .await?;
+            self.store.record_consent(&consent).await?;
+            consent
+        } else {
+            ConsentRecord {
+                username: session.sub.clone(),
+                client_id: pending.client_id.clone(),
+                scope: normalized_scope(&scopes),
+                created_at: ctx.now(),
+            }
+        };
+        Ok(consent)
     }
 
     /// A code bound to the client, redirect URI, PKCE challenge and DPoP
@@ -609,7 +723,7 @@ impl AuthorizationEndpoint {
         error: OAuthError,
         ctx: &RequestContext,
     ) -> AuthorizeOutcome {
-        self.audit_refusal(Some(&pending.client_id), &error, ctx)
+        self.audit_refusal(Some(&pending.client_id), true, &error, ctx)
             .await;
         AuthorizeOutcome::Redirect(error_redirect(
             &pending.redirect_uri,
@@ -619,9 +733,12 @@ impl AuthorizationEndpoint {
         ))
     }
 
+    /// `known`: the client was loaded (a made-up client_id is cut short and
+    /// collapsed with the others).
     async fn audit_refusal(
         &self,
         client_id: Option<&str>,
+        known: bool,
         error: &OAuthError,
         ctx: &RequestContext,
     ) {
@@ -632,10 +749,16 @@ impl AuthorizationEndpoint {
         event.reason = Some(bounded(&error.to_string(), MAX_FIELD));
         let claimed = crate::client_auth::ClaimedClient {
             client_id: event.client_id.clone(),
-            known: client_id.is_some(),
+            known,
         };
         self.audit.record_unauthenticated(event, &claimed).await;
     }
+}
+
+/// Makes the dummy hash now (at start), so the first unknown username is
+/// not slower than the others.
+pub(crate) fn warm_up() {
+    dummy_hash();
 }
 
 /// An Argon2id hash of a random password, made once: verifying an unknown

@@ -13,6 +13,7 @@
 use crate::audit::Auditor;
 use crate::client_auth::{Authenticator, ClaimedClient, Presented};
 use crate::crypto::MasterKey;
+use crate::dpop::DpopChecker;
 use crate::error::{internal, ServiceError};
 use crate::request::{ClientProof, RequestContext};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -51,6 +52,7 @@ struct Sealed {
 pub struct PushedAuthorization {
     authenticator: Arc<Authenticator>,
     master: Arc<MasterKey>,
+    dpop: Arc<DpopChecker>,
     audit: Auditor,
 }
 
@@ -58,11 +60,13 @@ impl PushedAuthorization {
     pub(crate) fn new(
         authenticator: Arc<Authenticator>,
         master: Arc<MasterKey>,
+        dpop: Arc<DpopChecker>,
         audit: Auditor,
     ) -> Self {
         PushedAuthorization {
             authenticator,
             master,
+            dpop,
             audit,
         }
     }
@@ -121,10 +125,29 @@ impl PushedAuthorization {
         )
         .map_err(|e| OAuthError::new(custos_protocol::ErrorCode::InvalidRequest, e.description))?;
         validate(form, client.metadata(), redirect_uri)?;
+        // RFC 9449 §10.1: a DPoP proof at the PAR endpoint binds the code
+        // to its key, as `dpop_jkt` would.
+        let mut params = form.encode_except(&CLIENT_AUTHENTICATION);
+        if let Some(key) = self.dpop.check(proof, None, ctx).await? {
+            match form.get("dpop_jkt") {
+                Some(jkt) if jkt != key.jkt => {
+                    return Err(OAuthError::invalid_request(
+                        "dpop_jkt differs from the key of the request's DPoP proof (RFC 9449 section 10.1)",
+                    )
+                    .into())
+                }
+                Some(_) => {}
+                None => {
+                    params.push_str(if params.is_empty() { "" } else { "&" });
+                    params.push_str("dpop_jkt=");
+                    params.push_str(&key.jkt);
+                }
+            }
+        }
         let sealed = Sealed {
             client_id: client.client_id().to_owned(),
             exp: ctx.now() + PUSHED_LIFETIME,
-            params: form.encode_except(&CLIENT_AUTHENTICATION),
+            params,
         };
         let plaintext = serde_json::to_vec(&sealed).map_err(internal)?;
         let ciphertext = self

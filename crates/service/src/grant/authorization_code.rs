@@ -48,7 +48,12 @@ impl GrantHandler for AuthorizationCode {
         let grant_id = random_token(16);
         let redemption = self
             .store
-            .redeem_code(&sha256(&parsed.code), &grant_id, now)
+            .redeem_code(
+                &sha256(&parsed.code),
+                request.client.client_id(),
+                &grant_id,
+                now,
+            )
             .await
             .map_err(internal)?;
         let code = match redemption {

@@ -69,10 +69,17 @@ impl GrantHandler for RefreshToken {
             return Err(invalid());
         };
         let metadata = request.client.metadata();
+        // A client narrowed since the person consented gets no more than it
+        // is registered for now.
+        let registered = metadata.scopes();
         let facts = FamilyFacts {
             client_id: &family.client_id,
             subject: &family.subject,
-            scopes: parse_scope(&family.scope).unwrap_or_default(),
+            scopes: parse_scope(&family.scope)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|s| registered.contains(s))
+                .collect(),
             resources: family.resources.clone(),
             dpop_jkt: family.dpop_jkt.as_deref(),
         };

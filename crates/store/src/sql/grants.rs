@@ -201,20 +201,22 @@ impl CodeRepo for SqlStore {
     async fn redeem_code(
         &self,
         code_hash: &[u8],
+        client_id: &str,
         grant_id: &str,
         now: i64,
     ) -> StoreResult<Redemption> {
         let redeem = concat!(
             "UPDATE custos_authorization_codes SET consumed_at = $2, grant_id = $3 \
              WHERE code_hash = $1 AND consumed_at IS NULL AND expires_at > $2 \
-             RETURNING ",
+             AND client_id = $4 RETURNING ",
             code_columns!()
         );
         let won = conditional_write_returning(
             sqlx::query(redeem)
                 .bind(code_hash.to_vec())
                 .bind(now)
-                .bind(grant_id),
+                .bind(grant_id)
+                .bind(client_id),
             &self.pool,
         )
         .await?;
@@ -232,8 +234,11 @@ impl CodeRepo for SqlStore {
             .await
             .map_err(db_err)?;
         match row.as_ref().map(code_from_row).transpose()? {
-            Some(code) if code.consumed_at.is_some() => Ok(Redemption::AlreadyRedeemed(code)),
-            // Missing, or expired before anyone redeemed it.
+            Some(code) if code.consumed_at.is_some() && code.client_id == client_id => {
+                Ok(Redemption::AlreadyRedeemed(code))
+            }
+            // Missing, expired before anyone redeemed it, or another
+            // client's: that client can neither use nor burn it.
             _ => Ok(Redemption::Unknown),
         }
     }
@@ -400,18 +405,33 @@ async fn rotate(
 
         if let Some(used_at) = old.used_at {
             if now < used_at.saturating_add(grace_secs.max(0)) {
-                // A retry within the grace window: another live token.
-                return match grant {
-                    Some(grant) if grant_is_live(&grant, now) && old.expires_at > now => {
-                        insert_token(&new, &mut **tx).await?;
-                        Ok(Rotation::Rotated {
-                            grant,
-                            old,
-                            within_grace: true,
-                        })
-                    }
-                    _ => Ok(Rotation::Expired),
-                };
+                // One retry within the grace window gets another live
+                // token; a second would fork the family unseen, so it is a
+                // reuse like any other.
+                let live = grant
+                    .as_ref()
+                    .is_some_and(|g| grant_is_live(g, now) && old.expires_at > now);
+                if !live {
+                    return Ok(Rotation::Expired);
+                }
+                let first_retry = conditional_write(
+                    sqlx::query(
+                        "UPDATE custos_refresh_tokens SET grace_used_at = $2 \
+                         WHERE token_hash = $1 AND grace_used_at IS NULL",
+                    )
+                    .bind(old_hash.to_vec())
+                    .bind(now),
+                    &mut **tx,
+                )
+                .await?;
+                if first_retry {
+                    insert_token(&new, &mut **tx).await?;
+                    return Ok(Rotation::Rotated {
+                        grant: grant.ok_or_else(|| StoreError::Corrupt("grant vanished".into()))?,
+                        old,
+                        within_grace: true,
+                    });
+                }
             }
             // Reuse: the family is compromised (RFC 9700 §4.14.2).
             if grant.as_ref().is_some_and(|g| g.revoked_at.is_none()) {

@@ -171,18 +171,32 @@ async fn rfc9700_authorization_code_is_single_use(db: TestDb) {
         ..issued.clone()
     };
     assert_eq!(
-        s.redeem_code(&h("code-1"), "grant-1", 100).await.unwrap(),
+        s.redeem_code(&h("code-1"), "c1", "grant-1", 100)
+            .await
+            .unwrap(),
         Redemption::Redeemed(redeemed.clone())
     );
     // The second redemption changes nothing and names the first one's grant.
     for now in [100, 101, 599] {
         assert_eq!(
-            s.redeem_code(&h("code-1"), "grant-2", now).await.unwrap(),
+            s.redeem_code(&h("code-1"), "c1", "grant-2", now)
+                .await
+                .unwrap(),
             Redemption::AlreadyRedeemed(redeemed.clone())
         );
     }
     assert_eq!(
-        s.redeem_code(&h("unknown"), "grant-3", 100).await.unwrap(),
+        s.redeem_code(&h("unknown"), "c1", "grant-3", 100)
+            .await
+            .unwrap(),
+        Redemption::Unknown
+    );
+    // Another client learns nothing of a redeemed code and cannot burn an
+    // unredeemed one.
+    assert_eq!(
+        s.redeem_code(&h("code-1"), "c2", "grant-4", 100)
+            .await
+            .unwrap(),
         Redemption::Unknown
     );
 
@@ -195,7 +209,7 @@ async fn rfc9700_authorization_code_is_single_use(db: TestDb) {
     };
     s.insert_code(&bare).await.unwrap();
     assert_eq!(
-        s.redeem_code(&h("code-2"), "g", 1).await.unwrap(),
+        s.redeem_code(&h("code-2"), "c1", "g", 1).await.unwrap(),
         Redemption::Redeemed(AuthorizationCodeRecord {
             consumed_at: Some(1),
             grant_id: Some("g".into()),
@@ -215,7 +229,7 @@ async fn rfc9700_concurrent_code_redemption_has_exactly_one_winner(db: TestDb) {
             let s = if i % 2 == 0 { &s } else { &replica };
             let s: Arc<dyn Store> = Arc::clone(s);
             tokio::spawn(async move {
-                s.redeem_code(&h("contested"), &format!("grant-{i}"), 100)
+                s.redeem_code(&h("contested"), "c1", &format!("grant-{i}"), 100)
                     .await
             })
         })
@@ -247,26 +261,26 @@ async fn expired_authorization_code_is_unknown(db: TestDb) {
     // expires_at is the first second it no longer works.
     for now in [100, 101] {
         assert_eq!(
-            s.redeem_code(&h("late"), "g", now).await.unwrap(),
+            s.redeem_code(&h("late"), "c1", "g", now).await.unwrap(),
             Redemption::Unknown
         );
     }
     // Nothing was written: the code was not consumed.
     s.insert_code(&code("in-time", 100)).await.unwrap();
     assert!(matches!(
-        s.redeem_code(&h("in-time"), "g", 99).await.unwrap(),
+        s.redeem_code(&h("in-time"), "c1", "g", 99).await.unwrap(),
         Redemption::Redeemed(_)
     ));
     // A consumed code keeps telling its reuse apart after its expiry, until
     // pruned.
     assert!(matches!(
-        s.redeem_code(&h("in-time"), "g2", 150).await.unwrap(),
+        s.redeem_code(&h("in-time"), "c1", "g2", 150).await.unwrap(),
         Redemption::AlreadyRedeemed(c) if c.grant_id.as_deref() == Some("g")
     ));
     assert_eq!(s.prune_expired(150).await.unwrap(), 2);
     for label in ["late", "in-time"] {
         assert_eq!(
-            s.redeem_code(&h(label), "g", 150).await.unwrap(),
+            s.redeem_code(&h(label), "c1", "g", 150).await.unwrap(),
             Redemption::Unknown
         );
     }
@@ -405,7 +419,7 @@ async fn rfc9700_retry_within_grace_rotates_again(db: TestDb) {
     };
     // A retry within the window (now < used_at + grace) gets another token;
     // the old token keeps its first used_at, so the window does not slide.
-    for (now, label) in [(105, "t1b"), (109, "t1c")] {
+    for (now, label) in [(105, "t1b")] {
         assert_eq!(
             s.rotate_refresh_token(&h("t0"), &next(label, now), now, 10)
                 .await
@@ -439,15 +453,16 @@ async fn rfc9700_retry_within_grace_rotates_again(db: TestDb) {
             ..
         }
     ));
-    // At used_at + grace the window is closed: reuse.
+    // A second retry within the window would fork the family: a reuse.
     assert_eq!(
-        s.rotate_refresh_token(&h("t0"), &next("late", 110), 110, 10)
+        s.rotate_refresh_token(&h("t0"), &next("t1c", 109), 109, 10)
             .await
             .unwrap(),
         Rotation::Reused {
             grant_id: "fam".into()
         }
     );
+    assert!(s.get_refresh_token(&h("t1c")).await.unwrap().is_none());
 
     // Within the window but the family is revoked: Expired.
     family(&s, "fam2", "u0").await;
@@ -710,7 +725,7 @@ async fn prune_removes_expired_codes_tokens_and_grants(db: TestDb) {
         let expires_at = if label == "code-edge" { now } else { 2_000 };
         s.insert_code(&code(label, expires_at)).await.unwrap();
         assert!(matches!(
-            s.redeem_code(&h(label), "g", 500).await.unwrap(),
+            s.redeem_code(&h(label), "c1", "g", 500).await.unwrap(),
             Redemption::Redeemed(_)
         ));
     }
@@ -756,13 +771,15 @@ async fn prune_removes_expired_codes_tokens_and_grants(db: TestDb) {
 
     for (label, expected) in [("code-old", false), ("code-edge", false)] {
         assert_eq!(
-            s.redeem_code(&h(label), "g2", now).await.unwrap() != Redemption::Unknown,
+            s.redeem_code(&h(label), "c1", "g2", now).await.unwrap() != Redemption::Unknown,
             expected,
             "{label}"
         );
     }
     assert!(matches!(
-        s.redeem_code(&h("code-live"), "g2", now).await.unwrap(),
+        s.redeem_code(&h("code-live"), "c1", "g2", now)
+            .await
+            .unwrap(),
         Redemption::AlreadyRedeemed(_)
     ));
     assert_eq!(s.get_grant("live").await.unwrap(), Some(live));
