@@ -3,50 +3,10 @@
 
 mod common;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use common::browser::{browser, hidden, location_param, pkce, PASSWORD, REDIRECT};
 use common::{ClientKey, Database, Server, SHARED_ISSUER};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-const REDIRECT: &str = "https://app.example/cb";
-const PASSWORD: &str = "correct horse battery";
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap()
-}
-
-fn pkce() -> (String, String) {
-    use aws_lc_rs::digest::{digest, SHA256};
-    let bytes: [u8; 32] = aws_lc_rs::rand::generate(&aws_lc_rs::rand::SystemRandom::new())
-        .unwrap()
-        .expose();
-    let verifier = URL_SAFE_NO_PAD.encode(bytes);
-    let challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()).as_ref());
-    (verifier, challenge)
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
-
-fn location_param(response: &reqwest::Response, name: &str) -> Option<String> {
-    let location = response.headers().get("location")?.to_str().ok()?;
-    url::Url::parse(location)
-        .ok()?
-        .query_pairs()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
-}
 
 struct Setup {
     server: Server,

@@ -5,60 +5,10 @@
 
 mod common;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
+use common::browser::{browser, hidden, param, pkce, query, PASSWORD, REDIRECT};
 use common::{jwt_parts, ClientKey, Database, Server, ADMIN_TOKEN};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-const REDIRECT: &str = "https://app.example/cb";
-const PASSWORD: &str = "correct horse battery";
-
-/// A browser: keeps the session cookie, never follows redirects.
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .cookie_store(true)
-        .build()
-        .unwrap()
-}
-
-fn pkce() -> (String, String) {
-    use aws_lc_rs::digest::{digest, SHA256};
-    let verifier = URL_SAFE_NO_PAD.encode(
-        aws_lc_rs::rand::generate::<[u8; 32]>(&aws_lc_rs::rand::SystemRandom::new())
-            .unwrap()
-            .expose(),
-    );
-    let challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()).as_ref());
-    (verifier, challenge)
-}
-
-/// The value of the hidden input `name` in a page.
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!(r#"name="{name}" value=""#);
-    let start = html
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {name} in {html}"))
-        + marker.len();
-    html[start..].split('"').next().unwrap().to_owned()
-}
-
-/// The query parameters of a redirect.
-fn query(location: &str) -> Vec<(String, String)> {
-    url::Url::parse(location)
-        .unwrap()
-        .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-fn param(pairs: &[(String, String)], name: &str) -> Option<String> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.clone())
-}
 
 struct Flow {
     server: Server,
