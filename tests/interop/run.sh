@@ -12,7 +12,11 @@
 # shutdown). For PostgreSQL a new database is created in the cluster of
 # CUSTOS_TEST_POSTGRES_URL (its role needs CREATEDB) and dropped afterwards.
 # The server runs with CUSTOS_KEY_ACTIVATION_DELAY=3 so the signing key
-# rotation test can see a new key take over.
+# rotation test can see a new key take over. A second custos, a replica on
+# the same database with CUSTOS_DPOP_NONCE=true, serves the DPoP nonce tests
+# (CUSTOS_TEST_NONCE_URL); it too must stop cleanly on SIGTERM. pytest is
+# told the engine (CUSTOS_TEST_ENGINE=sqlite|postgres) for engine-specific
+# known bugs.
 #
 # Python packages go into target/interop-venv (pinned in requirements.txt),
 # npm packages into target/interop-node. Extra arguments go to pytest, e.g.
@@ -31,20 +35,25 @@ node_dir="$root/target/interop-node"
 work="$(mktemp -d "${TMPDIR:-/tmp}/custos-interop.XXXXXX")"
 server_pid=""
 server_log=""
+nonce_pid=""
+nonce_log=""
 pg_database=""
 pg_admin_url=""
 
 cleanup() {
   local rc=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "$server_pid" "$nonce_pid"; do
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+      done
+      kill -KILL "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   if [ -n "$pg_database" ]; then
     psql "$pg_admin_url" -qAt -v ON_ERROR_STOP=1 \
       -c "DROP DATABASE IF EXISTS \"$pg_database\"" >/dev/null 2>&1 ||
@@ -110,13 +119,14 @@ binary="${CARGO_TARGET_DIR:-$root/target}/debug/custos"
 
 # The server binds port 0; its address is read back from its log line
 # "custos listening on http://127.0.0.1:PORT" (no free-port probe to race).
+# bound_url PID LOG
 bound_url() {
   for _ in $(seq 1 300); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
+    if ! kill -0 "$1" 2>/dev/null; then
       return 1
     fi
     local found
-    found="$(grep -oE 'custos listening on http://127\.0\.0\.1:[0-9]+' "$server_log" | head -n 1 | sed 's/.* on //')" || true
+    found="$(grep -oE 'custos listening on http://127\.0\.0\.1:[0-9]+' "$2" | head -n 1 | sed 's/.* on //')" || true
     if [ -n "$found" ]; then
       echo "$found"
       return 0
@@ -126,10 +136,11 @@ bound_url() {
   return 1
 }
 
+# wait_healthy PID URL
 wait_healthy() {
-  local url="$1"
+  local url="$2"
   for _ in $(seq 1 300); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
+    if ! kill -0 "$1" 2>/dev/null; then
       return 1
     fi
     if "$venv/bin/python" - "$url" <<'EOF' 2>/dev/null; then
@@ -144,22 +155,22 @@ EOF
   return 1
 }
 
+# show_log NAME LOG
 show_log() {
-  if [ -n "$server_log" ] && [ -f "$server_log" ]; then
+  if [ -n "$2" ] && [ -f "$2" ]; then
     echo "----- custos log ($1) -----" >&2
-    cat "$server_log" >&2
+    cat "$2" >&2
     echo "----- end of custos log -----" >&2
   fi
 }
 
-# run_backend NAME DATABASE_URL [KEY_ENCRYPTION_KEY]
-run_backend() {
-  local name="$1" database_url="$2" kek="${3:-}"
-  local admin_token url rc
-  admin_token="interop-$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))')"
-  server_log="$work/custos-$name.log"
-  say "[$name] starting custos on 127.0.0.1, port chosen by the system"
+# launch LOG DATABASE_URL ADMIN_TOKEN KEK [NAME=VALUE...]: starts custos in
+# the background on a port the system chooses; the pid is in $!.
+launch() {
+  local log="$1" database_url="$2" admin_token="$3" kek="$4"
+  shift 4
   env -u CUSTOS_CONFIG -u CUSTOS_ISSUER -u CUSTOS_TLS_CERT -u CUSTOS_TLS_KEY -u CUSTOS_LOG_FORMAT \
+    -u CUSTOS_DPOP_NONCE \
     CUSTOS_LISTEN="127.0.0.1:0" \
     CUSTOS_DATABASE_URL="$database_url" \
     CUSTOS_ADMIN_TOKEN="$admin_token" \
@@ -167,39 +178,17 @@ run_backend() {
     CUSTOS_ALLOW_PRIVATE_URLS=true \
     ${kek:+CUSTOS_KEY_ENCRYPTION_KEY="$kek"} \
     CUSTOS_LOG="${CUSTOS_LOG:-info}" \
-    "$binary" serve >"$server_log" 2>&1 &
-  server_pid=$!
-  if ! url="$(bound_url)"; then
-    say "[$name] custos did not say where it listens"
-    show_log "$name"
-    return 1
-  fi
-  say "[$name] custos listens on $url"
-  if ! wait_healthy "$url"; then
-    say "[$name] custos did not become healthy"
-    show_log "$name"
-    return 1
-  fi
+    "$@" \
+    "$binary" serve >"$log" 2>&1 &
+}
 
-  rc=0
-  say "[$name] pytest"
-  (
-    cd "$here"
-    CUSTOS_TEST_URL="$url" CUSTOS_TEST_ADMIN_TOKEN="$admin_token" PYTHONDONTWRITEBYTECODE=1 \
-      "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfExX "${pytest_args[@]}"
-  ) || rc=$?
-
-  if [ "$rc" = 0 ] && [ "$run_node" = 1 ]; then
-    say "[$name] oauth4webapi"
-    CUSTOS_TEST_URL="$url" CUSTOS_TEST_ADMIN_TOKEN="$admin_token" \
-      node "$node_dir/interop.mjs" || rc=$?
-  fi
-
+# stop NAME PID: SIGTERM, then requires exit status 0 within 30 s.
+stop() {
+  local name="$1" pid="$2" status=0 stopped=0
   say "[$name] stopping custos (SIGTERM)"
-  kill -TERM "$server_pid"
-  local status=0 stopped=0
+  kill -TERM "$pid"
   for _ in $(seq 1 300); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
+    if ! kill -0 "$pid" 2>/dev/null; then
       stopped=1
       break
     fi
@@ -207,17 +196,65 @@ run_backend() {
   done
   if [ "$stopped" = 0 ]; then
     say "[$name] custos did not stop within 30 s of SIGTERM"
-    kill -KILL "$server_pid" 2>/dev/null || true
+    kill -KILL "$pid" 2>/dev/null || true
     status=137
   fi
-  wait "$server_pid" || status=$?
-  server_pid=""
+  wait "$pid" || status=$?
   if [ "$status" != 0 ]; then
     say "[$name] custos exited with status $status after SIGTERM (want 0)"
-    rc=1
+    return 1
   fi
+}
+
+# run_backend NAME DATABASE_URL [KEY_ENCRYPTION_KEY]
+run_backend() {
+  local name="$1" database_url="$2" kek="${3:-}"
+  local admin_token url nonce_url rc
+  admin_token="interop-$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))')"
+  server_log="$work/custos-$name.log"
+  say "[$name] starting custos on 127.0.0.1, port chosen by the system"
+  launch "$server_log" "$database_url" "$admin_token" "$kek"
+  server_pid=$!
+  if ! url="$(bound_url "$server_pid" "$server_log")" || ! wait_healthy "$server_pid" "$url"; then
+    say "[$name] custos did not start"
+    show_log "$name" "$server_log"
+    return 1
+  fi
+  say "[$name] custos listens on $url"
+  # A replica on the same database that demands DPoP nonces (RFC 9449 §8),
+  # started once the first has migrated the database.
+  nonce_log="$work/custos-$name-nonce.log"
+  launch "$nonce_log" "$database_url" "$admin_token" "$kek" CUSTOS_DPOP_NONCE=true
+  nonce_pid=$!
+  if ! nonce_url="$(bound_url "$nonce_pid" "$nonce_log")" || ! wait_healthy "$nonce_pid" "$nonce_url"; then
+    say "[$name] custos with CUSTOS_DPOP_NONCE=true did not start"
+    show_log "$name, nonces" "$nonce_log"
+    return 1
+  fi
+  say "[$name] custos with DPoP nonces listens on $nonce_url"
+
+  rc=0
+  say "[$name] pytest"
+  (
+    cd "$here"
+    CUSTOS_TEST_URL="$url" CUSTOS_TEST_NONCE_URL="$nonce_url" CUSTOS_TEST_ADMIN_TOKEN="$admin_token" \
+      CUSTOS_TEST_ENGINE="$name" PYTHONDONTWRITEBYTECODE=1 \
+      "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfExX "${pytest_args[@]}"
+  ) || rc=$?
+
+  if [ "$rc" = 0 ] && [ "$run_node" = 1 ]; then
+    say "[$name] oauth4webapi"
+    CUSTOS_TEST_URL="$url" CUSTOS_TEST_NONCE_URL="$nonce_url" CUSTOS_TEST_ADMIN_TOKEN="$admin_token" \
+      node "$node_dir/interop.mjs" || rc=$?
+  fi
+
+  stop "$name, nonces" "$nonce_pid" || rc=1
+  nonce_pid=""
+  stop "$name" "$server_pid" || rc=1
+  server_pid=""
   if [ "$rc" != 0 ]; then
-    show_log "$name"
+    show_log "$name" "$server_log"
+    show_log "$name, nonces" "$nonce_log"
     return 1
   fi
   say "[$name] passed; custos shut down cleanly"
