@@ -33,7 +33,7 @@ from authlib.oauth2.rfc6749 import MismatchingStateException, MissingCodeExcepti
 from authlib.oauth2.rfc6749.parameters import parse_authorization_code_response
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 
-from browser import Browser, create_person, forms, query
+from browser import PASSWORD, Browser, create_person, forms, query
 from conftest import _note_httpx, authlib_session
 from test_authlib import assert_error, basic, cc_client, secret_session, verify_access_token
 
@@ -615,57 +615,46 @@ def test_pages_never_5xx_on_odd_submissions(metadata, register, person, browser)
         assert "location" not in response.headers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "login CSRF: the login form's csrf token is bound only to the pending request "
-        "(service/src/authorize/mod.rs login_page: csrf_token(&master, &pending.rid, None)), "
-        "not to the browser that was shown the form. A login form fetched by an attacker and "
-        "submitted from the victim's browser (an auto-submitting cross-site form) is accepted: "
-        "the victim's browser gets a session cookie for the attacker's account, and the "
-        "victim's next authorization request through its own client is answered with a 303 "
-        "carrying a code for the attacker's account, no page shown (remembered consent). "
-        "RFC 6749 section 10.12: 'The authorization server MUST implement CSRF protection for "
-        "its authorization endpoint'."
-    ),
-)
-def test_rfc6749_10_12_login_form_only_works_in_the_browser_it_was_shown_in(
-    http, metadata, register, admin
-):
+def test_rfc6749_10_12_login_csrf_from_another_site_is_refused(metadata, register, admin):
+    """Login CSRF: an attacker fetches a login form and has the victim's
+    browser post it (an auto-submitting form on the attacker's site) with
+    the attacker's credentials. The victim's browser must not end up logged
+    in as the attacker, or the victim's next authorization through their own
+    client would silently yield the attacker's account (remembered consent).
+    The form's csrf token cannot tell (it is bound to the pending request,
+    not to a browser); what the browser says about the post can: a
+    cross-site Origin and Sec-Fetch-Site (RFC 6749 section 10.12: 'The
+    authorization server MUST implement CSRF protection for its
+    authorization endpoint')."""
     attacker = create_person(admin)
     reg = code_client(register, "client_secret_basic")
     session = code_session(metadata, reg)
-    evil, victim = Browser(), Browser()
+    evil, fresh, victim = Browser(), Browser(), Browser()
     try:
-        # The attacker consents to the client once, in their own browser.
         url, _, _ = start(session, metadata)
-        evil.authorize(url, attacker)
-        # The attacker fetches a fresh login form (in a browser without a
-        # session) and has the victim's browser post it with the
-        # attacker's credentials.
+        evil.authorize(url, attacker)  # the attacker's consent is remembered
         url, _, _ = start(session, metadata)
-        fresh = Browser()
-        try:
-            form_page = fresh.get(url)
-        finally:
-            fresh.close()
-        victim.login(form_page, attacker)
-        # Later the victim's application sends the victim to log in.
-        url, state, verifier = start(session, metadata)
-        response = victim.get(url)
-        subject = None
-        if response.status_code == 303:
-            tokens = session.fetch_token(
-                authorization_response=response.headers["location"], code_verifier=verifier
+        form_page = fresh.get(url)
+        login = [f for f in forms(form_page.text) if f.fields.get("step") == "login"][0]
+        cross_site = {"Origin": "https://attacker.interop.example", "Sec-Fetch-Site": "cross-site"}
+        for headers in (cross_site, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"}):
+            response = victim.http.post(
+                metadata["authorization_endpoint"],
+                data={**login.fields, "username": attacker, "password": PASSWORD},
+                headers=headers,
             )
-            subject = verify_access_token(http, metadata, tokens["access_token"])[1]["sub"]
+            assert response.status_code == 400, (headers, response.status_code)
+            assert "set-cookie" not in response.headers
+        # The victim's application sends the victim to log in: a login page.
+        url, _, _ = start(session, metadata)
+        response = victim.get(url)
         assert response.status_code == 200 and 'name="password"' in response.text, (
-            "the victim must be asked to log in, not be logged in as the attacker; got "
-            f"{response.status_code} and tokens for {subject!r} (the attacker is {attacker!r})"
+            response.status_code,
+            response.headers.get("location"),
         )
     finally:
-        evil.close()
-        victim.close()
+        for b in (evil, fresh, victim):
+            b.close()
 
 
 def test_pages_escape_what_clients_registered(metadata, register, person, browser):
@@ -703,13 +692,13 @@ class _Tags(HTMLParser):
 
 # ------------------------------------------------- NUL in request strings
 #
-# U+0000 is a valid character in a form value (and in JSON), but PostgreSQL
-# text cannot hold it. Found by test_pages_never_5xx_on_odd_submissions on
-# PostgreSQL: its NUL username made the audit writer drop a whole batch.
+# U+0000 is a valid character in a form value (and in a JWT's JSON), but
+# PostgreSQL text cannot hold it. Found by test_pages_never_5xx_on_odd_submissions
+# on PostgreSQL, whose NUL username made the audit writer drop a batch.
 
 NUL_REASON = (
-    "PostgreSQL only: a U+0000 in a request string reaches the database as text, which "
-    "PostgreSQL refuses ('invalid byte sequence for encoding \"UTF8\": 0x00'). "
+    "PostgreSQL only: a U+0000 in a request string is sent to PostgreSQL as a text "
+    "parameter, which it refuses ('invalid byte sequence for encoding \"UTF8\": 0x00'); "
 )
 
 
@@ -723,52 +712,79 @@ def wait_for_event(admin, **query_params) -> list:
         time.sleep(0.2)
 
 
-@pytest.mark.xfail(
+def _nul_requests(metadata, reg):
+    auth = {"Authorization": basic(reg["client_id"], reg["client_secret"])}
+    token = metadata["token_endpoint"]
+    from test_dpop import DpopKey  # imported here: test_dpop imports this module
+
+    return {
+        "client_id in the form": ("POST", token, {"data": {"grant_type": "client_credentials", "client_id": "evil\x00id", "client_secret": "x"}}),
+        "client_id in Basic": ("POST", token, {"data": {"grant_type": "client_credentials"}, "headers": {"Authorization": basic("evil\x00id", "x")}}),
+        "DPoP proof jti": ("POST", token, {"data": {"grant_type": "client_credentials"}, "headers": {**auth, "DPoP": DpopKey().proof("POST", token, jti="a\x00b")}}),
+        "resource": ("POST", token, {"data": {"grant_type": "client_credentials", "resource": "https://api.interop.example/\x00"}, "headers": auth}),
+        "client_id at the authorization endpoint": ("GET", metadata["authorization_endpoint"], {"params": {"client_id": "a\x00b", "response_type": "code"}}),
+    }
+
+
+NUL_500 = pytest.mark.xfail(
     ENGINE == "postgres",
     strict=True,
     reason=NUL_REASON
-    + "A token request with client_id 'evil\\x00id' is answered 500 server_error instead of "
-    "401 invalid_client (RFC 6749 section 5.2): any caller can make the token endpoint fail.",
+    + "the request is answered 500 server_error instead of a 4xx (RFC 6749 section 5.2: "
+    "invalid_client, invalid_target or invalid_dpop_proof; the authorization endpoint's "
+    "error page): any caller can make these endpoints fail.",
 )
-def test_nul_in_client_id_is_invalid_client(metadata):
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, marks=NUL_500)
+        for case in (
+            "client_id in the form",
+            "client_id in Basic",
+            "DPoP proof jti",
+            "resource",
+            "client_id at the authorization endpoint",
+        )
+    ],
+)
+def test_nul_in_request_strings_is_never_a_server_error(metadata, register, case):
+    reg = cc_client(register, scope="read")
+    method, url, kwargs = _nul_requests(metadata, reg)[case]
     # A client without the suite's 5xx hook: the answer is asserted here.
     with httpx.Client(timeout=15.0) as raw:
-        response = raw.post(
-            metadata["token_endpoint"],
-            data={"grant_type": "client_credentials", "client_id": "evil\x00id", "client_secret": "x"},
-        )
-    assert (response.status_code, response.json().get("error")) == (401, "invalid_client"), (
-        response.status_code,
-        response.text,
-    )
+        response = raw.request(method, url, **kwargs)
+    assert response.status_code < 500, (response.status_code, response.text[:200])
 
 
 @pytest.mark.xfail(
     ENGINE == "postgres",
     strict=True,
     reason=NUL_REASON
-    + "A login with username 'nul\\x00user' is refused (200, login page again), but its "
-    "login.failed event fails the audit batch's INSERT; the writer retries and drops the "
-    "batch ('audit events could not be written ... lost=N'), with every other event in it: "
-    "an unauthenticated caller can keep refusals of other requests out of the audit trail.",
+    + "a client_credentials request with scope 're\\x00ad' is rightly refused (400 "
+    "invalid_scope), but its token.refused event (the scope echoed in the reason) fails the "
+    "audit batch's INSERT; the writer retries and drops the batch ('audit events could not be "
+    "written ... lost=N') with every other event in it: a client can keep other requests' "
+    "refusals out of the audit trail.",
 )
-def test_audit_records_a_login_with_nul_and_its_neighbours(
-    http, metadata, register, admin, browser
-):
-    reg = code_client(register, "client_secret_basic")
-    session = code_session(metadata, reg)
-    url, _, _ = start(session, metadata)
-    page = browser.get(url)
-    response = browser.login(page, "nul\x00user", password="wrong password")
-    assert response.status_code == 200
-    # An ordinary refusal right after, likely in the same audit batch.
+def test_audit_keeps_a_refusal_with_nul_and_its_neighbours(http, metadata, register, admin):
+    sender = cc_client(register, scope="read")
+    neighbour = cc_client(register, scope="read")
     response = http.post(
         metadata["token_endpoint"],
-        data={"grant_type": AC, "code": "x", "code_verifier": "y" * 43, "redirect_uri": REDIRECT},
-        headers={"Authorization": basic(reg["client_id"], "not-the-secret")},
+        data={"grant_type": "client_credentials", "scope": "re\x00ad"},
+        headers={"Authorization": basic(sender["client_id"], sender["client_secret"])},
+    )
+    assert_error(response, 400, "invalid_scope")
+    # An ordinary refusal right after, most likely in the same audit batch.
+    response = http.post(
+        metadata["token_endpoint"],
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": basic(neighbour["client_id"], "not-the-secret")},
     )
     assert_error(response, 401, "invalid_client")
-    refused = wait_for_event(admin, client_id=reg["client_id"], type="token.refused")
-    failed = wait_for_event(admin, client_id=reg["client_id"], type="login.failed")
-    assert len(refused) == 1, "the ordinary refusal is in the audit trail"
-    assert len(failed) == 1 and "nul" in failed[0]["reason"], failed
+    assert len(wait_for_event(admin, client_id=neighbour["client_id"], type="token.refused")) == 1, (
+        "the neighbour's refusal is in the audit trail"
+    )
+    assert len(wait_for_event(admin, client_id=sender["client_id"], type="token.refused")) == 1

@@ -537,53 +537,62 @@ def push(http, metadata, form: dict, **headers) -> httpx.Response:
     return http.post(metadata["pushed_authorization_request_endpoint"], data=form, headers=headers)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "RFC 9449 section 10.1: when 'the DPoP header [is] added to the PAR request ... the "
-        "authorization server MUST check the provided DPoP proof JWT as defined in Section 4.3. "
-        "It MUST further behave as if the contained public key's thumbprint was provided using "
-        "dpop_jkt, i.e., reject the subsequent token request unless a DPoP proof for the same "
-        "key is provided'; 'Both mechanisms MUST be supported'. custos's /par ignores the DPoP "
-        "header (service/src/authorize/par.rs never looks at it): the code is redeemed without "
-        "a proof (200, Bearer), and a junk DPoP header is answered 201."
-    ),
-)
 def test_rfc9449_10_1_dpop_header_on_par_binds_the_code(
     http, metadata, register, person, browser
 ):
+    """RFC 9449 §10.1: a DPoP header on the PAR request is checked (§4.3)
+    and binds the code as dpop_jkt would; a dpop_jkt that names another key
+    is refused."""
     reg = public_client(register)
     key = DpopKey()
-    verifier = uuid.uuid4().hex + uuid.uuid4().hex
-    form = {
-        "response_type": "code",
-        "client_id": reg["client_id"],
-        "redirect_uri": LOOPBACK_AT_PORT,
-        "scope": "read",
-        "state": "par",
-        "code_challenge": create_s256_code_challenge(verifier),
-        "code_challenge_method": "S256",
-    }
     endpoint = metadata["pushed_authorization_request_endpoint"]
-    response = push(http, metadata, form, DPoP=key.proof("POST", endpoint))
-    assert response.status_code == 201, response.text
-    url = metadata["authorization_endpoint"] + "?" + urllib.parse.urlencode(
-        {"client_id": reg["client_id"], "request_uri": response.json()["request_uri"]}
-    )
-    code = assert_iss(browser.authorize(url, person), metadata)["code"]
-    without = code_flow_session(metadata, reg, None)
-    response = without.post(
-        metadata["token_endpoint"],
-        data={
-            "grant_type": AC,
-            "code": code,
-            "code_verifier": verifier,
-            "redirect_uri": LOOPBACK_AT_PORT,
+
+    def pushed_code(**headers) -> tuple[str, str]:
+        verifier = uuid.uuid4().hex + uuid.uuid4().hex
+        form = {
+            "response_type": "code",
             "client_id": reg["client_id"],
-        },
-        withhold_token=True,
-    )
-    assert (response.status_code, response.json().get("error")) == (400, "invalid_grant"), response.text
-    # §4.3 applies at /par too: a proof that is not one is refused.
-    response = push(http, metadata, form, DPoP="not-a-proof")
-    assert_error(response, 400, "invalid_dpop_proof")
+            "redirect_uri": LOOPBACK_AT_PORT,
+            "scope": "read",
+            "state": "par",
+            "code_challenge": create_s256_code_challenge(verifier),
+            "code_challenge_method": "S256",
+        }
+        response = push(http, metadata, form, **headers)
+        assert response.status_code == 201, response.text
+        url = metadata["authorization_endpoint"] + "?" + urllib.parse.urlencode(
+            {"client_id": reg["client_id"], "request_uri": response.json()["request_uri"]}
+        )
+        return assert_iss(browser.authorize(url, person), metadata)["code"], verifier
+
+    def redeem(code: str, verifier: str, dpop_key) -> dict:
+        session = code_flow_session(metadata, reg, dpop_key)
+        response = session.post(
+            metadata["token_endpoint"],
+            data={
+                "grant_type": AC,
+                "code": code,
+                "code_verifier": verifier,
+                "redirect_uri": LOOPBACK_AT_PORT,
+                "client_id": reg["client_id"],
+            },
+            withhold_token=True,
+        )
+        return {"status": response.status_code, **response.json()}
+
+    for stranger in (None, DpopKey()):
+        code, verifier = pushed_code(DPoP=key.proof("POST", endpoint))
+        answer = redeem(code, verifier, stranger)
+        assert (answer["status"], answer.get("error")) == (400, "invalid_grant"), answer
+    code, verifier = pushed_code(DPoP=key.proof("POST", endpoint))
+    answer = redeem(code, verifier, key)
+    assert answer["status"] == 200 and answer["token_type"] == "DPoP", answer
+    assert claims_of(answer["access_token"])["cnf"] == {"jkt": key.jkt}
+
+    # §4.3 applies at /par too, and dpop_jkt must name the proof's key.
+    form = {"response_type": "code", "client_id": reg["client_id"], "redirect_uri": LOOPBACK_AT_PORT,
+            "scope": "read", "code_challenge": create_s256_code_challenge("v" * 43),
+            "code_challenge_method": "S256"}
+    assert_error(push(http, metadata, form, DPoP="not-a-proof"), 400, "invalid_dpop_proof")
+    response = push(http, metadata, dict(form, dpop_jkt=DpopKey().jkt), DPoP=key.proof("POST", endpoint))
+    assert_error(response, 400, "invalid_request")

@@ -11,8 +11,8 @@
 //
 // Run by tests/interop/run.sh with CUSTOS_TEST_URL and CUSTOS_TEST_ADMIN_TOKEN
 // (and CUSTOS_TEST_NONCE_URL for the nonce check, skipped without it).
-// Prints one line per check and a closing "N passed, N xfailed, N failed"
-// line; exits non-zero if any check failed (an xfail that passes fails).
+// Prints one line per check and a closing "N passed, N failed" line; exits
+// non-zero if any check failed.
 import * as oauth from 'oauth4webapi'
 import assert from 'node:assert/strict'
 import { createHash, randomUUID } from 'node:crypto'
@@ -30,7 +30,6 @@ const CC = 'client_credentials'
 
 let passed = 0
 let failed = 0
-let xfailed = 0
 async function check(name, fn) {
   try {
     await fn()
@@ -41,21 +40,6 @@ async function check(name, fn) {
     console.log(`not ok - oauth4webapi: ${name}`)
     console.log(err)
   }
-}
-
-// A check that fails today because of a known server bug (reported, with
-// `reason`). Strict like pytest's xfail: if it passes, the run fails, so the
-// mark is removed once the bug is fixed.
-async function knownBug(name, reason, fn) {
-  try {
-    await fn()
-  } catch (err) {
-    xfailed++
-    console.log(`xfail - oauth4webapi: ${name}\n#   ${reason}\n#   ${err?.message ?? err}`)
-    return
-  }
-  failed++
-  console.log(`not ok - oauth4webapi: ${name}: passes but is marked as a known server bug (strict); remove the mark`)
 }
 
 const issuer = new URL(base)
@@ -494,19 +478,19 @@ await check('PAR (RFC 9126): public client, request_uri in the browser; dpop_jkt
   assert.equal(bound.token_type, 'dpop')
 })
 
-await knownBug(
-  'RFC 9449 section 10.1: a DPoP header on the PAR request binds the code like dpop_jkt',
-  'RFC 9449 section 10.1: with the DPoP header on the PAR request "the authorization server MUST check the provided DPoP proof JWT ... It MUST further behave as if the contained public key\'s thumbprint was provided using dpop_jkt, i.e., reject the subsequent token request unless a DPoP proof for the same key is provided"; "Both mechanisms MUST be supported". oauth4webapi attaches the proof to the PAR request (pushedAuthorizationRequest with DPoP); custos ignores the header at /par, so the code is redeemed without any proof (200, token_type Bearer).',
-  async () => {
-    const reg = await register({ grant_types: ['authorization_code'], token_endpoint_auth_method: 'none', redirect_uris: [LOOPBACK], scope: 'read' })
-    const client = { client_id: reg.client_id, token_endpoint_auth_method: 'none' }
-    const auth = oauth.None()
-    const DPoP = oauth.DPoP(client, await oauth.generateKeyPair('ES256'))
-    const { params, verifier } = await pushedCode(as, client, auth, person, { DPoP })
-    const response = await oauth.authorizationCodeGrantRequest(as, client, auth, params, LOOPBACK_AT_PORT, verifier, insecure)
-    await expectOAuthError(oauth.processAuthorizationCodeResponse(as, client, response), 'invalid_grant', 400)
-  },
-)
+await check('RFC 9449 section 10.1: a DPoP header on the PAR request (oauth4webapi attaches it) binds the code like dpop_jkt', async () => {
+  const reg = await register({ grant_types: ['authorization_code'], token_endpoint_auth_method: 'none', redirect_uris: [LOOPBACK], scope: 'read' })
+  const client = { client_id: reg.client_id, token_endpoint_auth_method: 'none' }
+  const auth = oauth.None()
+  const DPoP = oauth.DPoP(client, await oauth.generateKeyPair('ES256'))
+  let { params, verifier } = await pushedCode(as, client, auth, person, { DPoP })
+  const unbound = await oauth.authorizationCodeGrantRequest(as, client, auth, params, LOOPBACK_AT_PORT, verifier, insecure)
+  await expectOAuthError(oauth.processAuthorizationCodeResponse(as, client, unbound), 'invalid_grant', 400)
+  ;({ params, verifier } = await pushedCode(as, client, auth, person, { DPoP }))
+  const bound = await oauth.processAuthorizationCodeResponse(as, client, await oauth.authorizationCodeGrantRequest(as, client, auth, params, LOOPBACK_AT_PORT, verifier, { DPoP, ...insecure }))
+  assert.equal(bound.token_type, 'dpop')
+  assert.deepEqual(payload(bound.access_token).cnf, { jkt: await DPoP.calculateThumbprint() })
+})
 
 if (nonceBase) {
   await check('DPoP nonces (CUSTOS_DPOP_NONCE=true): use_dpop_nonce, isDPoPNonceError, one retry, for client_credentials, code and refresh', async () => {
@@ -540,5 +524,5 @@ if (nonceBase) {
   console.log('# oauth4webapi: CUSTOS_TEST_NONCE_URL not set; DPoP nonce check skipped')
 }
 
-console.log(`${passed} passed, ${xfailed} xfailed (known server bugs), ${failed} failed`)
+console.log(`${passed} passed, ${failed} failed`)
 process.exit(failed === 0 ? 0 : 1)
