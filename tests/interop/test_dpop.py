@@ -370,7 +370,7 @@ def test_rfc9449_5_code_flow_bound_at_the_token_endpoint(
 
 def test_code_flow_bearer_then_dpop_refresh(http, metadata, register, person, browser):
     """A family started without DPoP: a proof at refresh time binds the new
-    access token to its key (for the refresh token, see the xfail below)."""
+    access token to its key (the refresh token: see the tests below)."""
     reg = public_client(register)
     session = code_flow_session(metadata, reg, None)
     location, verifier = authorize(session, metadata, browser, person)
@@ -382,18 +382,6 @@ def test_code_flow_bearer_then_dpop_refresh(http, metadata, register, person, br
     assert_bound(http, metadata, refreshed, key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "RFC 9449 section 5: 'When an authorization server supporting DPoP issues a refresh "
-        "token to a public client that presents a valid DPoP proof at the token endpoint, the "
-        "refresh token MUST be bound to the respective public key.' custos binds a family only "
-        "when its code is redeemed with a proof (service/src/grant/authorization_code.rs); a "
-        "public client's Bearer family refreshed with a valid proof gets a DPoP access token but "
-        "an unbound refresh token: the next refresh without a proof, or with another key's "
-        "proof, answers 200."
-    ),
-)
 def test_rfc9449_5_public_refresh_token_issued_with_a_proof_is_bound(
     http, metadata, register, person, browser
 ):
@@ -413,18 +401,6 @@ def test_rfc9449_5_public_refresh_token_issued_with_a_proof_is_bound(
         assert excinfo.value.error == "invalid_grant"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "RFC 9449 section 5: 'Refresh tokens issued to confidential clients ... are not bound "
-        "to the DPoP proof public key because they are already sender-constrained' (client "
-        "authentication), which 'allows credential rotation for the client without "
-        "invalidating refresh tokens'. custos binds every family started with a proof to "
-        "that key (service/src/grant/authorization_code.rs, dpop_jkt: proof_jkt), so a "
-        "confidential client that authenticates with its secret and a proof by a new key gets "
-        "400 invalid_grant 'the refresh token is bound to another DPoP key'."
-    ),
-)
 def test_rfc9449_5_confidential_client_may_rotate_its_dpop_key(
     http, metadata, register, person, browser
 ):

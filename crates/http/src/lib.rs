@@ -96,6 +96,7 @@ pub fn router(service: Arc<Service>, trusted_proxies: TrustedProxies) -> Router 
         )
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::from_fn(refuse_nul))
         // Nothing custos answers may be cached unless the handler says so
         // (discovery, JWKS): tokens, codes, secrets and errors alike
         // (RFC 6749 §5.1, RFC 7591 §3.2.1).
@@ -116,6 +117,28 @@ pub fn router(service: Arc<Service>, trusted_proxies: TrustedProxies) -> Router 
 /// Longest a request may take, body included: a client trickling its body
 /// cannot hold a connection and a task forever.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A NUL in the path or query (`%00`) reaches no handler: no identifier
+/// has one, and PostgreSQL refuses it in text.
+async fn refuse_nul(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let uri = request.uri();
+    let has_nul = |text: &str| {
+        text.as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+    };
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return error::ApiError::from(custos_protocol::OAuthError::invalid_request(
+            "the request URI must not contain NUL characters",
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
 
 async fn not_found() -> error::ApiError {
     ServiceError::not_found("no such endpoint; see /.well-known/oauth-authorization-server").into()

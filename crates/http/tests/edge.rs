@@ -78,7 +78,8 @@ async fn rfc8414_3_discovery_under_the_issuer_path_lists_the_tables() {
         serde_json::json!([
             "client_secret_basic",
             "client_secret_post",
-            "private_key_jwt"
+            "private_key_jwt",
+            "none"
         ])
     );
     assert_eq!(headers[header::CACHE_CONTROL], "public, max-age=300");

@@ -185,6 +185,9 @@ pub fn parse_basic(header: &str) -> Result<(String, Secret), OAuthError> {
     if id.is_empty() {
         return Err(bad("empty client_id"));
     }
+    if id.contains('\0') || secret.contains('\0') {
+        return Err(bad("NUL character"));
+    }
     Ok((id, Secret::new(secret)))
 }
 
@@ -352,7 +355,7 @@ pub fn verify_client_assertion(
     }
     let jti = claims
         .jti
-        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .filter(|j| !j.is_empty() && j.len() <= 256 && !j.contains('\0'))
         .ok_or_else(|| {
             OAuthError::invalid_client(
                 "client_assertion must carry a jti of at most 256 characters",

@@ -29,7 +29,8 @@ pub struct Capabilities<'a> {
     pub signing_alg: &'a str,
     /// `grant_type`s the token endpoint dispatches.
     pub grant_types: &'a [&'a str],
-    /// Client authentication methods with an implementation, `none` excluded.
+    /// Client authentication methods with an implementation, `none`
+    /// (public clients) included.
     pub auth_methods: &'a [&'a str],
     /// Every authorization request must be pushed (RFC 9126 §5).
     pub require_par: bool,
@@ -45,6 +46,12 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
         require_par,
     } = capabilities;
     let endpoint = |path: &str| format!("{issuer}{path}");
+    // Introspection needs a confidential client (RFC 7662 §2.1).
+    let confidential: Vec<&str> = auth_methods
+        .iter()
+        .copied()
+        .filter(|m| *m != "none")
+        .collect();
     json!({
         "issuer": issuer,
         "authorization_endpoint": endpoint(paths::AUTHORIZATION),
@@ -62,7 +69,7 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
         "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
-        "introspection_endpoint_auth_methods_supported": auth_methods,
+        "introspection_endpoint_auth_methods_supported": confidential,
         "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
         "revocation_endpoint_auth_methods_supported": auth_methods,
         "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,

@@ -128,8 +128,10 @@ pub fn verify_proof(proof: &str, rules: &ProofRules<'_>) -> Result<VerifiedProof
 
     // Checks 3 and 8-12, claim by claim.
     let jti = required_string(&claims, "jti")?;
-    if jti.is_empty() {
-        return Err(invalid("DPoP proof jti must not be empty"));
+    if jti.is_empty() || jti.contains('\0') {
+        return Err(invalid(
+            "DPoP proof jti must not be empty or contain NUL characters",
+        ));
     }
     if jti.len() > MAX_JTI_LENGTH {
         return Err(invalid(format!(

@@ -34,6 +34,13 @@ impl FormParams {
                     "too many parameters (at most {MAX_PARAMETERS})"
                 )));
             }
+            // No store keeps a NUL in text (PostgreSQL refuses it), and no
+            // OAuth parameter has one.
+            if name.contains('\0') || value.contains('\0') {
+                return Err(OAuthError::invalid_request(
+                    "parameters must not contain NUL characters",
+                ));
+            }
             values
                 .entry(name.into_owned())
                 .or_default()
@@ -116,6 +123,14 @@ mod tests {
             proptest::prop_assert_eq!(&again, &form);
             let without = FormParams::parse(form.encode_except(&["scope"]).as_bytes()).unwrap();
             proptest::prop_assert!(!without.contains("scope"));
+        }
+    }
+
+    #[test]
+    fn nul_characters_are_refused() {
+        for body in ["client_id=a%00b", "a%00=b", "scope=re%00ad"] {
+            let err = FormParams::parse(body.as_bytes()).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "{body}");
         }
     }
 

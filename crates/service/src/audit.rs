@@ -120,7 +120,21 @@ impl Auditor {
         event
     }
 
-    pub async fn record(&self, event: AuditEvent) {
+    /// Queues `event`. Text fields are cleaned of NUL characters first: the
+    /// stores refuse them, and one bad event must not lose its batch.
+    pub async fn record(&self, mut event: AuditEvent) {
+        for field in [
+            &mut event.client_id,
+            &mut event.grant_type,
+            &mut event.scope,
+            &mut event.resource,
+            &mut event.reason,
+            &mut event.source_addr,
+        ] {
+            if let Some(text) = field.as_mut().filter(|t| t.contains('\0')) {
+                *text = text.replace('\0', "\u{FFFD}");
+            }
+        }
         self.sink.record(event).await;
     }
 

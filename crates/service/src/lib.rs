@@ -52,7 +52,7 @@ use clock::Clock;
 use crypto::MasterKey;
 use custos_governance::{event_type, Outcome};
 use custos_protocol::discovery::{authorization_server_metadata, paths, Capabilities};
-use custos_protocol::metadata::{AuthMethod, RegistrationRules};
+use custos_protocol::metadata::RegistrationRules;
 use custos_protocol::names::{GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN};
 use custos_store::Store;
 use error::internal;
@@ -206,11 +206,7 @@ impl Service {
 
         let grant_types = grants.grant_types();
         let auth_methods = authenticator.supported_methods();
-        let advertised_methods: Vec<&str> = auth_methods
-            .iter()
-            .filter(|m| **m != AuthMethod::None)
-            .map(|m| m.as_str())
-            .collect();
+        let advertised_methods: Vec<&str> = auth_methods.iter().map(|m| m.as_str()).collect();
         let discovery = Arc::new(authorization_server_metadata(&Capabilities {
             issuer: &issuer,
             signing_alg: config.signing_alg.as_str(),

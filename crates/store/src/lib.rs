@@ -196,6 +196,11 @@ pub trait GrantRepo: Send + Sync {
     /// revoked it. Idempotent: revoking again returns false and keeps the
     /// first time and reason.
     async fn revoke_grant(&self, grant_id: &str, now: i64, reason: &str) -> StoreResult<bool>;
+    /// Binds an unbound grant's refresh tokens to the DPoP key `jkt` (RFC
+    /// 9449 §5: a public client's refresh tokens are bound to the key of
+    /// the first proof it presents); true if this call bound it. A bound
+    /// grant is never rebound.
+    async fn bind_grant_key(&self, grant_id: &str, jkt: &str) -> StoreResult<bool>;
     /// Live (unrevoked, `expires_at > now`) grants of a client, for the
     /// inventory, ordered by created_at then grant_id.
     async fn list_live_grants(&self, client_id: &str, now: i64) -> StoreResult<Vec<GrantRecord>>;

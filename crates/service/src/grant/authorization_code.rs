@@ -113,9 +113,12 @@ impl GrantHandler for AuthorizationCode {
             subject: code.subject.clone(),
             scope: grant.scopes.join(" "),
             resources: code.resources.clone(),
-            // The refresh tokens of a family started with a DPoP proof are
-            // bound to its key (RFC 9449 §5): public clients' above all.
-            dpop_jkt: proof_jkt.map(str::to_owned),
+            // RFC 9449 §5: a public client's refresh tokens are bound to the
+            // key of its DPoP proof; a confidential client's are not (it
+            // authenticates, and may rotate its DPoP key).
+            dpop_jkt: proof_jkt
+                .filter(|_| request.client.is_public())
+                .map(str::to_owned),
             created_at: now,
             expires_at: now + i64::from(metadata.refresh_token_absolute_lifetime),
             revoked_at: None,

@@ -116,6 +116,18 @@ impl GrantHandler for RefreshToken {
             .map_err(internal)?;
         match rotation {
             Rotation::Rotated { .. } => {
+                // RFC 9449 §5 (MUST): a public client presenting a proof gets
+                // refresh tokens bound to its key, from now on.
+                if let (Some(key), None, true) = (
+                    request.dpop,
+                    family.dpop_jkt.as_deref(),
+                    request.client.is_public(),
+                ) {
+                    self.store
+                        .bind_grant_key(&family.grant_id, &key.jkt)
+                        .await
+                        .map_err(internal)?;
+                }
                 let mut issuance = Issuance::new(grant);
                 issuance.refresh_token = Some(next);
                 issuance.grant_id = Some(family.grant_id);

@@ -301,6 +301,19 @@ impl GrantRepo for SqlStore {
         .await
     }
 
+    async fn bind_grant_key(&self, grant_id: &str, jkt: &str) -> StoreResult<bool> {
+        conditional_write(
+            sqlx::query(
+                "UPDATE custos_grants SET dpop_jkt = $2 \
+                 WHERE grant_id = $1 AND dpop_jkt IS NULL",
+            )
+            .bind(grant_id)
+            .bind(jkt),
+            &self.pool,
+        )
+        .await
+    }
+
     async fn list_live_grants(&self, client_id: &str, now: i64) -> StoreResult<Vec<GrantRecord>> {
         let sql = concat!(
             "SELECT ",

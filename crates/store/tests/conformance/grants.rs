@@ -154,6 +154,24 @@ async fn grants_round_trip_and_live_listing(db: TestDb) {
     let shown = format!("{t:?} {:?}", code("c", 1));
     assert!(!shown.contains("hash"), "{shown}");
     assert!(!shown.contains("255"), "{shown}");
+    // A grant is bound to a DPoP key once, never rebound.
+    let unbound = GrantRecord {
+        grant_id: "unbound".into(),
+        dpop_jkt: None,
+        ..s.get_grant("g1").await.unwrap().unwrap()
+    };
+    s.insert_grant(&unbound).await.unwrap();
+    assert!(s.bind_grant_key("unbound", "k1").await.unwrap());
+    assert!(!s.bind_grant_key("unbound", "k2").await.unwrap());
+    assert_eq!(
+        s.get_grant("unbound")
+            .await
+            .unwrap()
+            .unwrap()
+            .dpop_jkt
+            .as_deref(),
+        Some("k1")
+    );
 }
 
 async fn rfc9700_authorization_code_is_single_use(db: TestDb) {
