@@ -98,7 +98,7 @@ impl AuditRepo for SqlStore {
             Engine::Sqlite => &SQLITE_FULL_CHUNK,
             Engine::Postgres => &POSTGRES_FULL_CHUNK,
         };
-        let mut tx = self.begin_write().await?;
+        let (mut tx, _write) = self.begin_write().await?;
         for chunk in events.chunks(rows) {
             let partial_sql;
             let (sql, persistent) = if chunk.len() == rows {

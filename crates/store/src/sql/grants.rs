@@ -365,7 +365,7 @@ impl GrantRepo for SqlStore {
         now: i64,
         grace_secs: i64,
     ) -> StoreResult<Rotation> {
-        let mut tx = self.begin_write().await?;
+        let (mut tx, _write) = self.begin_write().await?;
         let rotation = rotate(&mut tx, self.engine, old_hash, new, now, grace_secs).await?;
         tx.commit().await.map_err(db_err)?;
         Ok(rotation)

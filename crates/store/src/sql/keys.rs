@@ -40,7 +40,7 @@ impl SigningKeyRepo for SqlStore {
     /// Retires the active keys and inserts `new_key` atomically: either both
     /// happen or neither (`Conflict` if `new_key.kid` exists, nothing changed).
     async fn rotate_signing_key(&self, new_key: &SigningKeyRecord) -> StoreResult<()> {
-        let mut tx = self.begin_write().await?;
+        let (mut tx, _write) = self.begin_write().await?;
         sqlx::query("UPDATE custos_signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(new_key.activates_at)
             .execute(&mut *tx)
@@ -73,7 +73,7 @@ impl SigningKeyRepo for SqlStore {
         // first key: SQLite serialises writers (BEGIN IMMEDIATE); on
         // PostgreSQL two READ COMMITTED inserts could both see the table
         // empty, so they queue on a transaction-scoped advisory lock.
-        let mut tx = self.begin_write().await?;
+        let (mut tx, _write) = self.begin_write().await?;
         if self.engine == Engine::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(FIRST_KEY_LOCK)
