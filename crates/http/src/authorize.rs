@@ -67,16 +67,22 @@ pub async fn post(
 }
 
 /// A request a browser says came from another site: `Sec-Fetch-Site:
-/// cross-site`, or an `Origin` other than the issuer's (`null` included).
+/// cross-site`, or an `Origin` other than the issuer's (`null` counts as
+/// other unless the browser also says `Sec-Fetch-Site: same-origin`).
 fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let fetch_site = headers
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok());
     if fetch_site == Some("cross-site") {
         return true;
     }
+    let same_origin = fetch_site == Some("same-origin");
     headers
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|origin| !origin.eq_ignore_ascii_case(&state.origin))
+        .is_some_and(|origin| {
+            !(origin.eq_ignore_ascii_case(&state.origin) || (origin == "null" && same_origin))
+        })
 }
 
 fn respond(state: &AppState, answer: AuthorizeAnswer) -> Response {

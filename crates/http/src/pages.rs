@@ -72,9 +72,12 @@ pub fn secure(response: &mut Response) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
+    // Nothing leaves for other sites; same-origin posts keep their
+    // `Origin` (under `no-referrer` browsers send `Origin: null`, which the
+    // cross-site check could not tell from an attacker's page).
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
 }
 
