@@ -70,9 +70,7 @@ pub async fn post(
 /// cross-site`, or an `Origin` other than the issuer's (`null` counts as
 /// other unless the browser also says `Sec-Fetch-Site: same-origin`).
 fn cross_site(state: &AppState, headers: &HeaderMap) -> bool {
-    let fetch_site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok());
+    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if fetch_site == Some("cross-site") {
         return true;
     }
