@@ -1,21 +1,35 @@
 #!/usr/bin/env bash
-# HTTP load benchmark of custos's token endpoint (client_credentials,
-# client_secret_basic, ES256 JWT access tokens), optionally side by side with
-# node-oidc-provider doing the same work on the same machine.
+# HTTP load benchmark of custos's token endpoint, optionally side by side
+# with node-oidc-provider doing the same work on the same machine.
 #
-#   bash bench/run.sh [--duration N] [--warmup N] [--connections "16 64 256"]
-#                     [--threads N] [--peer]
+#   bash bench/run.sh [--scenario cc|refresh|dpop] [--duration N] [--warmup N]
+#                     [--connections "16 64 256"] [--threads N] [--peer]
+#
+# Scenarios (--scenario, default cc):
+#   cc       client_credentials, client_secret_basic, ES256 JWT access tokens
+#            (bench/cc.lua).
+#   refresh  the refresh token grant with rotation for a public client: each
+#            answer's new refresh token goes back into the pool
+#            (bench/refresh.lua); the tokens come from authorization code
+#            flows with PKCE made before each run (bench/codeflow.py).
+#            custos only: the peer is not set up for it.
+#   dpop     cc with a fresh DPoP proof (RFC 9449) on every request for a
+#            DPoP-bound client (bench/dpop.lua); the proofs are made right
+#            before each run by crates/custos/examples/dpop_proofs.rs.
 #
 # Installs what it needs (Debian's wrk and curl; with --peer, the npm
 # packages of bench/peer), builds custos in release mode, starts it on SQLite
 # in a fresh temporary directory on a free loopback port, registers a client
 # through discovery -> registration_endpoint, and drives POST token with wrk
-# (bench/cc.lua): for each connection count a warm-up, then the measured run.
-# Servers run one after the other, never together. Every figure is also
-# appended to bench/results/<timestamp>.txt with the raw wrk output.
+# (the scenario's script): for each connection count a warm-up, then the
+# measured run. Servers run one after the other, never together. Every
+# figure is also appended to bench/results/<timestamp>.txt with the raw wrk
+# output.
 #
-# A run with any non-2xx response is flagged INVALID (an error answer is
-# cheaper than a token) and the script then exits 3.
+# A run with any non-2xx response (or, for dpop, a token that is not
+# DPoP-bound; for refresh, an answer without a new refresh token) is flagged
+# INVALID (an error answer is cheaper than a token) and the script then
+# exits 3.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,9 +40,10 @@ WARMUP=5
 CONNECTIONS="16 64 256"
 THREADS=2
 PEER=0
+SCENARIO=cc
 
 usage() {
-  sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 while [ $# -gt 0 ]; do
@@ -38,6 +53,7 @@ while [ $# -gt 0 ]; do
     --connections) CONNECTIONS=${2:?--connections needs a value}; shift 2 ;;
     --threads) THREADS=${2:?--threads needs a value}; shift 2 ;;
     --peer) PEER=1; shift ;;
+    --scenario) SCENARIO=${2:?--scenario needs a value}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -52,6 +68,17 @@ for c in $CONNECTIONS; do
   [ "$c" -ge "$THREADS" ] || { echo "run.sh: $c connections < $THREADS threads" >&2; exit 2; }
 done
 [ -n "${CONNECTIONS// /}" ] || { echo "run.sh: --connections is empty" >&2; exit 2; }
+case "$SCENARIO" in
+  cc | refresh | dpop) ;;
+  *) echo "run.sh: --scenario is cc, refresh or dpop" >&2; exit 2 ;;
+esac
+if [ "$SCENARIO" = dpop ] && { [ "$DURATION" -gt 40 ] || [ "$WARMUP" -gt 40 ]; }; then
+  # Proofs are made before each run and custos accepts one for 60 s after its iat.
+  echo "run.sh: --scenario dpop needs --duration and --warmup of at most 40 s" >&2
+  exit 2
+fi
+# The Lua scripts split their proofs or tokens by wrk thread.
+export THREADS
 # Each connection count once, in the order given.
 CONNECTIONS=$(awk '{ for (i = 1; i <= NF; i++) if (!seen[$i]++) printf "%s%s", (n++ ? " " : ""), $i }' <<<"$CONNECTIONS")
 
@@ -89,9 +116,11 @@ need() { # need COMMAND DEBIAN-PACKAGE
 json_str() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p" | head -n1; }
 
 # The decoded JOSE header of a JWT.
-jwt_header() {
+jwt_header() { jwt_part "$1" 1; }
+# The decoded part N (1 header, 2 claims) of a JWT.
+jwt_part() {
   local h
-  h=$(printf '%s' "$1" | cut -d. -f1 | tr '_-' '/+')
+  h=$(printf '%s' "$1" | cut -d. -f"$2" | tr '_-' '/+')
   while [ $((${#h} % 4)) -ne 0 ]; do h="$h="; done
   printf '%s' "$h" | base64 -d 2>/dev/null || echo '(undecodable)'
 }
@@ -161,20 +190,52 @@ mem_mib() { awk -v f="$2:" '$1 == f {printf "%.1f", $2 / 1024}' "/proc/$1/status
 
 need curl curl
 need wrk wrk
+if [ "$SCENARIO" = refresh ]; then need python3 python3; fi
 command -v cargo >/dev/null 2>&1 || die "cargo is needed to build custos (install Rust, e.g. with rustup)"
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+
+case "$SCENARIO" in
+  cc)
+    SCRIPT="$BENCH/cc.lua"
+    UNIT='req/s'
+    WORKLOAD="POST token, grant_type=client_credentials&scope=read, client_secret_basic, ES256 JWT access token"
+    ;;
+  refresh)
+    SCRIPT="$BENCH/refresh.lua"
+    UNIT='rot/s'
+    WORKLOAD="POST token, grant_type=refresh_token&refresh_token=...&client_id=... (public client, rotation: each answer's new refresh token is presented next), ES256 JWT access token"
+    ;;
+  dpop)
+    SCRIPT="$BENCH/dpop.lua"
+    UNIT='req/s'
+    WORKLOAD="POST token, grant_type=client_credentials&scope=read, client_secret_basic, DPoP-bound client, a fresh ES256 DPoP proof per request, ES256 JWT access token with cnf.jkt"
+    ;;
+esac
 
 say "# custos HTTP benchmark  $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 say "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), $(uname -sr)"
 say "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)')"
 say "load: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), -t$THREADS, ${WARMUP}s warm-up + ${DURATION}s per connection count, connections: $CONNECTIONS"
-say "workload: POST token, grant_type=client_credentials&scope=read, client_secret_basic, ES256 JWT access token"
+[ "$SCENARIO" = cc ] || say "scenario: $SCENARIO"
+say "workload: $WORKLOAD"
+if [ "$SCENARIO" = refresh ] && [ "$PEER" -eq 1 ]; then
+  say "peer: skipped: the refresh scenario needs a person's login and consent, which the peer set-up (no interactions) does not have"
+  PEER=0
+fi
 
 echo "building custos (cargo build --release --locked -p custos)..." >&2
 (cd "$ROOT" && cargo build --release --locked -p custos) >"$WORK/build.log" 2>&1 ||
   { tail -n 40 "$WORK/build.log" >&2; die "cargo build failed"; }
 CUSTOS_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/custos"
 [ -x "$CUSTOS_BIN" ] || die "no binary at $CUSTOS_BIN"
+
+if [ "$SCENARIO" = dpop ]; then
+  echo "building the proof generator (cargo build --release --locked -p custos --example dpop_proofs)..." >&2
+  (cd "$ROOT" && cargo build --release --locked -p custos --example dpop_proofs) >>"$WORK/build.log" 2>&1 ||
+    { tail -n 40 "$WORK/build.log" >&2; die "cargo build of the proof generator failed"; }
+  PROOF_GEN="${CARGO_TARGET_DIR:-$ROOT/target}/release/examples/dpop_proofs"
+  [ -x "$PROOF_GEN" ] || die "no binary at $PROOF_GEN"
+fi
 
 if [ "$PEER" -eq 1 ]; then
   need node nodejs
@@ -185,6 +246,54 @@ if [ "$PEER" -eq 1 ]; then
   PEER_VERSION=$(cd "$BENCH/peer" && node -p "require('oidc-provider/package.json').version" 2>/dev/null || echo '?')
   say "peer: node-oidc-provider $PEER_VERSION on node $(node --version), one process, in-memory adapter"
 fi
+
+# ---------------------------------------------------------------- per-run input
+
+# What the refresh and dpop scripts read, made again before every wrk run.
+export TOKENS="$WORK/tokens.txt" PROOFS="$WORK/proofs"
+declare -A RATE_EST
+SETUP_REQUESTS=0
+
+# refresh: one refresh token per connection (of a new authorization each),
+# plus two per thread (wrk calls request() once to check the script).
+# Tokens in flight when a run stops are lost, so every run gets new ones.
+make_tokens() { # make_tokens CONNECTIONS
+  local n=$(($1 + 2 * THREADS))
+  python3 "$BENCH/codeflow.py" --authorize "$AUTHZ_URL" --token "$TOKEN_URL" \
+    --client-id "$PUBLIC_ID" --redirect-uri "$REDIRECT_URI" --username bench \
+    --password "$USER_PASSWORD" --cookies "$WORK/cookies.txt" --count "$n" \
+    >"$TOKENS" 2>>"$WORK/codeflow.log" ||
+    { tail -n 5 "$WORK/codeflow.log" >&2; tail -n 5 "$WORK/custos.log" >&2; die "the authorization code flows failed"; }
+  [ "$(wc -l <"$TOKENS")" -eq "$n" ] || die "codeflow.py made $(wc -l <"$TOKENS") tokens, not $n"
+  SETUP_REQUESTS=$((SETUP_REQUESTS + 2 * n))
+}
+
+# dpop: one proof per request the run may send: 1.5 times the fastest
+# rate seen on this server so far (30k/s before the first run), plus 2,000.
+# custos accepts a proof for 60 s after its iat, so they are made right
+# before the run; making them is not measured.
+make_proofs() { # make_proofs NAME SECONDS HTU
+  local n t0 t1
+  n=$(awk -v r="${RATE_EST[$1]:-30000}" -v d="$2" 'BEGIN { printf "%d", r * d * 1.5 + 2000 }')
+  rm -f "$PROOFS".*
+  t0=$(date +%s.%N)
+  "$PROOF_GEN" --htu "$3" --count "$n" --files "$THREADS" --key "$WORK/dpop-$1.pk8" \
+    --out "$PROOFS" >/dev/null 2>>"$WORK/proofs.log" ||
+    { tail -n 5 "$WORK/proofs.log" >&2; die "the proof generator failed"; }
+  t1=$(date +%s.%N)
+  note "proofs: $n for ${2}s in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s"
+}
+
+prepare() { # prepare NAME CONNECTIONS SECONDS URL
+  case "$SCENARIO" in
+    refresh) make_tokens "$2" ;;
+    dpop) make_proofs "$1" "$3" "$4" ;;
+  esac
+}
+
+seen_rate() { # seen_rate NAME RPS
+  RATE_EST[$1]=$(awk -v a="${RATE_EST[$1]:-0}" -v b="${2:-0}" 'BEGIN { printf "%d", (b > a ? b : a) }')
+}
 
 # ---------------------------------------------------------------- measuring
 
@@ -201,24 +310,27 @@ TOTAL_REQUESTS=0
 
 # measure NAME PID TOKEN_URL BASIC
 measure() {
-  local name=$1 pid=$2 url=$3 basic=$4 c out line t0 t1 requests flag
+  local name=$1 pid=$2 url=$3 basic=$4 c out line t0 t1 requests flag fail extra f v
   say ""
   say "## $name  (pid $pid, $url)"
-  say "$(row conns 'req/s' 'p50 ms' 'p99 ms' non2xx sockerr 'HWM MiB' 'RSS MiB' \
+  say "$(row conns "$UNIT" 'p50 ms' 'p99 ms' non2xx sockerr 'HWM MiB' 'RSS MiB' \
     'srv us/req' 'wrk cores' 'other' '')"
   for c in $CONNECTIONS; do
     if [ "$WARMUP" -gt 0 ]; then
-      out=$(BASIC="$basic" wrk -t"$THREADS" -c"$c" -d"${WARMUP}s" -s "$BENCH/cc.lua" "$url" 2>&1) ||
+      prepare "$name" "$c" "$WARMUP" "$url"
+      out=$(BASIC="$basic" wrk -t"$THREADS" -c"$c" -d"${WARMUP}s" -s "$SCRIPT" "$url" 2>&1) ||
         die "wrk failed (warm-up): $out"
       note "### $name warm-up, $c connections" "$out"
       requests=$(sed -n 's/^RESULT requests=\([0-9]*\).*/\1/p' <<<"$out")
       TOTAL_REQUESTS=$((TOTAL_REQUESTS + ${requests:-0}))
+      seen_rate "$name" "$(sed -n 's/^RESULT .* rps=\([0-9]*\).*/\1/p' <<<"$out")"
     fi
+    prepare "$name" "$c" "$DURATION" "$url"
     t0=$(cpu_ticks "$pid")
     read -r m0 s0 < <(machine_ticks)
     # bash's `time` gives wrk's own CPU time (user and system seconds).
     if ! { time BASIC="$basic" wrk -t"$THREADS" -c"$c" -d"${DURATION}s" --latency \
-      -s "$BENCH/cc.lua" "$url" >"$WORK/wrk.out" 2>&1; } 2>"$WORK/wrk.time"; then
+      -s "$SCRIPT" "$url" >"$WORK/wrk.out" 2>&1; } 2>"$WORK/wrk.time"; then
       die "wrk failed: $(cat "$WORK/wrk.out")"
     fi
     read -r m1 s1 < <(machine_ticks)
@@ -231,6 +343,7 @@ measure() {
     requests=$(field requests)
     TOTAL_REQUESTS=$((TOTAL_REQUESTS + requests))
     RPS[$name:$c]=$(field rps)
+    seen_rate "$name" "${RPS[$name:$c]}"
     P50[$name:$c]=$(field p50_ms)
     P99[$name:$c]=$(field p99_ms)
     NON2XX[$name:$c]=$(field non2xx)
@@ -247,10 +360,20 @@ measure() {
       'BEGIN { o = (busy - srv) / hz / d - w; if (o < 0) o = 0; printf "%.2f", o }')
     STEAL[$name:$c]=$(awk -v t=$((s1 - s0)) -v hz="$CLK_TCK" -v d="$DURATION" \
       'BEGIN { printf "%.2f", t / hz / d }')
+    # The refresh and dpop scripts also count answers that are 2xx but not
+    # what was asked for (fail: no new refresh token, or a token that is
+    # not DPoP-bound) and requests sent without a usable token or proof.
+    fail=$(field fail)
+    extra=""
+    [ "${fail:-0}" = 0 ] || extra="$extra, $fail failed"
+    for f in unbound lost starved exhausted; do
+      v=$(field "$f")
+      [ "${v:-0}" = 0 ] || extra="$extra, $v $f"
+    done
     flag=""
     VALID[$name:$c]=1
-    if [ "${NON2XX[$name:$c]}" != 0 ] || [ "$requests" -eq 0 ]; then
-      flag="INVALID: ${NON2XX[$name:$c]} non-2xx"
+    if [ "${NON2XX[$name:$c]}" != 0 ] || [ -n "$extra" ] || [ "$requests" -eq 0 ]; then
+      flag="INVALID: ${NON2XX[$name:$c]} non-2xx$extra"
       VALID[$name:$c]=0
       ANY_INVALID=1
       grep '^FIRST_NON2XX' <<<"$out" | sed 's/^/    /' | tee -a "$RESULTS" || true
@@ -283,6 +406,58 @@ check_token() { # check_token NAME URL BASIC
   say "$1 access token header: $(jwt_header "$token"), ${#token} characters"
 }
 
+# For a DPoP-bound client: a token request without a proof is refused, one
+# with a proof gets token_type DPoP and an access token whose cnf.jkt is
+# the proof key's thumbprint.
+check_dpop() { # check_dpop NAME URL BASIC
+  local body code token jkt claims bare
+  bare=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$2" -H "Authorization: Basic $3" \
+    -H 'Content-Type: application/x-www-form-urlencoded' \
+    --data 'grant_type=client_credentials&scope=read')
+  case "$bare" in 4??) ;; *) die "$1: the DPoP-bound client got $bare without a proof" ;; esac
+  jkt=$("$PROOF_GEN" --htu "$2" --count 1 --files 1 --key "$WORK/dpop-$1.pk8" \
+    --out "$WORK/check-proof" 2>/dev/null) || die "the proof generator failed"
+  body=$(curl -sS -w '\n%{http_code}' -X POST "$2" -H "Authorization: Basic $3" \
+    -H "DPoP: $(cat "$WORK/check-proof.0")" \
+    -H 'Content-Type: application/x-www-form-urlencoded' \
+    --data 'grant_type=client_credentials&scope=read')
+  code=$(tail -n1 <<<"$body")
+  body=$(sed '$d' <<<"$body")
+  [ "$code" = 200 ] || die "$1: a token request with a DPoP proof answered $code: $body"
+  [ "$(json_str token_type <<<"$body")" = DPoP ] || die "$1: token_type is not DPoP: $body"
+  token=$(json_str access_token <<<"$body")
+  [ -n "$token" ] || die "$1: no access_token in $body"
+  claims=$(jwt_part "$token" 2)
+  [ "$(json_str jkt <<<"$claims")" = "$jkt" ] ||
+    die "$1: the access token's cnf.jkt is not the proof key's thumbprint $jkt: $claims"
+  say "$1 access token header: $(jwt_header "$token"), ${#token} characters"
+  say "$1 DPoP binding: without a proof $bare; with one token_type DPoP and cnf.jkt = the proof key's thumbprint ($jkt)"
+  say "$1 access token claims (sample): $claims"
+}
+
+# For the refresh scenario: a refresh answers a new refresh token, and the
+# rotated-out one is refused when presented again.
+check_refresh() { # check_refresh NAME URL
+  local old body code new again
+  make_tokens 1
+  old=$(head -n1 "$TOKENS")
+  body=$(curl -sS -w '\n%{http_code}' -X POST "$2" \
+    -H 'Content-Type: application/x-www-form-urlencoded' \
+    --data "grant_type=refresh_token&refresh_token=$old&client_id=$PUBLIC_ID")
+  code=$(tail -n1 <<<"$body")
+  body=$(sed '$d' <<<"$body")
+  [ "$code" = 200 ] || die "$1: a refresh answered $code: $body"
+  new=$(json_str refresh_token <<<"$body")
+  [ -n "$new" ] && [ "$new" != "$old" ] || die "$1: a refresh did not rotate: $body"
+  again=$(curl -sS -o /dev/null -w '%{http_code}' -X POST "$2" \
+    -H 'Content-Type: application/x-www-form-urlencoded' \
+    --data "grant_type=refresh_token&refresh_token=$old&client_id=$PUBLIC_ID")
+  [ "$again" = 400 ] || die "$1: the rotated-out refresh token answered $again"
+  say "$1 access token header: $(jwt_header "$(json_str access_token <<<"$body")")"
+  say "$1 refresh: a refresh answers a new refresh token; the rotated-out one presented again: $again"
+  SETUP_REQUESTS=$((SETUP_REQUESTS + 2))
+}
+
 # ---------------------------------------------------------------- custos
 
 PORT=$(free_port)
@@ -304,19 +479,52 @@ REGISTER_URL=$(json_str registration_endpoint <<<"$DISCOVERY")
 if [ -z "$TOKEN_URL" ] || [ -z "$REGISTER_URL" ]; then
   die "discovery lacks token/registration endpoints: $DISCOVERY"
 fi
-CLIENT=$(curl -fsS -X POST "$REGISTER_URL" \
-  -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
-  --data '{"grant_types":["client_credentials"],"scope":"read write","token_endpoint_auth_method":"client_secret_basic"}') ||
-  die "client registration failed"
-CLIENT_ID=$(json_str client_id <<<"$CLIENT")
-CLIENT_SECRET=$(json_str client_secret <<<"$CLIENT")
-if [ -z "$CLIENT_ID" ] || [ -z "$CLIENT_SECRET" ]; then
-  die "registration answered without credentials: $CLIENT"
-fi
-# client_secret_basic form-urlencodes both parts; custos's values are base64url.
-CUSTOS_BASIC=$(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | base64 -w0)
-check_token custos "$TOKEN_URL" "$CUSTOS_BASIC"
-TOTAL_REQUESTS=1
+
+CUSTOS_BASIC=""
+case "$SCENARIO" in
+  cc | dpop)
+    if [ "$SCENARIO" = dpop ]; then
+      METADATA='{"grant_types":["client_credentials"],"scope":"read write","token_endpoint_auth_method":"client_secret_basic","dpop_bound_access_tokens":true}'
+    else
+      METADATA='{"grant_types":["client_credentials"],"scope":"read write","token_endpoint_auth_method":"client_secret_basic"}'
+    fi
+    CLIENT=$(curl -fsS -X POST "$REGISTER_URL" \
+      -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+      --data "$METADATA") ||
+      die "client registration failed"
+    CLIENT_ID=$(json_str client_id <<<"$CLIENT")
+    CLIENT_SECRET=$(json_str client_secret <<<"$CLIENT")
+    if [ -z "$CLIENT_ID" ] || [ -z "$CLIENT_SECRET" ]; then
+      die "registration answered without credentials: $CLIENT"
+    fi
+    # client_secret_basic form-urlencodes both parts; custos's values are base64url.
+    CUSTOS_BASIC=$(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | base64 -w0)
+    if [ "$SCENARIO" = dpop ]; then
+      check_dpop custos "$TOKEN_URL" "$CUSTOS_BASIC"
+    else
+      check_token custos "$TOKEN_URL" "$CUSTOS_BASIC"
+    fi
+    TOTAL_REQUESTS=1
+    ;;
+  refresh)
+    AUTHZ_URL=$(json_str authorization_endpoint <<<"$DISCOVERY")
+    [ -n "$AUTHZ_URL" ] || die "discovery lacks authorization_endpoint: $DISCOVERY"
+    USER_PASSWORD=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+    curl -fsS -o /dev/null -X POST "$BASE/admin/users" \
+      -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+      --data "{\"username\":\"bench\",\"password\":\"$USER_PASSWORD\"}" ||
+      die "creating the person (POST /admin/users) failed"
+    REDIRECT_URI="https://app.bench.test/cb"
+    CLIENT=$(curl -fsS -X POST "$REGISTER_URL" \
+      -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+      --data "{\"token_endpoint_auth_method\":\"none\",\"grant_types\":[\"authorization_code\",\"refresh_token\"],\"redirect_uris\":[\"$REDIRECT_URI\"],\"scope\":\"read write\",\"client_name\":\"bench\"}") ||
+      die "client registration failed"
+    PUBLIC_ID=$(json_str client_id <<<"$CLIENT")
+    [ -n "$PUBLIC_ID" ] || die "registration answered without a client_id: $CLIENT"
+    export CLIENT_ID="$PUBLIC_ID"
+    check_refresh custos "$TOKEN_URL"
+    ;;
+esac
 
 measure custos "$CUSTOS_PID" "$TOKEN_URL" "$CUSTOS_BASIC"
 
@@ -324,7 +532,15 @@ measure custos "$CUSTOS_PID" "$TOKEN_URL" "$CUSTOS_BASIC"
 sleep 1
 LAST_EVENT=$(curl -fsS "$BASE/admin/events?limit=1" -H "Authorization: Bearer $ADMIN_TOKEN" |
   sed -n 's/.*"id":\([0-9]*\).*/\1/p' | head -n1)
-say "custos audit trail: last event id ${LAST_EVENT:-?} after $TOTAL_REQUESTS completed token requests (+ 1 registration)"
+if [ "$SCENARIO" = cc ]; then
+  say "custos audit trail: last event id ${LAST_EVENT:-?} after $TOTAL_REQUESTS completed token requests (+ 1 registration)"
+else
+  say "custos audit trail: last event id ${LAST_EVENT:-?} after $TOTAL_REQUESTS completed token requests under load (+ set-up: registration, $SETUP_REQUESTS requests of authorization code flows and checks)"
+fi
+if [ -s "$WORK/codeflow.log" ]; then
+  say "codeflow.py reported (set-up between runs, not measured):"
+  sed 's/^/    /' "$WORK/codeflow.log" | tee -a "$RESULTS"
+fi
 WARNINGS=$(grep -c -E 'WARN|ERROR' "$WORK/custos.log" || true)
 [ "$WARNINGS" = 0 ] || { say "custos logged $WARNINGS warnings/errors:"; tail -n 5 "$WORK/custos.log" | tee -a "$RESULTS"; }
 stop_pid "$CUSTOS_PID"
@@ -342,8 +558,14 @@ if [ "$PEER" -eq 1 ]; then
   wait_http "$PEER_BASE/.well-known/openid-configuration" "$PEER_PID" "$WORK/peer.log"
   PEER_TOKEN_URL=$(curl -fsS "$PEER_BASE/.well-known/openid-configuration" | json_str token_endpoint)
   [ -n "$PEER_TOKEN_URL" ] || die "the peer's discovery has no token_endpoint"
-  PEER_BASIC=$(printf '%s:%s' bench "$PEER_SECRET" | base64 -w0)
-  check_token peer "$PEER_TOKEN_URL" "$PEER_BASIC"
+  if [ "$SCENARIO" = dpop ]; then
+    # The peer's DPoP-bound client (bench/peer/server.mjs).
+    PEER_BASIC=$(printf '%s:%s' bench-dpop "$PEER_SECRET" | base64 -w0)
+    check_dpop peer "$PEER_TOKEN_URL" "$PEER_BASIC"
+  else
+    PEER_BASIC=$(printf '%s:%s' bench "$PEER_SECRET" | base64 -w0)
+    check_token peer "$PEER_TOKEN_URL" "$PEER_BASIC"
+  fi
   measure peer "$PEER_PID" "$PEER_TOKEN_URL" "$PEER_BASIC"
   stop_pid "$PEER_PID"
 fi
@@ -351,7 +573,7 @@ fi
 # ---------------------------------------------------------------- summary
 
 say ""
-say "## summary (req/s, latency in ms, server RSS high-water mark in MiB)"
+say "## summary ($UNIT, latency in ms, server RSS high-water mark in MiB)"
 if [ "$PEER" -eq 1 ]; then
   say "$(printf '%-6s | %9s %7s %7s %7s | %9s %7s %7s %7s | %s' conns \
     'custos' p50 p99 HWM 'peer' p50 p99 HWM 'custos/peer')"

@@ -3,10 +3,13 @@
 // confidential client that uses client_credentials + client_secret_basic and
 // gets ES256-signed JWT access tokens (RFC 9068) through resource
 // indicators (RFC 8707) -- the same work custos does per token request.
+// A second client, PEER_CLIENT_ID + "-dpop", is the same with
+// dpop_bound_access_tokens (DPoP is enabled, without nonces; proofs' jtis
+// are checked for replay in the in-memory adapter).
 //
 // Environment:
 //   PORT                 listen port on 127.0.0.1 (default 3000)
-//   PEER_CLIENT_ID       client_id (default "bench")
+//   PEER_CLIENT_ID       client_id (default "bench"; the DPoP-bound one adds "-dpop")
 //   PEER_CLIENT_SECRET   client_secret (required, >= 32 characters)
 //
 // Start with NODE_ENV=production (as a deployment would run it).
@@ -43,6 +46,19 @@ const provider = new Provider(issuer, {
       redirect_uris: [],
       scope: 'read write',
       token_endpoint_auth_method: 'client_secret_basic',
+    },
+    // The same client bound to DPoP (RFC 9449 section 5.2) for
+    // bench/run.sh --scenario dpop: a token request without a proof is
+    // refused, and every access token carries cnf.jkt.
+    {
+      client_id: `${clientId}-dpop`,
+      client_secret: clientSecret,
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: 'read write',
+      token_endpoint_auth_method: 'client_secret_basic',
+      dpop_bound_access_tokens: true,
     },
   ],
   scopes: ['read', 'write'],
