@@ -135,15 +135,6 @@ impl SqlStore {
     /// lock at once (`BEGIN IMMEDIATE`, waiting up to `busy_timeout`), so a
     /// transaction never fails half-way with "database is locked" because
     /// it read before writing.
-    /// On SQLite, this process's write lock for a single-statement write
-    /// (see `write_lock`); `None` on PostgreSQL.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match self.engine {
-            Engine::Sqlite => Some(self.write_lock.clone().lock_owned().await),
-            Engine::Postgres => None,
-        }
-    }
-
     ///
     /// On SQLite the transaction also holds this process's write lock
     /// (keep the guard until it is committed or dropped).

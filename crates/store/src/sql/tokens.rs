@@ -70,9 +70,6 @@ impl ReplayRepo for SqlStore {
         expires_at: i64,
         now: i64,
     ) -> StoreResult<bool> {
-        // On every DPoP or assertion-authenticated request: waits its turn
-        // here rather than in SQLite's sleeping busy handler.
-        let _write = self.write_turn().await;
         let done = sqlx::query(
             "INSERT INTO custos_replay (namespace, jti, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (namespace, jti) DO UPDATE SET expires_at = excluded.expires_at \
