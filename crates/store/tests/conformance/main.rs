@@ -33,6 +33,7 @@ mod harness;
 
 mod audit;
 mod clients;
+mod codes;
 mod connect;
 mod grants;
 mod keys;
