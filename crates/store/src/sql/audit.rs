@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use custos_governance::{event_type, AuditEvent, EventFilter, Outcome};
 use sqlx::any::AnyRow;
 
-use super::{col, db_err, SqlStore};
+use super::{col, db_err, detached, SqlStore};
 use crate::{AuditRepo, Engine, StoreError, StoreResult};
 
 /// Columns bound per event by `append_events`.
@@ -91,44 +91,9 @@ impl AuditRepo for SqlStore {
         if events.is_empty() {
             return Ok(());
         }
-        static SQLITE_FULL_CHUNK: OnceLock<String> = OnceLock::new();
-        static POSTGRES_FULL_CHUNK: OnceLock<String> = OnceLock::new();
-        let rows = rows_per_insert(self.engine);
-        let full_chunk_sql = match self.engine {
-            Engine::Sqlite => &SQLITE_FULL_CHUNK,
-            Engine::Postgres => &POSTGRES_FULL_CHUNK,
-        };
-        let (mut tx, _write) = self.begin_write().await?;
-        for chunk in events.chunks(rows) {
-            let partial_sql;
-            let (sql, persistent) = if chunk.len() == rows {
-                (
-                    full_chunk_sql
-                        .get_or_init(|| insert_sql(rows, self.engine))
-                        .as_str(),
-                    true,
-                )
-            } else {
-                // Odd-sized tails are not worth a slot in the statement cache.
-                partial_sql = insert_sql(chunk.len(), self.engine);
-                (partial_sql.as_str(), false)
-            };
-            let mut query = sqlx::query(sql).persistent(persistent);
-            for event in chunk {
-                query = query
-                    .bind(event.time_ms)
-                    .bind(event.event_type.as_str())
-                    .bind(event.client_id.as_deref())
-                    .bind(event.grant_type.as_deref())
-                    .bind(event.scope.as_deref())
-                    .bind(event.resource.as_deref())
-                    .bind(event.outcome.as_str())
-                    .bind(event.reason.as_deref())
-                    .bind(event.source_addr.as_deref());
-            }
-            query.execute(&mut *tx).await.map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)
+        let store = self.clone();
+        let events = events.to_vec();
+        detached(async move { store.append_events_now(&events).await }).await
     }
 
     /// Newest `limit` events matching every given filter (0 → 1000),
@@ -253,4 +218,48 @@ pub(super) async fn prune_events(
         tokio::task::yield_now().await;
     }
     Ok(deleted)
+}
+
+impl SqlStore {
+    /// `append_events`' transaction, run [`detached`].
+    async fn append_events_now(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        static SQLITE_FULL_CHUNK: OnceLock<String> = OnceLock::new();
+        static POSTGRES_FULL_CHUNK: OnceLock<String> = OnceLock::new();
+        let rows = rows_per_insert(self.engine);
+        let full_chunk_sql = match self.engine {
+            Engine::Sqlite => &SQLITE_FULL_CHUNK,
+            Engine::Postgres => &POSTGRES_FULL_CHUNK,
+        };
+        let (mut tx, _write) = self.begin_write().await?;
+        for chunk in events.chunks(rows) {
+            let partial_sql;
+            let (sql, persistent) = if chunk.len() == rows {
+                (
+                    full_chunk_sql
+                        .get_or_init(|| insert_sql(rows, self.engine))
+                        .as_str(),
+                    true,
+                )
+            } else {
+                // Odd-sized tails are not worth a slot in the statement cache.
+                partial_sql = insert_sql(chunk.len(), self.engine);
+                (partial_sql.as_str(), false)
+            };
+            let mut query = sqlx::query(sql).persistent(persistent);
+            for event in chunk {
+                query = query
+                    .bind(event.time_ms)
+                    .bind(event.event_type.as_str())
+                    .bind(event.client_id.as_deref())
+                    .bind(event.grant_type.as_deref())
+                    .bind(event.scope.as_deref())
+                    .bind(event.resource.as_deref())
+                    .bind(event.outcome.as_str())
+                    .bind(event.reason.as_deref())
+                    .bind(event.source_addr.as_deref());
+            }
+            query.execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
 }

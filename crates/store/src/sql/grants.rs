@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::{col, conditional_write, conditional_write_returning, db_err, SqlStore};
+use super::{col, conditional_write, conditional_write_returning, db_err, detached, SqlStore};
 use crate::{
     AuthorizationCodeRecord, CodeRepo, Engine, GrantRecord, GrantRepo, Redemption,
     RefreshTokenRecord, Rotation, StoreError, StoreResult, REFRESH_TOKEN_REUSED,
@@ -365,10 +365,15 @@ impl GrantRepo for SqlStore {
         now: i64,
         grace_secs: i64,
     ) -> StoreResult<Rotation> {
-        let (mut tx, _write) = self.begin_write().await?;
-        let rotation = rotate(&mut tx, self.engine, old_hash, new, now, grace_secs).await?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(rotation)
+        let store = self.clone();
+        let (old_hash, new) = (old_hash.to_vec(), new.clone());
+        detached(async move {
+            let (mut tx, _write) = store.begin_write().await?;
+            let rotation = rotate(&mut tx, store.engine, &old_hash, &new, now, grace_secs).await?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(rotation)
+        })
+        .await
     }
 }
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
-use super::{col, db_err, SqlStore};
+use super::{col, db_err, detached, SqlStore};
 use crate::{Engine, SigningKeyRecord, SigningKeyRepo, StoreResult};
 
 /// Key of the PostgreSQL advisory lock held while inserting the first
@@ -40,6 +40,38 @@ impl SigningKeyRepo for SqlStore {
     /// Retires the active keys and inserts `new_key` atomically: either both
     /// happen or neither (`Conflict` if `new_key.kid` exists, nothing changed).
     async fn rotate_signing_key(&self, new_key: &SigningKeyRecord) -> StoreResult<()> {
+        let store = self.clone();
+        let new_key = new_key.clone();
+        detached(async move { store.rotate_signing_key_now(&new_key).await }).await
+    }
+
+    /// One statement: insert if the table is empty. On SQLite writers are
+    /// serialised, so exactly one racer inserts. On PostgreSQL two racers
+    /// with different kids may both insert (documented as harmless); with
+    /// the same kid the second does nothing and gets `false`.
+    async fn insert_first_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+        let store = self.clone();
+        let key = key.clone();
+        detached(async move { store.insert_first_signing_key_now(&key).await }).await
+    }
+
+    async fn delete_expired_signing_keys(&self, now: i64, max_token_ttl: i64) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM custos_signing_keys \
+             WHERE retired_at IS NOT NULL AND retired_at <= $1 - $2",
+        )
+        .bind(now)
+        .bind(max_token_ttl)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// The transactions of the trait's methods, run [`detached`].
+impl SqlStore {
+    async fn rotate_signing_key_now(&self, new_key: &SigningKeyRecord) -> StoreResult<()> {
         let (mut tx, _write) = self.begin_write().await?;
         sqlx::query("UPDATE custos_signing_keys SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(new_key.activates_at)
@@ -64,11 +96,7 @@ impl SigningKeyRepo for SqlStore {
         tx.commit().await.map_err(db_err)
     }
 
-    /// One statement: insert if the table is empty. On SQLite writers are
-    /// serialised, so exactly one racer inserts. On PostgreSQL two racers
-    /// with different kids may both insert (documented as harmless); with
-    /// the same kid the second does nothing and gets `false`.
-    async fn insert_first_signing_key(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+    async fn insert_first_signing_key_now(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
         // Replicas starting together on an empty database must agree on one
         // first key: SQLite serialises writers (BEGIN IMMEDIATE); on
         // PostgreSQL two READ COMMITTED inserts could both see the table
@@ -100,18 +128,5 @@ impl SigningKeyRepo for SqlStore {
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected() > 0)
-    }
-
-    async fn delete_expired_signing_keys(&self, now: i64, max_token_ttl: i64) -> StoreResult<u64> {
-        let done = sqlx::query(
-            "DELETE FROM custos_signing_keys \
-             WHERE retired_at IS NOT NULL AND retired_at <= $1 - $2",
-        )
-        .bind(now)
-        .bind(max_token_ttl)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(done.rows_affected())
     }
 }

@@ -42,7 +42,9 @@ const SQLITE_PRAGMAS: &str =
 /// lock it needs (the same as `busy_timeout`).
 const SQLITE_WAL_PATIENCE: Duration = Duration::from_secs(5);
 
-/// The store: a connection pool and the engine behind it.
+/// The store: a connection pool and the engine behind it. Cloning shares
+/// the pool and the write lock (see [`detached`]).
+#[derive(Clone)]
 pub(crate) struct SqlStore {
     pool: AnyPool,
     engine: Engine,
@@ -138,6 +140,10 @@ impl SqlStore {
     ///
     /// On SQLite the transaction also holds this process's write lock
     /// (keep the guard until it is committed or dropped).
+    ///
+    /// Run the whole transaction inside [`detached`]: a transaction whose
+    /// future is dropped half-way can leave its connection inside
+    /// `BEGIN IMMEDIATE`, holding SQLite's write lock for good.
     pub(crate) async fn begin_write(
         &self,
     ) -> StoreResult<(
@@ -155,6 +161,26 @@ impl SqlStore {
             .map_err(db_err)?;
         Ok((tx, guard))
     }
+}
+
+/// Runs `work` (a write transaction, from `begin_write` to `commit`) on
+/// its own task and waits for it.
+///
+/// A caller that stops waiting — an HTTP client that disconnects, a
+/// timeout around a store call — drops this future, not the transaction:
+/// the transaction still commits or rolls back, and its connection goes back
+/// to the pool clean. Dropped in the middle of a statement instead, sqlx can
+/// hand the connection back still inside its transaction: on SQLite every
+/// other writer then waits out `busy_timeout` and fails with "database is
+/// locked", and the connection's next `begin` fails for good.
+pub(crate) async fn detached<T, F>(work: F) -> StoreResult<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = StoreResult<T>> + Send + 'static,
+{
+    tokio::spawn(work)
+        .await
+        .map_err(|e| StoreError::Database(format!("a store transaction did not finish: {e}")))?
 }
 
 async fn prepare_connection(conn: &mut AnyConnection, engine: Engine) -> Result<(), sqlx::Error> {
@@ -298,6 +324,30 @@ impl Maintenance for SqlStore {
     /// cascade catches a token a rotation inserts in between); returns how
     /// many rows went.
     async fn prune_expired(&self, now: i64) -> StoreResult<u64> {
+        let store = self.clone();
+        detached(async move { store.prune_expired_now(now).await }).await
+    }
+
+    /// Batched `DELETE … WHERE id IN (SELECT id … ORDER BY time_ms, id
+    /// LIMIT n)`; see `audit::prune_events`.
+    async fn prune_audit_events(&self, recorded_before_ms: i64, max_rows: u64) -> StoreResult<u64> {
+        audit::prune_events(self, recorded_before_ms, max_rows).await
+    }
+
+    /// Closes the pool: new acquisitions fail, and this returns once every
+    /// borrowed connection has been returned and closed.
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    fn engine(&self) -> Engine {
+        self.engine
+    }
+}
+
+impl SqlStore {
+    /// `prune_expired`'s transaction.
+    async fn prune_expired_now(&self, now: i64) -> StoreResult<u64> {
         let (mut tx, _write) = self.begin_write().await?;
         let mut removed = 0;
         for sql in [
@@ -318,21 +368,5 @@ impl Maintenance for SqlStore {
         }
         tx.commit().await.map_err(db_err)?;
         Ok(removed)
-    }
-
-    /// Batched `DELETE … WHERE id IN (SELECT id … ORDER BY time_ms, id
-    /// LIMIT n)`; see `audit::prune_events`.
-    async fn prune_audit_events(&self, recorded_before_ms: i64, max_rows: u64) -> StoreResult<u64> {
-        audit::prune_events(self, recorded_before_ms, max_rows).await
-    }
-
-    /// Closes the pool: new acquisitions fail, and this returns once every
-    /// borrowed connection has been returned and closed.
-    async fn close(&self) {
-        self.pool.close().await;
-    }
-
-    fn engine(&self) -> Engine {
-        self.engine
     }
 }

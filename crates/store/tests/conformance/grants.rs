@@ -685,6 +685,59 @@ async fn prune_removes_expired_codes_tokens_and_grants(db: TestDb) {
     );
 }
 
+/// A caller that stops waiting half-way through a write transaction (an
+/// HTTP client that disconnects mid-request, a timeout) must not leave the
+/// transaction open: the rotation still completes, exactly once, and other
+/// writes go through at once.
+async fn cancelled_write_transactions_leave_no_lock_behind(db: TestDb) {
+    let s = db.store;
+    family(&s, "fam", "c0").await;
+    let mut current = "c0".to_owned();
+    for step in 1..=40u64 {
+        let next_label = format!("c{step}");
+        let now = step as i64;
+        // Cut the caller off at a different point each time.
+        let cut = std::time::Duration::from_micros(step * 37 % 400);
+        let _ = tokio::time::timeout(
+            cut,
+            s.rotate_refresh_token(&h(&current), &next(&next_label, now), now, 0),
+        )
+        .await;
+        // The rotation finishes on its own; wait until it has.
+        let deadline = Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            if s.get_refresh_token(&h(&next_label))
+                .await
+                .unwrap()
+                .is_some()
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "step {step}: a rotation whose caller stopped waiting never finished"
+            );
+            tokio::task::yield_now().await;
+        }
+        current = next_label;
+    }
+    // Another write is not stuck behind a transaction left open.
+    let started = Instant::now();
+    s.insert_grant(&grant("other", "c1", 0, 10_000))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "a write waited {:?}: a cancelled transaction held the lock",
+        started.elapsed()
+    );
+    let rotation = s
+        .rotate_refresh_token(&h(&current), &next("last", 100), 100, 0)
+        .await
+        .unwrap();
+    assert!(matches!(rotation, Rotation::Rotated { .. }), "{rotation:?}");
+}
+
 conformance!(
     grants_round_trip_and_live_listing,
     rfc9700_refresh_token_rotation_chain,
@@ -695,4 +748,5 @@ conformance!(
     rfc9700_concurrent_rotation_has_one_winner_and_revokes_the_family,
     consents_upsert_list_revoke,
     prune_removes_expired_codes_tokens_and_grants,
+    cancelled_write_transactions_leave_no_lock_behind,
 );
