@@ -212,6 +212,13 @@ pub trait GrantRepo: Send + Sync {
     /// a requested narrower scope); the rotation itself re-checks everything.
     async fn get_refresh_token(&self, token_hash: &[u8])
         -> StoreResult<Option<RefreshTokenRecord>>;
+    /// The token with this hash and its grant (family), in one read; `None`
+    /// if the token is unknown or pruned. What a refresh request decides
+    /// with before rotating.
+    async fn get_refresh_token_with_grant(
+        &self,
+        token_hash: &[u8],
+    ) -> StoreResult<Option<(RefreshTokenRecord, GrantRecord)>>;
     /// Rotation (RFC 9700 §4.14.2), in one transaction, atomically across
     /// replicas. `new` joins the old token's family: it is stored with the
     /// old token's `grant_id` (`new.grant_id` is not read, so callers may
@@ -234,7 +241,9 @@ pub trait GrantRepo: Send + Sync {
     ///
     /// Of N concurrent rotations of one live token with grace 0 exactly one
     /// is `Rotated` and every other `Reused`, and the grant ends revoked. On
-    /// SQLite the transaction is `BEGIN IMMEDIATE` (one writer at a time);
+    /// SQLite the transaction is `BEGIN IMMEDIATE` (one writer at a time),
+    /// shared by the rotations queued since the last commit and decided in
+    /// arrival order (a database error fails them all);
     /// on PostgreSQL it locks the token row (`FOR UPDATE`) and then the
     /// grant row (`FOR NO KEY UPDATE`), always in that order, and marks the
     /// token used with a conditional `UPDATE … WHERE used_at IS NULL`.

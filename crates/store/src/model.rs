@@ -252,7 +252,8 @@ pub enum Redemption {
 pub enum Rotation {
     /// The token was live (or, within the grace window, just rotated): `new` is stored.
     Rotated {
-        grant: GrantRecord,
+        /// The family the new token joined.
+        grant_id: String,
         /// The presented token as stored now (`used_at` is this rotation's
         /// time, or the earlier rotation's within the grace window).
         old: RefreshTokenRecord,

@@ -49,9 +49,9 @@ impl GrantHandler for RefreshToken {
         let now = request.ctx.now();
         let client_id = request.client.client_id();
         let hash = sha256(&parsed.refresh_token);
-        let Some(token) = self
+        let Some((token, family)) = self
             .store
-            .get_refresh_token(&hash)
+            .get_refresh_token_with_grant(&hash)
             .await
             .map_err(internal)?
         else {
@@ -60,14 +60,6 @@ impl GrantHandler for RefreshToken {
         if token.client_id != client_id {
             return Err(invalid());
         }
-        let Some(family) = self
-            .store
-            .get_grant(&token.grant_id)
-            .await
-            .map_err(internal)?
-        else {
-            return Err(invalid());
-        };
         let metadata = request.client.metadata();
         // A client narrowed since the person consented gets no more than it
         // is registered for now.

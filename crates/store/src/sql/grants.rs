@@ -114,6 +114,28 @@ const INSERT_TOKEN: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
 );
 
+/// [`INSERT_TOKEN`] that reports an existing hash by inserting nothing,
+/// instead of by an error that would abort the transaction (PostgreSQL) —
+/// a rotation undoes its own first write then, and the other rotations of
+/// its batch (SQLite) go on.
+const INSERT_TOKEN_IF_NEW: &str = concat!(
+    "INSERT INTO custos_refresh_tokens (",
+    token_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (token_hash) DO NOTHING"
+);
+
+/// The common rotation in one statement: a live, unused token of this
+/// client in a live family is marked used, and returned as it is now.
+const ROTATE_LIVE_TOKEN: &str = concat!(
+    "UPDATE custos_refresh_tokens SET used_at = $2 \
+     WHERE token_hash = $1 AND used_at IS NULL AND client_id = $3 AND expires_at > $2 \
+     AND EXISTS (SELECT 1 FROM custos_grants g \
+     WHERE g.grant_id = custos_refresh_tokens.grant_id \
+     AND g.revoked_at IS NULL AND g.expires_at > $2) \
+     RETURNING ",
+    token_columns!()
+);
+
 /// Reads a refresh token in a rotation, locking its row on PostgreSQL.
 fn select_token_for_rotation(engine: Engine) -> &'static str {
     match engine {
@@ -152,7 +174,31 @@ async fn insert_token<'c, E>(token: &RefreshTokenRecord, executor: E) -> StoreRe
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    sqlx::query(INSERT_TOKEN)
+    bind_token(sqlx::query(INSERT_TOKEN), token)
+        .execute(executor)
+        .await
+        .map_err(db_err)?;
+    Ok(())
+}
+
+/// Inserts `token` unless its hash exists; true if it was inserted.
+async fn insert_token_if_new<'c, E>(token: &RefreshTokenRecord, executor: E) -> StoreResult<bool>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    Ok(bind_token(sqlx::query(INSERT_TOKEN_IF_NEW), token)
+        .execute(executor)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+        == 1)
+}
+
+fn bind_token<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    token: &'q RefreshTokenRecord,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    query
         .bind(token.token_hash.clone())
         .bind(token.grant_id.as_str())
         .bind(token.client_id.as_str())
@@ -160,10 +206,6 @@ where
         .bind(token.created_at)
         .bind(token.expires_at)
         .bind(token.used_at)
-        .execute(executor)
-        .await
-        .map_err(db_err)?;
-    Ok(())
 }
 
 #[async_trait]
@@ -356,6 +398,40 @@ impl GrantRepo for SqlStore {
             .transpose()
     }
 
+    async fn get_refresh_token_with_grant(
+        &self,
+        token_hash: &[u8],
+    ) -> StoreResult<Option<(RefreshTokenRecord, GrantRecord)>> {
+        let sql = "SELECT t.token_hash, t.grant_id, t.client_id, t.scope, t.created_at, \
+             t.expires_at, t.used_at, g.client_id AS g_client_id, g.subject AS g_subject, \
+             g.scope AS g_scope, g.resources_json, g.dpop_jkt, g.created_at AS g_created_at, \
+             g.expires_at AS g_expires_at, g.revoked_at, g.revoked_reason \
+             FROM custos_refresh_tokens t JOIN custos_grants g ON g.grant_id = t.grant_id \
+             WHERE t.token_hash = $1";
+        let Some(row) = sqlx::query(sql)
+            .bind(token_hash.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?
+        else {
+            return Ok(None);
+        };
+        let token = token_from_row(&row)?;
+        let grant = GrantRecord {
+            grant_id: token.grant_id.clone(),
+            client_id: col(&row, "g_client_id")?,
+            subject: col(&row, "g_subject")?,
+            scope: col(&row, "g_scope")?,
+            resources: decode_resources(&row, &format!("grant {}", token.grant_id))?,
+            dpop_jkt: col(&row, "dpop_jkt")?,
+            created_at: col(&row, "g_created_at")?,
+            expires_at: col(&row, "g_expires_at")?,
+            revoked_at: col(&row, "revoked_at")?,
+            revoked_reason: col(&row, "revoked_reason")?,
+        };
+        Ok(Some((token, grant)))
+    }
+
     /// One write transaction (see the module documentation); a failure at
     /// any step rolls every step back.
     async fn rotate_refresh_token(
@@ -365,6 +441,9 @@ impl GrantRepo for SqlStore {
         now: i64,
         grace_secs: i64,
     ) -> StoreResult<Rotation> {
+        if let Some(queue) = &self.rotations {
+            return queue.rotate(old_hash, new, now, grace_secs).await;
+        }
         let store = self.clone();
         let (old_hash, new) = (old_hash.to_vec(), new.clone());
         detached(async move {
@@ -383,8 +462,11 @@ impl GrantRepo for SqlStore {
 /// decide again, never write unconditionally) all the same.
 const ROTATE_ATTEMPTS: usize = 3;
 
-/// The decision of `rotate_refresh_token`, inside its transaction.
-async fn rotate(
+/// The decision of `rotate_refresh_token`, inside a transaction it shares
+/// (on SQLite) with the other rotations of its batch: it returns `Conflict`
+/// only after undoing its own writes, and any other error aborts the
+/// transaction.
+pub(super) async fn rotate(
     tx: &mut Transaction<'static, Any>,
     engine: Engine,
     old_hash: &[u8],
@@ -392,6 +474,31 @@ async fn rotate(
     now: i64,
     grace_secs: i64,
 ) -> StoreResult<Rotation> {
+    // The common case, two statements: a live token of a live family.
+    if let Some(row) = conditional_write_returning(
+        sqlx::query(ROTATE_LIVE_TOKEN)
+            .bind(old_hash.to_vec())
+            .bind(now)
+            .bind(new.client_id.as_str()),
+        &mut **tx,
+    )
+    .await?
+    {
+        let old = token_from_row(&row)?;
+        let new = RefreshTokenRecord {
+            grant_id: old.grant_id.clone(),
+            ..new.clone()
+        };
+        if !insert_token_if_new(&new, &mut **tx).await? {
+            undo(tx, Mark::Used, old_hash).await?;
+            return Err(StoreError::Conflict);
+        }
+        return Ok(Rotation::Rotated {
+            grant_id: old.grant_id.clone(),
+            old,
+            within_grace: false,
+        });
+    }
     for _ in 0..ROTATE_ATTEMPTS {
         let Some(old) = sqlx::query(select_token_for_rotation(engine))
             .bind(old_hash.to_vec())
@@ -443,9 +550,12 @@ async fn rotate(
                 )
                 .await?;
                 if first_retry {
-                    insert_token(&new, &mut **tx).await?;
+                    if !insert_token_if_new(&new, &mut **tx).await? {
+                        undo(tx, Mark::GraceRetry, old_hash).await?;
+                        return Err(StoreError::Conflict);
+                    }
                     return Ok(Rotation::Rotated {
-                        grant: grant.ok_or_else(|| StoreError::Corrupt("grant vanished".into()))?,
+                        grant_id: old.grant_id.clone(),
                         old,
                         within_grace: true,
                     });
@@ -470,12 +580,12 @@ async fn rotate(
             });
         }
 
-        let grant = match grant {
-            Some(grant) if grant_is_live(&grant, now) && old.expires_at > now => grant,
+        match grant {
+            Some(grant) if grant_is_live(&grant, now) && old.expires_at > now => {}
             // The foreign key's cascade leaves no token without its grant;
             // one would be unusable all the same.
             _ => return Ok(Rotation::Expired),
-        };
+        }
         let marked = conditional_write(
             sqlx::query(
                 "UPDATE custos_refresh_tokens SET used_at = $2 \
@@ -489,9 +599,12 @@ async fn rotate(
         if !marked {
             continue;
         }
-        insert_token(&new, &mut **tx).await?;
+        if !insert_token_if_new(&new, &mut **tx).await? {
+            undo(tx, Mark::Used, old_hash).await?;
+            return Err(StoreError::Conflict);
+        }
         return Ok(Rotation::Rotated {
-            grant,
+            grant_id: old.grant_id.clone(),
             old: RefreshTokenRecord {
                 used_at: Some(now),
                 ..old
@@ -502,4 +615,29 @@ async fn rotate(
     Err(StoreError::Database(format!(
         "a refresh token changed under its lock {ROTATE_ATTEMPTS} times during one rotation"
     )))
+}
+
+/// What a rotation marks on the presented token.
+enum Mark {
+    /// `used_at`: rotated out.
+    Used,
+    /// `grace_used_at`: its one retry within the grace window taken.
+    GraceRetry,
+}
+
+/// Clears the mark this rotation set on the presented token: it was NULL
+/// before, and the token's lock is held.
+async fn undo(tx: &mut Transaction<'static, Any>, mark: Mark, old_hash: &[u8]) -> StoreResult<()> {
+    let sql = match mark {
+        Mark::Used => "UPDATE custos_refresh_tokens SET used_at = NULL WHERE token_hash = $1",
+        Mark::GraceRetry => {
+            "UPDATE custos_refresh_tokens SET grace_used_at = NULL WHERE token_hash = $1"
+        }
+    };
+    sqlx::query(sql)
+        .bind(old_hash.to_vec())
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    Ok(())
 }

@@ -15,6 +15,7 @@ mod consents;
 mod grants;
 mod keys;
 mod resources;
+mod rotation_queue;
 mod tokens;
 mod users;
 
@@ -53,6 +54,9 @@ pub(crate) struct SqlStore {
     /// sleeps (up to 100 ms a turn) and makes the tail latency of every
     /// write under load hundreds of milliseconds. PostgreSQL: unused.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: refresh-token rotations committed in groups by one writer
+    /// (`rotation_queue`). PostgreSQL: `None`, a transaction each.
+    rotations: Option<std::sync::Arc<rotation_queue::RotationQueue>>,
 }
 
 impl SqlStore {
@@ -126,11 +130,17 @@ impl SqlStore {
             max_connections = options.max_connections.max(1),
             "store opened"
         );
-        Ok(SqlStore {
+        let mut store = SqlStore {
             pool,
             engine,
             write_lock: std::sync::Arc::new(tokio::sync::Mutex::new(())),
-        })
+            rotations: None,
+        };
+        if engine == Engine::Sqlite {
+            let queue = rotation_queue::RotationQueue::start(store.clone());
+            store.rotations = Some(std::sync::Arc::new(queue));
+        }
+        Ok(store)
     }
 
     /// Starts a transaction that will write. On SQLite it takes the write

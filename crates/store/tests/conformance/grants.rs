@@ -67,6 +67,10 @@ async fn family(s: &Arc<dyn Store>, id: &str, first: &str) -> GrantRecord {
 async fn grants_round_trip_and_live_listing(db: TestDb) {
     let s = db.store;
     assert_eq!(s.get_grant("nope").await.unwrap(), None);
+    assert_eq!(
+        s.get_refresh_token_with_grant(&h("nope")).await.unwrap(),
+        None
+    );
     assert_eq!(s.list_live_grants("c", 0).await.unwrap(), vec![]);
 
     let g1 = grant("g1", "c", 10, 1_000);
@@ -172,7 +176,7 @@ async fn rfc9700_refresh_token_rotation_chain(db: TestDb) {
         assert_eq!(
             rotation,
             Rotation::Rotated {
-                grant: g.clone(),
+                grant_id: g.grant_id.clone(),
                 old: RefreshTokenRecord {
                     used_at: Some(now),
                     ..before
@@ -185,6 +189,10 @@ async fn rfc9700_refresh_token_rotation_chain(db: TestDb) {
         assert_eq!(
             s.get_refresh_token(&h(pair[1])).await.unwrap(),
             Some(token(pair[1], "fam", now, now + 1_000))
+        );
+        assert_eq!(
+            s.get_refresh_token_with_grant(&h(pair[1])).await.unwrap(),
+            Some((token(pair[1], "fam", now, now + 1_000), g.clone()))
         );
     }
     for (label, used_at) in [("t0", Some(100)), ("t1", Some(200)), ("t2", Some(300))] {
@@ -296,7 +304,7 @@ async fn rfc9700_retry_within_grace_rotates_again(db: TestDb) {
                 .await
                 .unwrap(),
             Rotation::Rotated {
-                grant: g.clone(),
+                grant_id: g.grant_id.clone(),
                 old: first.clone(),
                 within_grace: true,
             }
@@ -738,6 +746,83 @@ async fn cancelled_write_transactions_leave_no_lock_behind(db: TestDb) {
     assert!(matches!(rotation, Rotation::Rotated { .. }), "{rotation:?}");
 }
 
+/// A rotation whose new hash already exists is a `Conflict` and leaves
+/// everything as it was: the presented token can still be rotated (fast
+/// path and grace retry alike).
+async fn rotation_to_an_existing_hash_is_a_conflict_and_changes_nothing(db: TestDb) {
+    let s = db.store;
+    family(&s, "fam", "a0").await;
+    family(&s, "other", "b0").await;
+    assert!(matches!(
+        s.rotate_refresh_token(&h("a0"), &next("b0", 10), 10, 0)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    let a0 = s.get_refresh_token(&h("a0")).await.unwrap().unwrap();
+    assert_eq!(a0.used_at, None, "the failed rotation is undone");
+    assert!(matches!(
+        s.rotate_refresh_token(&h("a0"), &next("a1", 10), 10, 60)
+            .await
+            .unwrap(),
+        Rotation::Rotated {
+            within_grace: false,
+            ..
+        }
+    ));
+    // The grace retry: a conflict there gives the retry back.
+    assert!(matches!(
+        s.rotate_refresh_token(&h("a0"), &next("b0", 11), 11, 60)
+            .await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        s.rotate_refresh_token(&h("a0"), &next("a1b", 12), 12, 60)
+            .await
+            .unwrap(),
+        Rotation::Rotated {
+            within_grace: true,
+            ..
+        }
+    ));
+    assert_eq!(s.get_grant("fam").await.unwrap().unwrap().revoked_at, None);
+}
+
+/// Many families rotating at once (on SQLite, decided together in one
+/// commit) each get their own answer: all rotate, none is taken for a
+/// reuse, and every new token joins its own family.
+async fn concurrent_rotations_of_many_families_all_rotate(db: TestDb) {
+    let s = db.store;
+    for i in 0..100 {
+        family(&s, &format!("f{i}"), &format!("f{i}-t0")).await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.rotate_refresh_token(
+                &h(&format!("f{i}-t0")),
+                &next(&format!("f{i}-t1"), 50),
+                50,
+                0,
+            )
+            .await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let rotation = task.await.unwrap().unwrap();
+        assert!(
+            matches!(&rotation, Rotation::Rotated { grant_id, .. } if *grant_id == format!("f{i}")),
+            "family {i}: {rotation:?}"
+        );
+        let t1 = s
+            .get_refresh_token(&h(&format!("f{i}-t1")))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(t1.grant_id, format!("f{i}"));
+    }
+}
+
 conformance!(
     grants_round_trip_and_live_listing,
     rfc9700_refresh_token_rotation_chain,
@@ -749,4 +834,6 @@ conformance!(
     consents_upsert_list_revoke,
     prune_removes_expired_codes_tokens_and_grants,
     cancelled_write_transactions_leave_no_lock_behind,
+    rotation_to_an_existing_hash_is_a_conflict_and_changes_nothing,
+    concurrent_rotations_of_many_families_all_rotate,
 );
