@@ -5,6 +5,11 @@
 //! randomness or reads the environment. Time (`now`, seconds since the Unix
 //! epoch), random values (token ids) and keys are arguments. Nothing here
 //! `.await`s. That makes every rule testable by a table and fuzzable.
+//!
+//! Workload attestation follows the same rule: `spiffe` (SPIFFE IDs,
+//! bundles, X.509-SVID verification) and `x509` (RFC 8705 mutual-TLS client
+//! authentication and `x5t#S256`) take the client certificate chain the TLS
+//! layer saw as DER bytes, and bundles as the bytes someone else fetched.
 
 pub mod access_token;
 pub mod address;
@@ -21,6 +26,8 @@ pub mod metadata;
 pub mod pkce;
 pub mod redirect;
 pub mod scope;
+pub mod spiffe;
+pub mod x509;
 
 pub use error::{ErrorCode, OAuthError};
 
