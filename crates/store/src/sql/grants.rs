@@ -13,12 +13,12 @@
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
+use sqlx::Any;
 
 use super::{col, conditional_write, conditional_write_returning, db_err, detached, SqlStore};
 use crate::{
-    AuthorizationCodeRecord, CodeRepo, Engine, GrantRecord, GrantRepo, Redemption,
-    RefreshTokenRecord, Rotation, StoreError, StoreResult, REFRESH_TOKEN_REUSED,
+    AuthorizationCodeRecord, CodeRepo, GrantRecord, GrantRepo, Redemption, RefreshTokenRecord,
+    Rotation, StoreError, StoreResult,
 };
 
 /// The columns of `custos_authorization_codes`, in bind order.
@@ -44,6 +44,10 @@ macro_rules! token_columns {
         "token_hash, grant_id, client_id, scope, created_at, expires_at, used_at"
     };
 }
+
+mod rotation;
+use rotation::rotate;
+pub(super) use rotation::RotationBatch;
 
 fn encode_resources(resources: &[String]) -> StoreResult<String> {
     serde_json::to_string(resources)
@@ -114,62 +118,6 @@ const INSERT_TOKEN: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
 );
 
-/// [`INSERT_TOKEN`] that reports an existing hash by inserting nothing,
-/// instead of by an error that would abort the transaction (PostgreSQL) —
-/// a rotation undoes its own first write then, and the other rotations of
-/// its batch (SQLite) go on.
-const INSERT_TOKEN_IF_NEW: &str = concat!(
-    "INSERT INTO custos_refresh_tokens (",
-    token_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (token_hash) DO NOTHING"
-);
-
-/// The common rotation in one statement: a live, unused token of this
-/// client in a live family is marked used, and returned as it is now.
-const ROTATE_LIVE_TOKEN: &str = concat!(
-    "UPDATE custos_refresh_tokens SET used_at = $2 \
-     WHERE token_hash = $1 AND used_at IS NULL AND client_id = $3 AND expires_at > $2 \
-     AND EXISTS (SELECT 1 FROM custos_grants g \
-     WHERE g.grant_id = custos_refresh_tokens.grant_id \
-     AND g.revoked_at IS NULL AND g.expires_at > $2) \
-     RETURNING ",
-    token_columns!()
-);
-
-/// Reads a refresh token in a rotation, locking its row on PostgreSQL.
-fn select_token_for_rotation(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Sqlite => concat!(
-            "SELECT ",
-            token_columns!(),
-            " FROM custos_refresh_tokens WHERE token_hash = $1"
-        ),
-        Engine::Postgres => concat!(
-            "SELECT ",
-            token_columns!(),
-            " FROM custos_refresh_tokens WHERE token_hash = $1 FOR UPDATE"
-        ),
-    }
-}
-
-/// Reads a grant in a rotation, locking its row on PostgreSQL. `NO KEY
-/// UPDATE` is enough for changing `revoked_at`, and does not block other
-/// transactions' foreign-key checks of tokens inserted into the family.
-fn select_grant_for_rotation(engine: Engine) -> &'static str {
-    match engine {
-        Engine::Sqlite => concat!(
-            "SELECT ",
-            grant_columns!(),
-            " FROM custos_grants WHERE grant_id = $1"
-        ),
-        Engine::Postgres => concat!(
-            "SELECT ",
-            grant_columns!(),
-            " FROM custos_grants WHERE grant_id = $1 FOR NO KEY UPDATE"
-        ),
-    }
-}
-
 async fn insert_token<'c, E>(token: &RefreshTokenRecord, executor: E) -> StoreResult<()>
 where
     E: sqlx::Executor<'c, Database = Any>,
@@ -179,19 +127,6 @@ where
         .await
         .map_err(db_err)?;
     Ok(())
-}
-
-/// Inserts `token` unless its hash exists; true if it was inserted.
-async fn insert_token_if_new<'c, E>(token: &RefreshTokenRecord, executor: E) -> StoreResult<bool>
-where
-    E: sqlx::Executor<'c, Database = Any>,
-{
-    Ok(bind_token(sqlx::query(INSERT_TOKEN_IF_NEW), token)
-        .execute(executor)
-        .await
-        .map_err(db_err)?
-        .rows_affected()
-        == 1)
 }
 
 fn bind_token<'q>(
@@ -441,8 +376,14 @@ impl GrantRepo for SqlStore {
         now: i64,
         grace_secs: i64,
     ) -> StoreResult<Rotation> {
-        if let Some(queue) = &self.rotations {
-            return queue.rotate(old_hash, new, now, grace_secs).await;
+        if let Some(queues) = &self.queues {
+            let job = rotation::RotationJob {
+                old_hash: old_hash.to_vec(),
+                new: new.clone(),
+                now,
+                grace_secs,
+            };
+            return queues.rotations.submit(job).await;
         }
         let store = self.clone();
         let (old_hash, new) = (old_hash.to_vec(), new.clone());
@@ -454,190 +395,4 @@ impl GrantRepo for SqlStore {
         })
         .await
     }
-}
-
-/// How often [`rotate`] re-reads a token whose conditional `UPDATE` found it
-/// changed. Under the row lock (PostgreSQL) or the write lock (SQLite) that
-/// cannot happen; the loop follows the conditional-write rule (re-read and
-/// decide again, never write unconditionally) all the same.
-const ROTATE_ATTEMPTS: usize = 3;
-
-/// The decision of `rotate_refresh_token`, inside a transaction it shares
-/// (on SQLite) with the other rotations of its batch: it returns `Conflict`
-/// only after undoing its own writes, and any other error aborts the
-/// transaction.
-pub(super) async fn rotate(
-    tx: &mut Transaction<'static, Any>,
-    engine: Engine,
-    old_hash: &[u8],
-    new: &RefreshTokenRecord,
-    now: i64,
-    grace_secs: i64,
-) -> StoreResult<Rotation> {
-    // The common case, two statements: a live token of a live family.
-    if let Some(row) = conditional_write_returning(
-        sqlx::query(ROTATE_LIVE_TOKEN)
-            .bind(old_hash.to_vec())
-            .bind(now)
-            .bind(new.client_id.as_str()),
-        &mut **tx,
-    )
-    .await?
-    {
-        let old = token_from_row(&row)?;
-        let new = RefreshTokenRecord {
-            grant_id: old.grant_id.clone(),
-            ..new.clone()
-        };
-        if !insert_token_if_new(&new, &mut **tx).await? {
-            undo(tx, Mark::Used, old_hash).await?;
-            return Err(StoreError::Conflict);
-        }
-        return Ok(Rotation::Rotated {
-            grant_id: old.grant_id.clone(),
-            old,
-            within_grace: false,
-        });
-    }
-    for _ in 0..ROTATE_ATTEMPTS {
-        let Some(old) = sqlx::query(select_token_for_rotation(engine))
-            .bind(old_hash.to_vec())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_err)?
-            .as_ref()
-            .map(token_from_row)
-            .transpose()?
-        else {
-            return Ok(Rotation::Unknown);
-        };
-        // A token is known only to the client it was issued to.
-        if old.client_id != new.client_id {
-            return Ok(Rotation::Unknown);
-        }
-        let grant = sqlx::query(select_grant_for_rotation(engine))
-            .bind(old.grant_id.as_str())
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(db_err)?
-            .as_ref()
-            .map(grant_from_row)
-            .transpose()?;
-        let new = RefreshTokenRecord {
-            grant_id: old.grant_id.clone(),
-            ..new.clone()
-        };
-
-        if let Some(used_at) = old.used_at {
-            if now < used_at.saturating_add(grace_secs.max(0)) {
-                // One retry within the grace window gets another live
-                // token; a second would fork the family unseen, so it is a
-                // reuse like any other.
-                let live = grant
-                    .as_ref()
-                    .is_some_and(|g| grant_is_live(g, now) && old.expires_at > now);
-                if !live {
-                    return Ok(Rotation::Expired);
-                }
-                let first_retry = conditional_write(
-                    sqlx::query(
-                        "UPDATE custos_refresh_tokens SET grace_used_at = $2 \
-                         WHERE token_hash = $1 AND grace_used_at IS NULL",
-                    )
-                    .bind(old_hash.to_vec())
-                    .bind(now),
-                    &mut **tx,
-                )
-                .await?;
-                if first_retry {
-                    if !insert_token_if_new(&new, &mut **tx).await? {
-                        undo(tx, Mark::GraceRetry, old_hash).await?;
-                        return Err(StoreError::Conflict);
-                    }
-                    return Ok(Rotation::Rotated {
-                        grant_id: old.grant_id.clone(),
-                        old,
-                        within_grace: true,
-                    });
-                }
-            }
-            // Reuse: the family is compromised (RFC 9700 §4.14.2).
-            if grant.as_ref().is_some_and(|g| g.revoked_at.is_none()) {
-                conditional_write(
-                    sqlx::query(
-                        "UPDATE custos_grants SET revoked_at = $2, revoked_reason = $3 \
-                         WHERE grant_id = $1 AND revoked_at IS NULL",
-                    )
-                    .bind(old.grant_id.as_str())
-                    .bind(now)
-                    .bind(REFRESH_TOKEN_REUSED),
-                    &mut **tx,
-                )
-                .await?;
-            }
-            return Ok(Rotation::Reused {
-                grant_id: old.grant_id,
-            });
-        }
-
-        match grant {
-            Some(grant) if grant_is_live(&grant, now) && old.expires_at > now => {}
-            // The foreign key's cascade leaves no token without its grant;
-            // one would be unusable all the same.
-            _ => return Ok(Rotation::Expired),
-        }
-        let marked = conditional_write(
-            sqlx::query(
-                "UPDATE custos_refresh_tokens SET used_at = $2 \
-                 WHERE token_hash = $1 AND used_at IS NULL",
-            )
-            .bind(old_hash.to_vec())
-            .bind(now),
-            &mut **tx,
-        )
-        .await?;
-        if !marked {
-            continue;
-        }
-        if !insert_token_if_new(&new, &mut **tx).await? {
-            undo(tx, Mark::Used, old_hash).await?;
-            return Err(StoreError::Conflict);
-        }
-        return Ok(Rotation::Rotated {
-            grant_id: old.grant_id.clone(),
-            old: RefreshTokenRecord {
-                used_at: Some(now),
-                ..old
-            },
-            within_grace: false,
-        });
-    }
-    Err(StoreError::Database(format!(
-        "a refresh token changed under its lock {ROTATE_ATTEMPTS} times during one rotation"
-    )))
-}
-
-/// What a rotation marks on the presented token.
-enum Mark {
-    /// `used_at`: rotated out.
-    Used,
-    /// `grace_used_at`: its one retry within the grace window taken.
-    GraceRetry,
-}
-
-/// Clears the mark this rotation set on the presented token: it was NULL
-/// before, and the token's lock is held.
-async fn undo(tx: &mut Transaction<'static, Any>, mark: Mark, old_hash: &[u8]) -> StoreResult<()> {
-    let sql = match mark {
-        Mark::Used => "UPDATE custos_refresh_tokens SET used_at = NULL WHERE token_hash = $1",
-        Mark::GraceRetry => {
-            "UPDATE custos_refresh_tokens SET grace_used_at = NULL WHERE token_hash = $1"
-        }
-    };
-    sqlx::query(sql)
-        .bind(old_hash.to_vec())
-        .execute(&mut **tx)
-        .await
-        .map_err(db_err)?;
-    Ok(())
 }

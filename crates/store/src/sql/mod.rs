@@ -15,9 +15,9 @@ mod consents;
 mod grants;
 mod keys;
 mod resources;
-mod rotation_queue;
 mod tokens;
 mod users;
+mod write_queue;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -54,9 +54,15 @@ pub(crate) struct SqlStore {
     /// sleeps (up to 100 ms a turn) and makes the tail latency of every
     /// write under load hundreds of milliseconds. PostgreSQL: unused.
     write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
-    /// SQLite: refresh-token rotations committed in groups by one writer
-    /// (`rotation_queue`). PostgreSQL: `None`, a transaction each.
-    rotations: Option<std::sync::Arc<rotation_queue::RotationQueue>>,
+    /// SQLite: the writes committed in groups (`write_queue`).
+    /// PostgreSQL: `None`, a statement or transaction each.
+    queues: Option<std::sync::Arc<Queues>>,
+}
+
+/// SQLite's writers of grouped writes, one per kind.
+pub(crate) struct Queues {
+    pub(crate) rotations: write_queue::WriteQueue<grants::RotationBatch>,
+    pub(crate) jti: write_queue::WriteQueue<tokens::JtiBatch>,
 }
 
 impl SqlStore {
@@ -134,11 +140,13 @@ impl SqlStore {
             pool,
             engine,
             write_lock: std::sync::Arc::new(tokio::sync::Mutex::new(())),
-            rotations: None,
+            queues: None,
         };
         if engine == Engine::Sqlite {
-            let queue = rotation_queue::RotationQueue::start(store.clone());
-            store.rotations = Some(std::sync::Arc::new(queue));
+            store.queues = Some(std::sync::Arc::new(Queues {
+                rotations: write_queue::WriteQueue::start(store.clone()),
+                jti: write_queue::WriteQueue::start(store.clone()),
+            }));
         }
         Ok(store)
     }
@@ -154,6 +162,15 @@ impl SqlStore {
     /// Run the whole transaction inside [`detached`]: a transaction whose
     /// future is dropped half-way can leave its connection inside
     /// `BEGIN IMMEDIATE`, holding SQLite's write lock for good.
+    /// This process's turn to write on SQLite (see `write_lock`), for
+    /// writes outside `begin_write`; `None` on PostgreSQL.
+    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self.engine {
+            Engine::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Engine::Postgres => None,
+        }
+    }
+
     pub(crate) async fn begin_write(
         &self,
     ) -> StoreResult<(

@@ -3,10 +3,11 @@
 
 use async_trait::async_trait;
 
+use super::write_queue::Batch;
 use super::{col, db_err, SqlStore};
 use crate::{
     InitialAccessTokenRecord, InitialAccessTokenRepo, ReplayRepo, RevocationRepo, RevokedToken,
-    StoreResult,
+    StoreError, StoreResult,
 };
 
 #[async_trait]
@@ -70,6 +71,15 @@ impl ReplayRepo for SqlStore {
         expires_at: i64,
         now: i64,
     ) -> StoreResult<bool> {
+        if let Some(queues) = &self.queues {
+            let job = JtiJob {
+                namespace: namespace.to_owned(),
+                jti: jti.to_owned(),
+                expires_at,
+                now,
+            };
+            return queues.jti.submit(job).await;
+        }
         let done = sqlx::query(
             "INSERT INTO custos_replay (namespace, jti, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (namespace, jti) DO UPDATE SET expires_at = excluded.expires_at \
@@ -83,6 +93,79 @@ impl ReplayRepo for SqlStore {
         .await
         .map_err(db_err)?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+/// A single-use record waiting in SQLite's queue (see `write_queue`).
+pub(crate) struct JtiJob {
+    namespace: String,
+    jti: String,
+    expires_at: i64,
+    now: i64,
+}
+
+/// SQLite's single-use records, a group per statement: the same upsert as
+/// `record_jti_once`, with one row per distinct key (a key asked for twice
+/// in one batch is a replay for every ask after the first). Each statement
+/// is atomic on its own; the rows are independent.
+pub(crate) struct JtiBatch;
+
+#[async_trait]
+impl Batch for JtiBatch {
+    type Job = JtiJob;
+    type Output = bool;
+    const NAME: &'static str = "single-use jti";
+    /// 3 values each: well within SQLite's 32,766.
+    const MAX: usize = 256;
+
+    async fn commit(store: &SqlStore, jobs: &[JtiJob]) -> StoreResult<Vec<StoreResult<bool>>> {
+        let _write = store.write_turn().await;
+        let mut first = vec![false; jobs.len()];
+        let mut seen = std::collections::HashSet::new();
+        let mut firsts: Vec<usize> = Vec::with_capacity(jobs.len());
+        for (i, job) in jobs.iter().enumerate() {
+            if seen.insert((job.namespace.as_str(), job.jti.as_str())) {
+                firsts.push(i);
+            }
+        }
+        // One statement per distinct `now`; arrival order within each.
+        firsts.sort_by_key(|&i| jobs[i].now);
+        for group in firsts.chunk_by(|&a, &b| jobs[a].now == jobs[b].now) {
+            // Anonymous `?` placeholders: SQLite looks each named `$n` up by
+            // a linear scan.
+            let mut sql =
+                String::from("INSERT INTO custos_replay (namespace, jti, expires_at) VALUES ");
+            for k in 0..group.len() {
+                sql.push_str(if k == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
+            }
+            sql.push_str(
+                " ON CONFLICT (namespace, jti) DO UPDATE SET expires_at = excluded.expires_at \
+                 WHERE custos_replay.expires_at <= ? RETURNING namespace, jti",
+            );
+            let mut query = sqlx::query(&sql).persistent(false);
+            for &i in group {
+                query = query
+                    .bind(jobs[i].namespace.as_str())
+                    .bind(jobs[i].jti.as_str())
+                    .bind(jobs[i].expires_at);
+            }
+            let query = query.bind(jobs[group[0]].now);
+            let rows = query.fetch_all(&store.pool).await.map_err(db_err)?;
+            let job_of: std::collections::HashMap<(&str, &str), usize> = group
+                .iter()
+                .map(|&i| ((jobs[i].namespace.as_str(), jobs[i].jti.as_str()), i))
+                .collect();
+            for row in &rows {
+                let namespace: String = col(row, "namespace")?;
+                let jti: String = col(row, "jti")?;
+                let i = job_of
+                    .get(&(namespace.as_str(), jti.as_str()))
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt("a jti record not asked for".into()))?;
+                first[i] = true;
+            }
+        }
+        Ok(first.into_iter().map(Ok).collect())
     }
 }
 

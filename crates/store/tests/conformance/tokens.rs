@@ -132,4 +132,55 @@ async fn prune_expired(db: TestDb) {
         .is_none());
 }
 
-conformance!(jti_single_use, jti_concurrent, revocation, prune_expired);
+/// Many keys at once, each asked for twice and some already recorded (on
+/// SQLite, written together in one statement): exactly one first use per
+/// fresh key, none for a recorded one, and an expired record taken over.
+async fn jti_many_keys_at_once(db: TestDb) {
+    let s = db.store;
+    assert!(s.record_jti_once("ns", "old-live", 1_000, 0).await.unwrap());
+    assert!(s.record_jti_once("ns", "old-expired", 5, 0).await.unwrap());
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for key in 0..100 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                let jti = format!("k{key}");
+                (
+                    jti.clone(),
+                    round,
+                    s.record_jti_once("ns", &jti, 1_000, 10).await.unwrap(),
+                )
+            }));
+        }
+    }
+    for special in ["old-live", "old-expired"] {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            (
+                special.to_owned(),
+                0,
+                s.record_jti_once("ns", special, 1_000, 10).await.unwrap(),
+            )
+        }));
+    }
+    let mut firsts = std::collections::HashMap::<String, usize>::new();
+    for task in tasks {
+        let (jti, _, first) = task.await.unwrap();
+        *firsts.entry(jti).or_default() += usize::from(first);
+    }
+    for key in 0..100 {
+        assert_eq!(firsts[&format!("k{key}")], 1, "key k{key}");
+    }
+    assert_eq!(firsts["old-live"], 0, "an unexpired record is a replay");
+    assert_eq!(firsts["old-expired"], 1, "an expired record is taken over");
+    // Namespaces keep keys apart.
+    assert!(s.record_jti_once("other", "k1", 1_000, 10).await.unwrap());
+}
+
+conformance!(
+    jti_single_use,
+    jti_concurrent,
+    jti_many_keys_at_once,
+    revocation,
+    prune_expired
+);
