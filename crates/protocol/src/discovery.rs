@@ -34,6 +34,8 @@ pub struct Capabilities<'a> {
     pub auth_methods: &'a [&'a str],
     /// Every authorization request must be pushed (RFC 9126 §5).
     pub require_par: bool,
+    /// The server asks for TLS client certificates (RFC 8705).
+    pub mtls: bool,
 }
 
 /// The metadata document (RFC 8414 §2).
@@ -44,6 +46,7 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
         grant_types,
         auth_methods,
         require_par,
+        mtls,
     } = capabilities;
     let endpoint = |path: &str| format!("{issuer}{path}");
     // Introspection needs a confidential client (RFC 7662 §2.1).
@@ -52,7 +55,7 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
         .copied()
         .filter(|m| *m != "none")
         .collect();
-    json!({
+    let mut doc = json!({
         "issuer": issuer,
         "authorization_endpoint": endpoint(paths::AUTHORIZATION),
         "token_endpoint": endpoint(paths::TOKEN),
@@ -75,7 +78,21 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
         "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
         "access_token_signing_alg_values_supported": [signing_alg],
         "dpop_signing_alg_values_supported": crate::dpop::DPOP_SIGNING_ALGS,
-    })
+    });
+    if *mtls {
+        // RFC 8705 §3.3, §5: certificate-bound tokens; every endpoint takes
+        // client certificates on the same listener, so the aliases are the
+        // endpoints themselves (for clients that look only there).
+        doc["tls_client_certificate_bound_access_tokens"] = json!(true);
+        doc["mtls_endpoint_aliases"] = json!({
+            "token_endpoint": endpoint(paths::TOKEN),
+            "pushed_authorization_request_endpoint": endpoint(paths::PAR),
+            "introspection_endpoint": endpoint(paths::INTROSPECTION),
+            "revocation_endpoint": endpoint(paths::REVOCATION),
+            "registration_endpoint": endpoint(paths::REGISTRATION),
+        });
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -90,6 +107,7 @@ mod tests {
             grant_types: &["client_credentials"],
             auth_methods: &["client_secret_basic", "private_key_jwt"],
             require_par: false,
+            mtls: false,
         });
         assert_eq!(doc["issuer"], "https://as.example");
         assert_eq!(doc["token_endpoint"], "https://as.example/token");
@@ -101,5 +119,36 @@ mod tests {
             doc["token_endpoint_auth_methods_supported"],
             json!(["client_secret_basic", "private_key_jwt"])
         );
+    }
+}
+
+#[cfg(test)]
+mod mtls_tests {
+    use super::*;
+
+    fn doc(mtls: bool) -> Value {
+        authorization_server_metadata(&Capabilities {
+            issuer: "https://as.example",
+            signing_alg: "ES256",
+            grant_types: &["client_credentials"],
+            auth_methods: &["tls_client_auth", "private_key_jwt"],
+            require_par: false,
+            mtls,
+        })
+    }
+
+    #[test]
+    fn rfc8705_3_3_and_5_metadata_only_with_mtls() {
+        let on = doc(true);
+        assert_eq!(on["tls_client_certificate_bound_access_tokens"], true);
+        assert_eq!(
+            on["mtls_endpoint_aliases"]["token_endpoint"],
+            "https://as.example/token"
+        );
+        let off = doc(false);
+        assert!(off
+            .get("tls_client_certificate_bound_access_tokens")
+            .is_none());
+        assert!(off.get("mtls_endpoint_aliases").is_none());
     }
 }

@@ -18,6 +18,7 @@ pub mod client_auth;
 pub mod discovery;
 pub mod dpop;
 pub mod error;
+pub mod federation;
 pub mod form;
 pub mod grant;
 pub mod introspection;

@@ -27,15 +27,33 @@ pub enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
     PrivateKeyJwt,
+    /// RFC 8705 §2.1: a certificate chained to the server's client CA,
+    /// carrying the registered subject DN or SAN.
+    TlsClientAuth,
+    /// RFC 8705 §2.2: a certificate registered in the client's `jwks`.
+    SelfSignedTlsClientAuth,
+    /// A token from a trusted issuer (Kubernetes, CI, SPIRE) whose `iss`
+    /// and `sub` the client registered in `federated_credentials`.
+    FederatedJwt,
+    /// draft-ietf-oauth-spiffe-client-auth §3.1: a JWT-SVID.
+    SpiffeJwt,
+    /// draft-ietf-oauth-spiffe-client-auth §3.2: an X.509-SVID over mTLS.
+    SpiffeX509,
     None,
 }
 
 impl AuthMethod {
-    /// Every method this server accepts, as advertised in discovery.
-    pub const SUPPORTED: [AuthMethod; 4] = [
+    /// Every method this crate knows; the service advertises those it
+    /// implements.
+    pub const SUPPORTED: [AuthMethod; 9] = [
         AuthMethod::ClientSecretBasic,
         AuthMethod::ClientSecretPost,
         AuthMethod::PrivateKeyJwt,
+        AuthMethod::TlsClientAuth,
+        AuthMethod::SelfSignedTlsClientAuth,
+        AuthMethod::FederatedJwt,
+        AuthMethod::SpiffeJwt,
+        AuthMethod::SpiffeX509,
         AuthMethod::None,
     ];
 
@@ -44,6 +62,11 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
+            AuthMethod::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+            AuthMethod::FederatedJwt => "federated_jwt",
+            AuthMethod::SpiffeJwt => "spiffe_jwt",
+            AuthMethod::SpiffeX509 => "spiffe_x509",
             AuthMethod::None => "none",
         }
     }
@@ -53,12 +76,18 @@ impl AuthMethod {
     }
 
     /// How much a successful authentication proves, for RFC 7592's "never
-    /// weaken": nothing (public), a shared secret, a private key.
+    /// weaken": nothing (public), a shared secret, a private key (held by
+    /// the client, or attested by its platform).
     pub fn strength(self) -> u8 {
         match self {
             AuthMethod::None => 0,
             AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost => 1,
-            AuthMethod::PrivateKeyJwt => 2,
+            AuthMethod::PrivateKeyJwt
+            | AuthMethod::TlsClientAuth
+            | AuthMethod::SelfSignedTlsClientAuth
+            | AuthMethod::FederatedJwt
+            | AuthMethod::SpiffeJwt
+            | AuthMethod::SpiffeX509 => 2,
         }
     }
 
@@ -67,6 +96,20 @@ impl AuthMethod {
         matches!(
             self,
             AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost
+        )
+    }
+
+    /// Does the request carry no credential of this method in its body or
+    /// headers — only `client_id`, the rest being what the TLS connection
+    /// proves (or nothing, for public clients)? Such a method is told by
+    /// the client's registration, not by the request.
+    pub fn is_transport_bound(self) -> bool {
+        matches!(
+            self,
+            AuthMethod::None
+                | AuthMethod::TlsClientAuth
+                | AuthMethod::SelfSignedTlsClientAuth
+                | AuthMethod::SpiffeX509
         )
     }
 }
@@ -131,6 +174,11 @@ pub struct ClientMetadata {
     /// RFC 9126 §6: this client's authorization requests must be pushed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_pushed_authorization_requests: bool,
+    /// How the client's platform proves it (mTLS subject, SPIFFE ID,
+    /// federated credentials) and whether its tokens are bound to its
+    /// certificate.
+    #[serde(flatten)]
+    pub attestation: AttestationMetadata,
 }
 
 /// Default idle lifetime of a refresh token: 14 days.
@@ -193,6 +241,8 @@ struct RawMetadata {
     refresh_token_absolute_lifetime: Option<u32>,
     refresh_token_reuse_grace: Option<u32>,
     require_pushed_authorization_requests: Option<bool>,
+    #[serde(flatten)]
+    attestation: attestation::RawAttestation,
 }
 
 /// Deployment choices that registration validation depends on.
@@ -337,6 +387,8 @@ pub fn validate_registration(
         ));
     }
 
+    let attestation = attestation::validate(method, raw.attestation, jwks.as_ref())?;
+
     let scope = match raw.scope {
         Some(text) => {
             let scopes = parse_scope(&text).map_err(|e| {
@@ -431,6 +483,7 @@ pub fn validate_registration(
         require_pushed_authorization_requests: raw
             .require_pushed_authorization_requests
             .unwrap_or(false),
+        attestation,
     })
 }
 
@@ -552,7 +605,9 @@ fn short(text: &str) -> String {
     crate::error::echo(text, 80)
 }
 
+pub mod attestation;
 pub mod self_service;
+pub use attestation::{AttestationMetadata, FederatedCredential};
 
 #[cfg(test)]
 mod tests;

@@ -27,6 +27,7 @@ use std::borrow::Borrow;
 use std::fmt;
 
 mod x509_svid;
+pub(crate) use x509_svid::verify_path;
 pub use x509_svid::{verify_x509_svid, X509SvidError};
 
 /// Longest SPIFFE ID accepted, bytes, the whole URI (SPIFFE-ID §2.3).

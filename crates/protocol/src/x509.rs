@@ -24,6 +24,28 @@ use x509_parser::extensions::GeneralName;
 mod dn;
 pub use dn::{DistinguishedName, MAX_DN_LENGTH};
 
+/// RFC 8705 §2.1 (PKI method): whether `chain` (leaf first, DER, as the TLS
+/// handshake presented it) has a valid path at `now_unix_secs` to one of
+/// `anchors` (DER certificates: the server's client CAs), for client
+/// authentication. The error says why not, for logs.
+pub fn verify_client_chain(
+    chain: &[Vec<u8>],
+    anchors: &[Vec<u8>],
+    now_unix_secs: i64,
+) -> Result<(), String> {
+    crate::spiffe::verify_path(chain, anchors, now_unix_secs).map_err(|e| match e {
+        crate::spiffe::X509SvidError::NoX509Authorities => "no client CA is configured".into(),
+        crate::spiffe::X509SvidError::Expired => "the client certificate has expired".into(),
+        crate::spiffe::X509SvidError::NotYetValid => {
+            "the client certificate is not valid yet".into()
+        }
+        crate::spiffe::X509SvidError::UnknownIssuer => {
+            "the client certificate does not chain to a configured client CA".into()
+        }
+        other => other.to_string(),
+    })
+}
+
 /// Why a certificate or a distinguished name could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum X509Error {

@@ -37,7 +37,7 @@ pub mod token_state;
 
 pub use admin::Admin;
 pub use authorize::AuthorizationEndpoint;
-pub use client_auth::{JwksFetcher, NoJwksFetching};
+pub use client_auth::{ClientCaRoots, JwksFetcher, NoClientCa, NoJwksFetching};
 pub use custos_protocol::client_auth::Secret;
 pub use error::ServiceError;
 pub use registration::Registration;
@@ -89,6 +89,24 @@ pub struct ServiceConfig {
     pub dpop_require_nonce: bool,
     /// Every authorization request must be pushed (RFC 9126 §5).
     pub require_par: bool,
+    /// Mutual TLS (RFC 8705): the server asks for client certificates, so
+    /// certificate-bound tokens and the mTLS methods are offered.
+    pub mtls: Option<MtlsConfig>,
+}
+
+/// Mutual TLS, when the server asks for client certificates.
+#[derive(Clone)]
+pub struct MtlsConfig {
+    /// The client CAs `tls_client_auth` chains must validate to.
+    pub client_ca: Arc<dyn ClientCaRoots>,
+}
+
+impl std::fmt::Debug for MtlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MtlsConfig")
+            .field("client_ca_certificates", &self.client_ca.current().len())
+            .finish()
+    }
 }
 
 impl ServiceConfig {
@@ -106,6 +124,7 @@ impl ServiceConfig {
             audit_retention_days: 90,
             dpop_require_nonce: false,
             require_par: false,
+            mtls: None,
         }
     }
 }
@@ -189,6 +208,7 @@ impl Service {
             store.clone(),
             master.clone(),
             jwks_fetcher,
+            config.mtls.as_ref().map(|m| m.client_ca.clone()),
             AssertionSettings {
                 issuer: issuer.clone(),
                 token_endpoint,
@@ -213,6 +233,7 @@ impl Service {
             grant_types: &grant_types,
             auth_methods: &advertised_methods,
             require_par: config.require_par,
+            mtls: config.mtls.is_some(),
         }));
         let mut registrable = grant_types.clone();
         for grant in AUTHORIZATION_ENDPOINT_GRANTS {

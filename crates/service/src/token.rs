@@ -14,6 +14,7 @@ use crate::signing_keys::SigningKeys;
 use custos_governance::{event_type, Outcome};
 use custos_protocol::access_token::{AccessTokenClaims, Confirmation};
 use custos_protocol::form::FormParams;
+use custos_protocol::x509::thumbprint_s256;
 use custos_protocol::OAuthError;
 use serde::Serialize;
 use std::sync::Arc;
@@ -142,6 +143,23 @@ impl TokenEndpoint {
             )
             .into());
         }
+        // RFC 8705 §3: the client certificate of the connection, if any,
+        // binds the token, for every grant and every client.
+        let certificate = proof
+            .peer_certificates
+            .first()
+            .map(|leaf| thumbprint_s256(leaf));
+        if certificate.is_none()
+            && client
+                .metadata()
+                .attestation
+                .tls_client_certificate_bound_access_tokens
+        {
+            return Err(OAuthError::invalid_request(
+                "this client is registered with tls_client_certificate_bound_access_tokens: token requests must come over mutual TLS with its certificate (RFC 8705 section 3)",
+            )
+            .into());
+        }
         let mut issuance = handler
             .issue(&GrantRequest {
                 form,
@@ -154,6 +172,10 @@ impl TokenEndpoint {
         if let Some(key) = bound {
             let cnf = issuance.cnf.get_or_insert_with(Confirmation::default);
             cnf.jkt = Some(key.jkt);
+        }
+        if let Some(thumbprint) = certificate {
+            let cnf = issuance.cnf.get_or_insert_with(Confirmation::default);
+            cnf.x5t_s256 = Some(thumbprint);
         }
         let response = self.sign(&client, &issuance, ctx)?;
         Ok((response, issuance))

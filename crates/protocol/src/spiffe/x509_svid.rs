@@ -137,23 +137,35 @@ pub fn verify_x509_svid(
     bundle: &SpiffeBundle,
     now_unix_secs: i64,
 ) -> Result<SpiffeId, X509SvidError> {
+    if bundle.x509_authorities.is_empty() {
+        return Err(X509SvidError::NoX509Authorities);
+    }
+    verify_path(chain, &bundle.x509_authorities, now_unix_secs)?;
+    check_svid_leaf(&chain[0], bundle.trust_domain.as_str())
+}
+
+/// RFC 5280 path validation of `chain` (leaf first, DER) to one of
+/// `anchors` (DER) at `now_unix_secs`, for TLS client authentication.
+pub(crate) fn verify_path(
+    chain: &[Vec<u8>],
+    anchors: &[Vec<u8>],
+    now_unix_secs: i64,
+) -> Result<(), X509SvidError> {
     let (leaf, intermediates) = chain.split_first().ok_or(X509SvidError::EmptyChain)?;
     if chain.len() > MAX_CHAIN_LENGTH {
         return Err(X509SvidError::ChainTooLong);
     }
-    if bundle.x509_authorities.is_empty() {
-        return Err(X509SvidError::NoX509Authorities);
-    }
-    let anchor_ders: Vec<CertificateDer<'_>> = bundle
-        .x509_authorities
+    let anchor_ders: Vec<CertificateDer<'_>> = anchors
         .iter()
         .map(|der| CertificateDer::from(der.as_slice()))
         .collect();
-    // Each was checked when the bundle was parsed.
     let anchors: Vec<_> = anchor_ders
         .iter()
         .filter_map(|der| webpki::anchor_from_trusted_cert(der).ok())
         .collect();
+    if anchors.is_empty() {
+        return Err(X509SvidError::NoX509Authorities);
+    }
     let intermediates: Vec<CertificateDer<'_>> = intermediates
         .iter()
         .map(|der| CertificateDer::from(der.as_slice()))
@@ -175,7 +187,7 @@ pub fn verify_x509_svid(
             None,
         )
         .map_err(path_error)?;
-    check_svid_leaf(leaf, bundle.trust_domain.as_str())
+    Ok(())
 }
 
 fn path_error(error: webpki::Error) -> X509SvidError {

@@ -10,9 +10,11 @@
 //! here and one line in [`Authenticator::new`].
 
 mod client_secret;
+mod mtls;
 mod none;
 mod private_key_jwt;
 
+pub use mtls::{ClientCaRoots, NoClientCa};
 pub use private_key_jwt::{JwksFetcher, NoJwksFetching};
 
 use crate::client_cache::{Cached, LoadedClient};
@@ -40,6 +42,9 @@ pub struct Attestation {
     /// What the platform vouched for (a SPIFFE ID, a federated `iss` +
     /// `sub`, a certificate subject); `None` for secrets and plain keys.
     pub attested_id: Option<String>,
+    /// `x5t#S256` of the certificate the client authenticated with over
+    /// mutual TLS (RFC 8705 §3.1), if it did.
+    pub certificate_thumbprint: Option<String>,
 }
 
 /// One client authentication method.
@@ -106,9 +111,10 @@ impl Authenticator {
         store: Arc<dyn Store>,
         master: Arc<MasterKey>,
         jwks: Arc<dyn JwksFetcher>,
+        mtls: Option<Arc<dyn ClientCaRoots>>,
         assertion_rules: AssertionSettings,
     ) -> Self {
-        let methods: Vec<Box<dyn ClientAuthMethod>> = vec![
+        let mut methods: Vec<Box<dyn ClientAuthMethod>> = vec![
             Box::new(client_secret::ClientSecret::basic(master.clone())),
             Box::new(client_secret::ClientSecret::post(master)),
             Box::new(private_key_jwt::PrivateKeyJwt::new(
@@ -118,6 +124,11 @@ impl Authenticator {
             )),
             Box::new(none::NoAuthentication),
         ];
+        // Offered only where the TLS layer asks for client certificates.
+        if let Some(client_ca) = mtls {
+            methods.push(Box::new(mtls::TlsClientAuth::new(client_ca)));
+            methods.push(Box::new(mtls::SelfSignedTlsClientAuth));
+        }
         Authenticator { methods, clients }
     }
 
@@ -165,11 +176,18 @@ impl Authenticator {
         self.verify(method, loaded, &claim, request, ctx).await
     }
 
-    /// The one method the request presents, and its claim.
-    fn claim(&self, request: &Presented<'_>) -> Result<(&dyn ClientAuthMethod, Claim), OAuthError> {
+    /// The one method whose credentials the request presents, and its
+    /// claim; `None` for the method when the request presents none and
+    /// names its client with `client_id` alone — then the client's
+    /// registration says which transport-bound method (`none`, mTLS)
+    /// applies.
+    fn claim(
+        &self,
+        request: &Presented<'_>,
+    ) -> Result<(Option<&dyn ClientAuthMethod>, Claim), OAuthError> {
         let mut found: Option<(&dyn ClientAuthMethod, Claim)> = None;
         for method in &self.methods {
-            if method.method() == AuthMethod::None {
+            if method.method().is_transport_bound() {
                 continue;
             }
             if let Some(claim) = method.claim(request)? {
@@ -181,8 +199,8 @@ impl Authenticator {
                 found = Some((method.as_ref(), claim));
             }
         }
-        if let Some(found) = found {
-            return Ok(found);
+        if let Some((method, claim)) = found {
+            return Ok((Some(method), claim));
         }
         if request.form.contains("client_assertion") {
             return Err(OAuthError::invalid_client(format!(
@@ -190,14 +208,8 @@ impl Authenticator {
                 custos_protocol::names::CLIENT_ASSERTION_TYPE_JWT_BEARER
             )));
         }
-        let public = self.methods.iter().find(|m| m.method() == AuthMethod::None);
-        match public {
-            Some(method) => match method.claim(request)? {
-                Some(claim) => Ok((method.as_ref(), claim)),
-                None => Err(OAuthError::invalid_client(
-                    "client authentication is required",
-                )),
-            },
+        match custos_protocol::client_auth::public_claim(request.form) {
+            Some(claim) => Ok((None, claim)),
             None => Err(OAuthError::invalid_client(
                 "client authentication is required",
             )),
@@ -206,7 +218,7 @@ impl Authenticator {
 
     async fn verify(
         &self,
-        method: &dyn ClientAuthMethod,
+        presented: Option<&dyn ClientAuthMethod>,
         client: Arc<LoadedClient>,
         claim: &Claim,
         request: &Presented<'_>,
@@ -216,13 +228,25 @@ impl Authenticator {
             return Err(failed().into());
         }
         let registered = client.metadata.token_endpoint_auth_method;
-        if method.method() != registered {
-            return Err(OAuthError::invalid_client(format!(
-                "this client must authenticate with {}",
-                registered.as_str()
-            ))
-            .into());
-        }
+        let method = match presented {
+            Some(method) => Some(method),
+            None if registered.is_transport_bound() => self
+                .methods
+                .iter()
+                .map(|m| m.as_ref())
+                .find(|m| m.method() == registered),
+            None => None,
+        };
+        let method = match method {
+            Some(method) if method.method() == registered => method,
+            _ => {
+                return Err(OAuthError::invalid_client(format!(
+                    "this client must authenticate with {}",
+                    registered.as_str()
+                ))
+                .into())
+            }
+        };
         let attestation = method.verify(&client, claim, request, ctx).await?;
         Ok(VerifiedClient {
             loaded: client,
