@@ -112,6 +112,18 @@ pub trait ResourceRepo: Send + Sync {
 }
 
 #[async_trait]
+pub trait TrustedIssuerRepo: Send + Sync {
+    /// `Conflict` if the id or the name exists.
+    async fn insert_trusted_issuer(&self, issuer: &TrustedIssuerRecord) -> StoreResult<()>;
+    /// Every trusted issuer, ordered by created_at then id.
+    async fn list_trusted_issuers(&self) -> StoreResult<Vec<TrustedIssuerRecord>>;
+    /// The issuer with this name (issuer URL or trust domain).
+    async fn get_trusted_issuer(&self, name: &str) -> StoreResult<Option<TrustedIssuerRecord>>;
+    /// Deletes by id; true if it existed.
+    async fn delete_trusted_issuer(&self, id: &str) -> StoreResult<bool>;
+}
+
+#[async_trait]
 pub trait UserRepo: Send + Sync {
     /// `Conflict` if the username exists.
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
@@ -314,6 +326,7 @@ pub trait Store:
     ClientRepo
     + SigningKeyRepo
     + ResourceRepo
+    + TrustedIssuerRepo
     + UserRepo
     + InitialAccessTokenRepo
     + ReplayRepo
@@ -330,6 +343,8 @@ impl<T> Store for T where
     T: ClientRepo
         + SigningKeyRepo
         + ResourceRepo
+        + TrustedIssuerRepo
+        + TrustedIssuerRepo
         + UserRepo
         + InitialAccessTokenRepo
         + ReplayRepo

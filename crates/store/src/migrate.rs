@@ -49,6 +49,11 @@ const SQLITE: &[Migration] = &[
         name: "refresh_grace_once",
         sql: include_str!("../migrations/sqlite/0004_refresh_grace_once.sql"),
     },
+    Migration {
+        version: 5,
+        name: "trusted_issuers",
+        sql: include_str!("../migrations/sqlite/0005_trusted_issuers.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -71,6 +76,11 @@ const POSTGRES: &[Migration] = &[
         version: 4,
         name: "refresh_grace_once",
         sql: include_str!("../migrations/postgres/0004_refresh_grace_once.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "trusted_issuers",
+        sql: include_str!("../migrations/postgres/0005_trusted_issuers.sql"),
     },
 ];
 

@@ -90,6 +90,20 @@ pub struct ResourceRecord {
     pub created_at: i64,
 }
 
+/// A trusted issuer of workload identity (CONTRACT.md: `POST
+/// /admin/trusted-issuers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedIssuerRecord {
+    pub id: String,
+    /// `oidc` or `spiffe`.
+    pub kind: String,
+    /// The issuer URL (`oidc`) or trust domain (`spiffe`): unique.
+    pub name: String,
+    /// The validated registration, JSON.
+    pub config_json: String,
+    pub created_at: i64,
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub username: String,

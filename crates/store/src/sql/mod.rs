@@ -16,6 +16,7 @@ mod grants;
 mod keys;
 mod resources;
 mod tokens;
+mod trusted_issuers;
 mod users;
 mod write_queue;
 

@@ -92,3 +92,52 @@ async fn initial_access_tokens(db: TestDb) {
 }
 
 conformance!(resources, users, initial_access_tokens);
+
+mod trusted_issuers {
+    use custos_store::{StoreError, TrustedIssuerRecord};
+
+    use crate::harness::TestDb;
+
+    fn issuer(id: &str, name: &str, created_at: i64) -> TrustedIssuerRecord {
+        TrustedIssuerRecord {
+            id: id.into(),
+            kind: "oidc".into(),
+            name: name.into(),
+            config_json: format!("{{\"kind\":\"oidc\",\"issuer\":\"{name}\"}}"),
+            created_at,
+        }
+    }
+
+    async fn trusted_issuers_round_trip(db: TestDb) {
+        let s = db.store;
+        assert_eq!(s.list_trusted_issuers().await.unwrap(), vec![]);
+        let a = issuer("i1", "https://k8s.example", 10);
+        let b = issuer("i2", "example.org", 5);
+        s.insert_trusted_issuer(&a).await.unwrap();
+        s.insert_trusted_issuer(&b).await.unwrap();
+        assert!(matches!(
+            s.insert_trusted_issuer(&issuer("i3", "https://k8s.example", 11))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(matches!(
+            s.insert_trusted_issuer(&issuer("i1", "https://other.example", 11))
+                .await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(
+            s.list_trusted_issuers().await.unwrap(),
+            vec![b.clone(), a.clone()]
+        );
+        assert_eq!(
+            s.get_trusted_issuer("https://k8s.example").await.unwrap(),
+            Some(a)
+        );
+        assert_eq!(s.get_trusted_issuer("https://nope").await.unwrap(), None);
+        assert!(s.delete_trusted_issuer("i1").await.unwrap());
+        assert!(!s.delete_trusted_issuer("i1").await.unwrap());
+        assert_eq!(s.list_trusted_issuers().await.unwrap(), vec![b]);
+    }
+
+    conformance!(trusted_issuers_round_trip);
+}
