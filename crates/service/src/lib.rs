@@ -34,6 +34,7 @@ pub mod request;
 pub mod signing_keys;
 pub mod token;
 pub mod token_state;
+pub mod trusted_issuers;
 
 pub use admin::Admin;
 pub use authorize::AuthorizationEndpoint;
