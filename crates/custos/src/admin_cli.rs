@@ -38,6 +38,12 @@ pub enum Noun {
         #[command(subcommand)]
         verb: ResourceVerb,
     },
+    /// External issuers of workload identity: OIDC issuers (Kubernetes,
+    /// CI) and SPIFFE trust domains.
+    TrustedIssuers {
+        #[command(subcommand)]
+        verb: TrustedIssuerVerb,
+    },
     /// The client inventory.
     Clients {
         #[command(subcommand)]
@@ -96,6 +102,22 @@ pub enum ResourceVerb {
         scopes: Vec<String>,
     },
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustedIssuerVerb {
+    /// Trust an issuer: the registration as JSON, e.g.
+    /// '{"kind": "oidc", "issuer": "https://token.actions.githubusercontent.com"}'
+    /// or '{"kind": "spiffe", "trust_domain": "example.org", "bundle_endpoint_url": "https://..."}'.
+    Create {
+        #[arg(long)]
+        json: String,
+    },
+    List,
+    /// Stop trusting an issuer (by the id `create` returned).
+    Delete {
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +187,23 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
         Noun::Resources {
             verb: ResourceVerb::List,
         } => (Method::GET, "/admin/resources".into(), None),
+        Noun::TrustedIssuers {
+            verb: TrustedIssuerVerb::Create { json },
+        } => {
+            let body: Value = serde_json::from_str(&json)
+                .map_err(|e| format!("--json is not valid JSON: {e}"))?;
+            (Method::POST, "/admin/trusted-issuers".into(), Some(body))
+        }
+        Noun::TrustedIssuers {
+            verb: TrustedIssuerVerb::List,
+        } => (Method::GET, "/admin/trusted-issuers".into(), None),
+        Noun::TrustedIssuers {
+            verb: TrustedIssuerVerb::Delete { id },
+        } => (
+            Method::DELETE,
+            format!("/admin/trusted-issuers/{}", encode(&id)),
+            None,
+        ),
         Noun::Clients {
             verb: ClientVerb::List,
         } => (Method::GET, "/admin/clients".into(), None),

@@ -48,6 +48,8 @@ pub mod event_type {
     pub const ADMIN_REFUSED: &str = "admin.refused";
     pub const USER_CREATED: &str = "user.created";
     pub const RESOURCE_CREATED: &str = "resource.created";
+    pub const TRUSTED_ISSUER_CREATED: &str = "trusted_issuer.created";
+    pub const TRUSTED_ISSUER_DELETED: &str = "trusted_issuer.deleted";
     pub const AUDIT_PRUNED: &str = "audit.pruned";
     /// An authorization request refused (error page or error redirect).
     pub const AUTHORIZATION_REFUSED: &str = "authorization.refused";

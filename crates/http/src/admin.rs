@@ -23,6 +23,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/users", post(create_user))
         .route("/resources", post(create_resource).get(list_resources))
+        .route(
+            "/trusted-issuers",
+            post(create_trusted_issuer).get(list_trusted_issuers),
+        )
+        .route("/trusted-issuers/{id}", delete(delete_trusted_issuer))
         .route("/initial-access-tokens", post(create_initial_access_token))
         .route("/clients", get(list_clients))
         .route("/clients/{client_id}", delete(delete_client))
@@ -87,6 +92,38 @@ async fn create_resource(
         StatusCode::CREATED,
         Json(state.service.admin.create_resource(&body, &ctx).await?),
     ))
+}
+
+async fn create_trusted_issuer(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = read_body(&headers, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            state
+                .service
+                .admin
+                .create_trusted_issuer(&body, &ctx)
+                .await?,
+        ),
+    ))
+}
+
+async fn list_trusted_issuers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(state.service.admin.list_trusted_issuers().await?))
+}
+
+async fn delete_trusted_issuer(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.service.admin.delete_trusted_issuer(&id, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_resources(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

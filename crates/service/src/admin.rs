@@ -12,6 +12,7 @@ use crate::keyring::KeyInfo;
 use crate::registration::disable_client;
 use crate::request::RequestContext;
 use crate::signing_keys::SigningKeys;
+use crate::trusted_issuers::TrustedIssuers;
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::Argon2;
 use custos_governance::{event_type, AuditEvent, EventFilter, Outcome};
@@ -37,7 +38,12 @@ pub struct Admin {
     audit: Auditor,
     /// Seconds a rotated-out client secret keeps working.
     secret_rotation_grace: i64,
+    trusted_issuers: Arc<TrustedIssuers>,
+    /// URLs on loopback or private addresses are accepted (insecure).
+    allow_private_urls: bool,
 }
+
+mod trusted_issuers;
 
 impl Admin {
     pub(crate) fn new(
@@ -48,6 +54,8 @@ impl Admin {
         guard: Arc<BearerGuard>,
         audit: Auditor,
         secret_rotation_grace: i64,
+        trusted_issuers: Arc<TrustedIssuers>,
+        allow_private_urls: bool,
     ) -> Self {
         Admin {
             store,
@@ -57,6 +65,8 @@ impl Admin {
             guard,
             audit,
             secret_rotation_grace,
+            trusted_issuers,
+            allow_private_urls,
         }
     }
 

@@ -45,6 +45,7 @@ pub use registration::Registration;
 pub use request::{ClientProof, RequestContext};
 pub use token::TokenEndpoint;
 pub use token_state::TokenState;
+pub use trusted_issuers::{IssuerKeySource, NoIssuerFetching, TrustedIssuers};
 
 use audit::{AuditSink, AuditWriter, Auditor};
 use client_auth::{AssertionSettings, Authenticator};
@@ -93,6 +94,19 @@ pub struct ServiceConfig {
     /// Mutual TLS (RFC 8705): the server asks for client certificates, so
     /// certificate-bound tokens and the mTLS methods are offered.
     pub mtls: Option<MtlsConfig>,
+    /// Where trusted issuers' keys and bundles are fetched from; `None`:
+    /// nothing is fetched, only inline keys and bundles work.
+    pub issuer_keys: Option<IssuerKeys>,
+}
+
+/// The fetcher of trusted issuers' keys (see [`trusted_issuers`]).
+#[derive(Clone)]
+pub struct IssuerKeys(pub Arc<dyn IssuerKeySource>);
+
+impl std::fmt::Debug for IssuerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IssuerKeys")
+    }
 }
 
 /// Mutual TLS, when the server asks for client certificates.
@@ -126,6 +140,7 @@ impl ServiceConfig {
             dpop_require_nonce: false,
             require_par: false,
             mtls: None,
+            issuer_keys: None,
         }
     }
 }
@@ -195,6 +210,13 @@ impl Service {
             )
             .await?,
         );
+        let trusted_issuers = Arc::new(TrustedIssuers::new(
+            store.clone(),
+            config.issuer_keys.as_ref().map_or_else(
+                || Arc::new(NoIssuerFetching) as Arc<dyn IssuerKeySource>,
+                |k| k.0.clone(),
+            ),
+        ));
         let (sink, writer) = AuditSink::start(store.clone());
         let audit = Auditor::new(sink);
         let issuer = config.issuer.clone();
@@ -296,6 +318,8 @@ impl Service {
                 guard,
                 audit.clone(),
                 config.secret_rotation_grace,
+                trusted_issuers.clone(),
+                config.allow_private_jwks_uri,
             ),
             keys,
             store,
