@@ -43,6 +43,15 @@ pub struct Admin {
     allow_private_urls: bool,
 }
 
+/// What the admin use cases are configured with.
+pub(crate) struct AdminSettings {
+    /// Seconds a rotated-out client secret keeps working.
+    pub secret_rotation_grace: i64,
+    pub trusted_issuers: Arc<TrustedIssuers>,
+    /// URLs on loopback or private addresses are accepted (insecure).
+    pub allow_private_urls: bool,
+}
+
 mod trusted_issuers;
 
 impl Admin {
@@ -53,9 +62,7 @@ impl Admin {
         master: Arc<MasterKey>,
         guard: Arc<BearerGuard>,
         audit: Auditor,
-        secret_rotation_grace: i64,
-        trusted_issuers: Arc<TrustedIssuers>,
-        allow_private_urls: bool,
+        settings: AdminSettings,
     ) -> Self {
         Admin {
             store,
@@ -64,9 +71,9 @@ impl Admin {
             master,
             guard,
             audit,
-            secret_rotation_grace,
-            trusted_issuers,
-            allow_private_urls,
+            secret_rotation_grace: settings.secret_rotation_grace,
+            trusted_issuers: settings.trusted_issuers,
+            allow_private_urls: settings.allow_private_urls,
         }
     }
 
