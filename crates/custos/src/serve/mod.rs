@@ -9,7 +9,7 @@ mod tls;
 
 use connections::{connection_cap, Limited};
 use files::{check_sqlite_dir, load_kek, private_sqlite_file};
-use tls::{tls_config, WithPeerCertificates};
+use tls::{ServerTls, WithPeerCertificates};
 
 use crate::config::{default_issuer, sqlite_file, sqlite_path, Settings};
 use crate::jwks_fetch::HttpJwksFetcher;
@@ -35,7 +35,12 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
         // With port 0 only the bound address says where we are.
         settings.issuer = default_issuer(settings.tls.is_some(), local);
     }
-    let tls = settings.tls.as_ref().map(tls_config).transpose()?;
+    let tls = settings.tls.as_ref().map(ServerTls::load).transpose()?;
+    // Certificates rotate: new handshakes follow the files (tls.rs).
+    let tls_reload = tls.as_ref().map(|tls| tls.watch(tls::RELOAD_INTERVAL));
+    // CUSTOS_TLS_CLIENT_CA as it stands after reloads, for the service's
+    // tls_client_auth chain checks (to be wired into the service).
+    let _client_ca_roots = tls.as_ref().map(ServerTls::client_ca_roots);
     let (max_connections, limit_note) = connection_cap(settings.connections.max_connections);
 
     if let Some(path) = sqlite_path(&settings.database_url) {
@@ -113,13 +118,14 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let served = match tls {
         Some(tls) => {
-            let mut server = axum_server::from_tcp_rustls(listener, tls).map(|tls| {
-                Limited::new(
-                    WithPeerCertificates(tls.handshake_timeout(limits.header_read_timeout)),
-                    limits,
-                    slots,
-                )
-            });
+            let mut server =
+                axum_server::from_tcp_rustls(listener, tls.rustls_config()).map(|tls| {
+                    Limited::new(
+                        WithPeerCertificates(tls.handshake_timeout(limits.header_read_timeout)),
+                        limits,
+                        slots,
+                    )
+                });
             connections::backstop(server.http_builder(), &limits);
             server.handle(handle).serve(app).await
         }
@@ -132,6 +138,9 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     };
     maintenance.abort();
     let _ = maintenance.await;
+    if let Some(reload) = tls_reload {
+        reload.abort();
+    }
     service.finish().await;
     drop(service);
     audit_writer.finish().await;

@@ -1,73 +1,252 @@
-//! The rustls server configuration from CUSTOS_TLS_CERT, CUSTOS_TLS_KEY and
-//! CUSTOS_TLS_CLIENT_CA.
+//! HTTPS: the rustls server configuration from CUSTOS_TLS_CERT,
+//! CUSTOS_TLS_KEY and CUSTOS_TLS_CLIENT_CA, kept current while those files
+//! change, and the client's certificate chain carried into every request.
+//!
+//! **Reloading.** Certificates rotate (SPIFFE X.509-SVIDs hourly), so
+//! [`ServerTls::watch`] rereads the files every [`RELOAD_INTERVAL`] and
+//! compares their SHA-256 with what it loaded (the content decides: an
+//! equal-size rewrite within the file system's timestamp granularity would
+//! fool a size-and-mtime check, and a `touch` changes nothing worth
+//! reloading). A changed pair that loads (the certificate parses, the key
+//! matches it) becomes the configuration of *new* handshakes; connections
+//! already open keep the configuration they were accepted with, so nothing
+//! is dropped. A change that does not load is tried once more at the next
+//! check (a rotation caught between writing the certificate and the key),
+//! then logged as a warning naming the setting at fault — never the files'
+//! content — and the previous certificate stays until the files change
+//! again. CUSTOS_TLS_CLIENT_CA is reloaded the same way, on its own: a
+//! broken bundle does not hold back a certificate rotation.
+//!
+//! **Client certificates** are requested only with CUSTOS_TLS_CLIENT_CA,
+//! never required, and accepted at the TLS layer whenever they parse
+//! ([`verifier::AnyClientCertificate`]): which chain is acceptable depends
+//! on the client's registered authentication method (CUSTOS_TLS_CLIENT_CA
+//! for `tls_client_auth`, the registered `x5c` for
+//! `self_signed_tls_client_auth`, RFC 8705 §2.2, a trust domain's bundle
+//! for `spiffe_x509`), which only the application layer knows. The
+//! handshake still proves the client holds the certificate's private key.
+//! **So the chain in [`PeerCertificates`] is unverified**: whoever relies on
+//! it checks it, against [`ClientCaRoots`] for `tls_client_auth`.
+
+mod reload;
+#[cfg(test)]
+mod tests;
+mod verifier;
 
 use crate::config::Tls;
 use axum_server::accept::Accept;
+use axum_server::tls_rustls::RustlsConfig;
 use custos_http::PeerCertificates;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::DistinguishedName;
 use std::future::Future;
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio_rustls::server::TlsStream;
 use tower_http::add_extension::AddExtension;
 
-pub(super) fn tls_config(tls: &Tls) -> Result<axum_server::tls_rustls::RustlsConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
-        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("CUSTOS_TLS_CERT: cannot read {}: {e}", tls.cert.display()))?;
+/// How often `custos serve` looks at the TLS files for a change: a new
+/// certificate is in use for new connections at most this long (twice, if
+/// caught half-written) after it is written.
+pub(super) const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The TLS side of `custos serve`: the configuration handshakes use, and
+/// what it was loaded from, to reload it.
+pub(super) struct ServerTls {
+    config: RustlsConfig,
+    roots: ClientCaRoots,
+    watcher: reload::Watcher,
+}
+
+impl ServerTls {
+    /// Reads and checks the files; `Err` is the one line to print, naming
+    /// the setting at fault.
+    pub(super) fn load(files: &Tls) -> Result<Self, String> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cert = reload::FileRead::of(&files.cert);
+        let key = reload::FileRead::of(&files.key);
+        let identity = load_identity(files, &cert.bytes, &key.bytes, &provider)?;
+        let (client_ca, ca_seen) = match &files.client_ca {
+            Some(path) => {
+                let read = reload::FileRead::of(path);
+                (Some(load_client_ca(path, &read.bytes)?), Some(read.seen))
+            }
+            None => (None, None),
+        };
+        let config = RustlsConfig::from_config(Arc::new(server_config(
+            &provider,
+            &identity,
+            client_ca.as_ref(),
+            None,
+        )?));
+        let roots = ClientCaRoots::default();
+        if let Some(ca) = &client_ca {
+            roots.replace(ca.ders.clone());
+        }
+        let watcher = reload::Watcher::new(
+            files.clone(),
+            provider,
+            (identity, vec![cert.seen, key.seen]),
+            client_ca.zip(ca_seen),
+            config.clone(),
+            roots.clone(),
+        );
+        Ok(ServerTls {
+            config,
+            roots,
+            watcher,
+        })
+    }
+
+    /// What the acceptor hands each new connection (it reads the current
+    /// configuration at every accept).
+    pub(super) fn rustls_config(&self) -> RustlsConfig {
+        self.config.clone()
+    }
+
+    /// The CUSTOS_TLS_CLIENT_CA certificates as they stand after reloads
+    /// (none without the setting), for the application layer's
+    /// `tls_client_auth` chain checks.
+    pub(crate) fn client_ca_roots(&self) -> ClientCaRoots {
+        self.roots.clone()
+    }
+
+    /// Starts rereading the files every `every` (see the module
+    /// documentation); abort the task to stop.
+    pub(super) fn watch(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(reload::run(self.watcher.clone(), every))
+    }
+}
+
+/// The DER of the CUSTOS_TLS_CLIENT_CA certificates currently loaded:
+/// cheap to clone, and follows reloads of the file.
+#[derive(Clone, Default)]
+pub(crate) struct ClientCaRoots(Arc<RwLock<Arc<Vec<Vec<u8>>>>>);
+
+impl ClientCaRoots {
+    /// The certificates now (empty without CUSTOS_TLS_CLIENT_CA).
+    pub(crate) fn current(&self) -> Arc<Vec<Vec<u8>>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn replace(&self, ders: Arc<Vec<Vec<u8>>>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = ders;
+    }
+}
+
+impl std::fmt::Debug for ClientCaRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ClientCaRoots")
+            .field(&self.current().len())
+            .finish()
+    }
+}
+
+/// A loaded CUSTOS_TLS_CLIENT_CA bundle.
+#[derive(Clone)]
+struct ClientCa {
+    /// Named in the CertificateRequest, to help clients pick a certificate.
+    subjects: Vec<DistinguishedName>,
+    ders: Arc<Vec<Vec<u8>>>,
+}
+
+/// The server's certificate chain and key, checked to belong together.
+fn load_identity(
+    files: &Tls,
+    cert: &io::Result<Vec<u8>>,
+    key: &io::Result<Vec<u8>>,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, String> {
+    let cert_path = files.cert.display();
+    let certs =
+        certificates(cert).map_err(|e| format!("CUSTOS_TLS_CERT: cannot read {cert_path}: {e}"))?;
+    let Some(leaf) = certs.first() else {
+        return Err(format!("CUSTOS_TLS_CERT: no certificate in {cert_path}"));
+    };
+    webpki::EndEntityCert::try_from(leaf).map_err(|e| {
+        format!("CUSTOS_TLS_CERT: the first certificate in {cert_path} does not parse: {e}")
+    })?;
+    let key = key
+        .as_ref()
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| PrivateKeyDer::from_pem_slice(bytes).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            format!(
+                "CUSTOS_TLS_KEY: cannot read a private key from {}: {e}",
+                files.key.display()
+            )
+        })?;
+    CertifiedKey::from_der(certs, key, provider)
+        .map(Arc::new)
+        .map_err(|e| format!("CUSTOS_TLS_KEY: does not match CUSTOS_TLS_CERT or is unusable: {e}"))
+}
+
+fn load_client_ca(path: &Path, bytes: &io::Result<Vec<u8>>) -> Result<ClientCa, String> {
+    let certs = certificates(bytes)
+        .map_err(|e| format!("CUSTOS_TLS_CLIENT_CA: cannot read {}: {e}", path.display()))?;
     if certs.is_empty() {
         return Err(format!(
-            "CUSTOS_TLS_CERT: no certificate in {}",
-            tls.cert.display()
+            "CUSTOS_TLS_CLIENT_CA: no certificate in {}",
+            path.display()
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
-        format!(
-            "CUSTOS_TLS_KEY: cannot read a private key from {}: {e}",
-            tls.key.display()
-        )
-    })?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in &certs {
+        roots
+            .add(cert.clone())
+            .map_err(|e| format!("CUSTOS_TLS_CLIENT_CA: {}: {e}", path.display()))?;
+    }
+    Ok(ClientCa {
+        subjects: roots.subjects(),
+        ders: Arc::new(certs.iter().map(|c| c.as_ref().to_vec()).collect()),
+    })
+}
+
+fn certificates(bytes: &io::Result<Vec<u8>>) -> Result<Vec<CertificateDer<'static>>, String> {
+    let bytes = bytes.as_ref().map_err(|e| e.to_string())?;
+    CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
+}
+
+/// The configuration of new handshakes. `previous` lends its session
+/// cache and ticketer, so a reload does not cost every client a full
+/// handshake.
+fn server_config(
+    provider: &Arc<CryptoProvider>,
+    identity: &Arc<CertifiedKey>,
+    client_ca: Option<&ClientCa>,
+    previous: Option<&rustls::ServerConfig>,
+) -> Result<rustls::ServerConfig, String> {
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("CUSTOS_TLS_CERT: {e}"))?;
-    let builder = match &tls.client_ca {
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            let cas = CertificateDer::pem_file_iter(ca)
-                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("CUSTOS_TLS_CLIENT_CA: cannot read {}: {e}", ca.display()))?;
-            for cert in cas {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("CUSTOS_TLS_CLIENT_CA: {e}"))?;
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| format!("CUSTOS_TLS_CLIENT_CA: {e}"))?;
-            builder.with_client_cert_verifier(verifier)
-        }
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(Arc::new(
+            verifier::AnyClientCertificate::new(ca.subjects.clone(), provider),
+        )),
         None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
-        format!("CUSTOS_TLS_KEY: does not match CUSTOS_TLS_CERT or is unusable: {e}")
-    })?;
+    let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(identity.clone())));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(axum_server::tls_rustls::RustlsConfig::from_config(
-        Arc::new(config),
-    ))
+    if let Some(previous) = previous {
+        config.session_storage = previous.session_storage.clone();
+        config.ticketer = previous.ticketer.clone();
+    }
+    Ok(config)
 }
 
 /// Puts the TLS client's certificate chain, when it presented one, into
 /// every request of the connection as [`custos_http::PeerCertificates`]
 /// (leaf first, DER): how the chain reaches the client-proof seam (RFC
 /// 8705). A connection without a client certificate carries an empty chain.
+/// The chain is not verified (see the module documentation).
 #[derive(Clone)]
 pub(super) struct WithPeerCertificates<A>(pub A);
 
@@ -93,122 +272,5 @@ where
                 .unwrap_or_default();
             Ok((stream, AddExtension::new(service, PeerCertificates(chain))))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum_server::accept::DefaultAcceptor;
-    use axum_server::tls_rustls::RustlsAcceptor;
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    use tower::ServiceExt;
-
-    struct Pki {
-        dir: std::path::PathBuf,
-        ca: rcgen::Certificate,
-        ca_key: KeyPair,
-        client: rcgen::Certificate,
-        client_key: KeyPair,
-    }
-
-    fn pki() -> Pki {
-        let dir = std::env::temp_dir().join(format!("custos_tls_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = params.self_signed(&ca_key).unwrap();
-        let server_key = KeyPair::generate().unwrap();
-        let server = CertificateParams::new(vec!["localhost".to_string()])
-            .unwrap()
-            .signed_by(&server_key, &ca, &ca_key)
-            .unwrap();
-        let client_key = KeyPair::generate().unwrap();
-        let client = CertificateParams::new(vec!["workload.example".to_string()])
-            .unwrap()
-            .signed_by(&client_key, &ca, &ca_key)
-            .unwrap();
-        std::fs::write(dir.join("server.pem"), server.pem()).unwrap();
-        std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-        Pki {
-            dir,
-            ca,
-            ca_key,
-            client,
-            client_key,
-        }
-    }
-
-    /// Accepts one connection through the acceptor under test while a
-    /// client (with `identity`, if any) connects; returns the chain the
-    /// request extension carried.
-    async fn chain_seen(pki: &Pki, identity: bool) -> Option<Vec<Vec<u8>>> {
-        let config = tls_config(&Tls {
-            cert: pki.dir.join("server.pem"),
-            key: pki.dir.join("server.key"),
-            client_ca: Some(pki.dir.join("ca.pem")),
-        })
-        .unwrap();
-        let acceptor = WithPeerCertificates(RustlsAcceptor::new(config).acceptor(DefaultAcceptor));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(pki.ca.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots);
-        let client_config = if identity {
-            let key =
-                rustls::pki_types::PrivateKeyDer::try_from(pki.client_key.serialize_der()).unwrap();
-            builder
-                .with_client_auth_cert(vec![pki.client.der().clone()], key)
-                .unwrap()
-        } else {
-            builder.with_no_client_auth()
-        };
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
-        let client = tokio::spawn(async move {
-            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-            let mut tls = connector.connect(name, tcp).await.unwrap();
-            // Hold the connection until the server has looked at it.
-            let mut byte = [0u8; 1];
-            let _ = tokio::io::AsyncReadExt::read(&mut tls, &mut byte).await;
-        });
-
-        let (tcp, _) = listener.accept().await.unwrap();
-        let probe = tower::service_fn(|request: axum::http::Request<()>| async move {
-            Ok::<_, std::convert::Infallible>(axum::http::Response::new(
-                request
-                    .extensions()
-                    .get::<PeerCertificates>()
-                    .map(|p| p.0.clone()),
-            ))
-        });
-        let (stream, service) = acceptor.accept(tcp, probe).await.unwrap();
-        let seen =
-            ServiceExt::<axum::http::Request<()>>::oneshot(service, axum::http::Request::new(()))
-                .await
-                .unwrap()
-                .into_body();
-        drop(stream);
-        client.await.unwrap();
-        let _ = &pki.ca_key;
-        seen
-    }
-
-    #[tokio::test]
-    async fn rfc8705_the_client_certificate_chain_reaches_every_request() {
-        let pki = pki();
-        let chain = chain_seen(&pki, true).await.expect("an extension");
-        assert_eq!(chain.len(), 1);
-        assert_eq!(chain[0], pki.client.der().to_vec(), "the leaf, DER");
-        let none = chain_seen(&pki, false).await.expect("an extension");
-        assert!(none.is_empty(), "no certificate, no chain");
     }
 }
