@@ -71,6 +71,19 @@ pub struct AccessTokenClaims {
     /// refresh token family); revoking it makes the token inactive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant_id: Option<String>,
+    /// custos: how the client proved itself, when its platform attested
+    /// it (mTLS, SPIFFE, a federated token); absent for secrets and keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_auth: Option<ClientAuthClaim>,
+}
+
+/// The `client_auth` claim: the client authentication method used and the
+/// identity the platform attested — a SPIFFE ID, a federated token's
+/// `iss#sub`, a certificate's subject or `x5t#S256:<thumbprint>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientAuthClaim {
+    pub method: String,
+    pub attested_id: String,
 }
 
 /// `cnf`: the proof-of-possession key a token is bound to.
@@ -100,6 +113,7 @@ impl AccessTokenClaims {
             act: None,
             authorization_details: None,
             grant_id: None,
+            client_auth: None,
         }
     }
 }

@@ -139,14 +139,15 @@ pub fn assertion_claim(
     if form.get("client_assertion_type") != Some(assertion_type) {
         return Ok(None);
     }
-    let subject = unverified_subject(assertion)?;
-    if form.get("client_id").is_some_and(|id| id != subject) {
-        return Err(OAuthError::invalid_client(
-            "client_id differs from the client assertion's sub",
-        ));
-    }
+    // With `client_id`, that is the client (a federated token's `sub` is
+    // the workload's platform identity, not a client id; `private_key_jwt`
+    // then requires `sub` = client_id when it verifies).
+    let client_id = match form.get("client_id") {
+        Some(id) => id.to_owned(),
+        None => unverified_subject(assertion)?,
+    };
     Ok(Some(Claim {
-        client_id: subject,
+        client_id,
         credential: Some(Secret::new(assertion)),
     }))
 }

@@ -92,6 +92,7 @@ mod tests {
             act: None,
             authorization_details: None,
             grant_id: None,
+            client_auth: None,
         }
     }
 

@@ -37,6 +37,11 @@ pub mod names {
     pub const GRANT_CLIENT_CREDENTIALS: &str = "client_credentials";
     pub const GRANT_AUTHORIZATION_CODE: &str = "authorization_code";
     pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
+    /// RFC 7523 §2.1.
+    pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+    /// draft-ietf-oauth-spiffe-client-auth §3.1.
+    pub const CLIENT_ASSERTION_TYPE_JWT_SPIFFE: &str =
+        "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe";
     pub const CLIENT_ASSERTION_TYPE_JWT_BEARER: &str =
         "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 }

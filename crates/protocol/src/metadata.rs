@@ -115,10 +115,11 @@ impl AuthMethod {
 }
 
 /// Every grant type a client may register with some server configuration.
-pub const REGISTRABLE_GRANT_TYPES: [&str; 3] = [
+pub const REGISTRABLE_GRANT_TYPES: [&str; 4] = [
     GRANT_CLIENT_CREDENTIALS,
     GRANT_AUTHORIZATION_CODE,
     GRANT_REFRESH_TOKEN,
+    crate::names::GRANT_JWT_BEARER,
 ];
 
 /// Validated, normalised client metadata as stored and returned.

@@ -63,6 +63,7 @@ fn claims(jti: String) -> AccessTokenClaims {
         act: None,
         authorization_details: None,
         grant_id: None,
+        client_auth: None,
     }
 }
 

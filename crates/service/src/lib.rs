@@ -15,6 +15,7 @@
 //! [`FormParams`]: custos_protocol::form::FormParams
 
 pub mod admin;
+mod attested_clients;
 pub mod audit;
 pub mod authorize;
 mod brake;
@@ -25,6 +26,7 @@ pub mod clock;
 pub mod crypto;
 pub mod dpop;
 pub mod error;
+mod federation;
 mod grant;
 mod guard;
 pub mod keyring;
@@ -226,12 +228,28 @@ impl Service {
             config.client_cache_ttl,
             clock.clone(),
         ));
+        let federated = Arc::new(federation::FederatedVerifier::new(
+            trusted_issuers.clone(),
+            store.clone(),
+            &issuer,
+            &token_endpoint,
+            config.clock_leeway,
+        ));
+        let attested = Arc::new(attested_clients::AttestedClients::new(
+            store.clone(),
+            clock.clone(),
+        ));
         let authenticator = Arc::new(Authenticator::new(
             clients.clone(),
             store.clone(),
             master.clone(),
             jwks_fetcher,
-            config.mtls.as_ref().map(|m| m.client_ca.clone()),
+            client_auth::AttestationParts {
+                federated: federated.clone(),
+                trusted: trusted_issuers.clone(),
+                attested: attested.clone(),
+                mtls: config.mtls.as_ref().map(|m| m.client_ca.clone()),
+            },
             AssertionSettings {
                 issuer: issuer.clone(),
                 token_endpoint,
@@ -239,7 +257,16 @@ impl Service {
                 leeway: config.clock_leeway,
             },
         ));
-        let grants = GrantTable::new(store.clone(), &issuer, audit.clone());
+        let grants = GrantTable::new(
+            store.clone(),
+            &issuer,
+            audit.clone(),
+            grant::FederationParts {
+                clients: clients.clone(),
+                attested,
+                verifier: federated.clone(),
+            },
+        );
         let dpop = Arc::new(dpop::DpopChecker::new(
             store.clone(),
             master.clone(),

@@ -12,7 +12,7 @@ use crate::grant::{GrantRequest, GrantTable, Issuance};
 use crate::request::{ClientProof, RequestContext};
 use crate::signing_keys::SigningKeys;
 use custos_governance::{event_type, Outcome};
-use custos_protocol::access_token::{AccessTokenClaims, Confirmation};
+use custos_protocol::access_token::{AccessTokenClaims, ClientAuthClaim, Confirmation};
 use custos_protocol::form::FormParams;
 use custos_protocol::x509::thumbprint_s256;
 use custos_protocol::OAuthError;
@@ -128,13 +128,19 @@ impl TokenEndpoint {
     ) -> Result<(TokenResponse, Issuance), ServiceError> {
         let handler = self.grants.handler(form.require("grant_type")?)?;
         let presented = Presented { form, proof };
-        let client = self
-            .authenticator
-            .authenticate(&presented, ctx, claimed)
-            .await?;
-        // A public client proves nothing: its refusals are bounded like
-        // those of callers that did not authenticate.
-        *authenticated = !client.is_public();
+        let (client, selected) = match handler.select_client(&presented, ctx, claimed).await? {
+            Some(client) => (client, true),
+            None => (
+                self.authenticator
+                    .authenticate(&presented, ctx, claimed)
+                    .await?,
+                false,
+            ),
+        };
+        // A public client proves nothing, and a selected one nothing yet:
+        // their refusals are bounded like those of callers that did not
+        // authenticate.
+        *authenticated = !client.is_public() && !selected;
         // RFC 9449 §5: a DPoP proof binds the token, for every grant.
         let bound = self.dpop.check(proof, None, ctx).await?;
         if bound.is_none() && client.metadata().dpop_bound_access_tokens {
@@ -199,6 +205,14 @@ impl TokenEndpoint {
         claims.act = issuance.act.clone();
         claims.authorization_details = issuance.authorization_details.clone();
         claims.grant_id = issuance.grant_id.clone();
+        let attested = issuance
+            .attested_id
+            .as_ref()
+            .or(client.attestation.attested_id.as_ref());
+        claims.client_auth = attested.map(|id| ClientAuthClaim {
+            method: client.method.as_str().to_owned(),
+            attested_id: id.clone(),
+        });
         let access_token = self.keys.sign(&claims, now)?;
         let dpop_bound = issuance.cnf.as_ref().is_some_and(|c| c.jkt.is_some());
         Ok(TokenResponse {

@@ -40,7 +40,15 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     let tls_reload = tls.as_ref().map(|tls| tls.watch(tls::RELOAD_INTERVAL));
     // CUSTOS_TLS_CLIENT_CA as it stands after reloads, for the service's
     // tls_client_auth chain checks (to be wired into the service).
-    let _client_ca_roots = tls.as_ref().map(ServerTls::client_ca_roots);
+    // Mutual TLS (RFC 8705) where the TLS layer asks for client certificates.
+    let mtls = settings
+        .tls
+        .as_ref()
+        .filter(|t| t.client_ca.is_some())
+        .and(tls.as_ref())
+        .map(|tls| custos_service::MtlsConfig {
+            client_ca: Arc::new(tls.client_ca_roots()),
+        });
     let (max_connections, limit_note) = connection_cap(settings.connections.max_connections);
 
     if let Some(path) = sqlite_path(&settings.database_url) {
@@ -76,6 +84,7 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     config.audit_retention_days = settings.audit_retention_days;
     config.dpop_require_nonce = settings.dpop_nonce;
     config.require_par = settings.require_par;
+    config.mtls = mtls;
     let fetcher = HttpJwksFetcher::new(settings.allow_private_urls)
         .map_err(|e| format!("HTTP client: {e}"))?;
     let (service, audit_writer) = Service::start(

@@ -140,6 +140,13 @@ impl ClientCaRoots {
     }
 }
 
+/// How the service reads the client CAs (`tls_client_auth` chains).
+impl custos_service::ClientCaRoots for ClientCaRoots {
+    fn current(&self) -> Arc<Vec<Vec<u8>>> {
+        ClientCaRoots::current(self)
+    }
+}
+
 impl std::fmt::Debug for ClientCaRoots {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("ClientCaRoots")

@@ -57,6 +57,20 @@ pub fn decide(
             "a public client cannot use the client_credentials grant",
         ));
     }
+    decide_for_itself(request, client_id, client, resources, default_audience)
+}
+
+/// A token for the client itself (`sub` = its id): the scopes and
+/// audience of a client credentials request, checked against the client's
+/// registration and the named resources. Shared with the JWT bearer grant,
+/// where a workload's federated token stands in for client authentication.
+pub(crate) fn decide_for_itself(
+    request: &ClientCredentialsRequest,
+    client_id: &str,
+    client: &ClientMetadata,
+    resources: &[KnownResource],
+    default_audience: &str,
+) -> Result<Grant, OAuthError> {
     let mut targets: Vec<&KnownResource> = Vec::with_capacity(request.resources.len());
     for uri in &request.resources {
         let known = resources.iter().find(|r| &r.uri == uri).ok_or_else(|| {

@@ -10,18 +10,22 @@
 //! here and one line in [`Authenticator::new`].
 
 mod client_secret;
+mod federated_jwt;
 mod mtls;
 mod none;
 mod private_key_jwt;
+mod spiffe;
 
 pub use mtls::{ClientCaRoots, NoClientCa};
 pub use private_key_jwt::{JwksFetcher, NoJwksFetching};
 
+use crate::attested_clients::AttestedClients;
 use crate::client_cache::{Cached, LoadedClient};
 use crate::clients::ClientDirectory;
 use crate::crypto::MasterKey;
 use crate::error::ServiceError;
 use crate::request::{ClientProof, RequestContext};
+use crate::trusted_issuers::TrustedIssuers;
 use async_trait::async_trait;
 use custos_protocol::client_auth::{check_presentation, Claim};
 use custos_protocol::form::FormParams;
@@ -52,6 +56,15 @@ pub struct Attestation {
 pub(crate) trait ClientAuthMethod: Send + Sync {
     /// The registered `token_endpoint_auth_method` this implements.
     fn method(&self) -> AuthMethod;
+
+    /// The method whose credentials a request presents for this one: itself,
+    /// or another method with the same shape of credential (`federated_jwt`
+    /// presents an RFC 7523 assertion as `private_key_jwt` does). Only
+    /// methods presented as themselves claim requests; the client's
+    /// registration then says which of those sharing a shape verifies.
+    fn presented_as(&self) -> AuthMethod {
+        self.method()
+    }
 
     /// The client this request claims to be, if it presents this method's
     /// credentials; an error if it presents them malformed.
@@ -103,6 +116,17 @@ pub(crate) fn failed() -> OAuthError {
 pub struct Authenticator {
     methods: Vec<Box<dyn ClientAuthMethod>>,
     clients: Arc<ClientDirectory>,
+    /// Which client a SPIFFE ID sent as `client_id` stands for.
+    attested: Arc<AttestedClients>,
+}
+
+/// What the workload-attestation methods need.
+pub(crate) struct AttestationParts {
+    pub federated: Arc<crate::federation::FederatedVerifier>,
+    pub trusted: Arc<TrustedIssuers>,
+    pub attested: Arc<AttestedClients>,
+    /// The client CAs, when the TLS layer asks for client certificates.
+    pub mtls: Option<Arc<dyn ClientCaRoots>>,
 }
 
 impl Authenticator {
@@ -111,9 +135,11 @@ impl Authenticator {
         store: Arc<dyn Store>,
         master: Arc<MasterKey>,
         jwks: Arc<dyn JwksFetcher>,
-        mtls: Option<Arc<dyn ClientCaRoots>>,
+        attestation: AttestationParts,
         assertion_rules: AssertionSettings,
     ) -> Self {
+        let issuer = assertion_rules.issuer.clone();
+        let leeway = assertion_rules.leeway;
         let mut methods: Vec<Box<dyn ClientAuthMethod>> = vec![
             Box::new(client_secret::ClientSecret::basic(master.clone())),
             Box::new(client_secret::ClientSecret::post(master)),
@@ -122,14 +148,25 @@ impl Authenticator {
                 jwks,
                 assertion_rules,
             )),
+            Box::new(federated_jwt::FederatedJwt::new(attestation.federated)),
+            Box::new(spiffe::SpiffeJwt::new(
+                attestation.trusted.clone(),
+                &issuer,
+                leeway,
+            )),
             Box::new(none::NoAuthentication),
         ];
         // Offered only where the TLS layer asks for client certificates.
-        if let Some(client_ca) = mtls {
+        if let Some(client_ca) = attestation.mtls {
             methods.push(Box::new(mtls::TlsClientAuth::new(client_ca)));
             methods.push(Box::new(mtls::SelfSignedTlsClientAuth));
+            methods.push(Box::new(spiffe::SpiffeX509::new(attestation.trusted)));
         }
-        Authenticator { methods, clients }
+        Authenticator {
+            methods,
+            clients,
+            attested: attestation.attested,
+        }
     }
 
     /// The methods with an implementation, as registration and discovery
@@ -151,7 +188,15 @@ impl Authenticator {
         claimed.client_id = Some(claim.client_id.clone());
         let id = claim.client_id.as_str();
         match self.clients.cached(id) {
-            Some(Cached::Unknown) => return Err(failed().into()),
+            Some(Cached::Unknown) => {
+                return match self.spiffe_client(id).await? {
+                    Some(loaded) => {
+                        claimed.known = true;
+                        self.verify(method, loaded, &claim, request, ctx).await
+                    }
+                    None => Err(failed().into()),
+                }
+            }
             Some(Cached::Known(cached)) => {
                 claimed.known = true;
                 match self
@@ -168,12 +213,31 @@ impl Authenticator {
             }
             None => {}
         }
-        let Some(loaded) = self.clients.load(id).await? else {
-            claimed.known = false;
-            return Err(failed().into());
+        let loaded = match self.clients.load(id).await? {
+            Some(loaded) => loaded,
+            None => match self.spiffe_client(id).await? {
+                Some(loaded) => loaded,
+                None => {
+                    claimed.known = false;
+                    return Err(failed().into());
+                }
+            },
         };
         claimed.known = true;
         self.verify(method, loaded, &claim, request, ctx).await
+    }
+
+    /// draft-ietf-oauth-spiffe-client-auth: a `client_id` that is a SPIFFE
+    /// ID (and no client's id) selects the client registered for it.
+    async fn spiffe_client(&self, id: &str) -> Result<Option<Arc<LoadedClient>>, ServiceError> {
+        let Ok(spiffe_id) = custos_protocol::spiffe::SpiffeId::parse(id) else {
+            return Ok(None);
+        };
+        let index = self.attested.index().await?;
+        match index.spiffe_client(&spiffe_id) {
+            Some(client_id) => self.clients.load(client_id).await,
+            None => Ok(None),
+        }
     }
 
     /// The one method whose credentials the request presents, and its
@@ -187,7 +251,7 @@ impl Authenticator {
     ) -> Result<(Option<&dyn ClientAuthMethod>, Claim), OAuthError> {
         let mut found: Option<(&dyn ClientAuthMethod, Claim)> = None;
         for method in &self.methods {
-            if method.method().is_transport_bound() {
+            if method.method().is_transport_bound() || method.presented_as() != method.method() {
                 continue;
             }
             if let Some(claim) = method.claim(request)? {
@@ -204,8 +268,9 @@ impl Authenticator {
         }
         if request.form.contains("client_assertion") {
             return Err(OAuthError::invalid_client(format!(
-                "unsupported client_assertion_type; expected {}",
-                custos_protocol::names::CLIENT_ASSERTION_TYPE_JWT_BEARER
+                "unsupported client_assertion_type; expected {} or {}",
+                custos_protocol::names::CLIENT_ASSERTION_TYPE_JWT_BEARER,
+                custos_protocol::names::CLIENT_ASSERTION_TYPE_JWT_SPIFFE
             )));
         }
         match custos_protocol::client_auth::public_claim(request.form) {
@@ -229,6 +294,11 @@ impl Authenticator {
         }
         let registered = client.metadata.token_endpoint_auth_method;
         let method = match presented {
+            Some(method) if method.method() != registered => self
+                .methods
+                .iter()
+                .map(|m| m.as_ref())
+                .find(|m| m.method() == registered && m.presented_as() == method.method()),
             Some(method) => Some(method),
             None if registered.is_transport_bound() => self
                 .methods

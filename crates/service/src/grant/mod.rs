@@ -10,12 +10,16 @@
 
 mod authorization_code;
 mod client_credentials;
+mod jwt_bearer;
 mod refresh_token;
 
+use crate::attested_clients::AttestedClients;
 use crate::audit::Auditor;
-use crate::client_auth::VerifiedClient;
+use crate::client_auth::{ClaimedClient, Presented, VerifiedClient};
+use crate::clients::ClientDirectory;
 use crate::dpop::BoundKey;
 use crate::error::ServiceError;
+use crate::federation::FederatedVerifier;
 use crate::request::{ClientProof, RequestContext};
 use async_trait::async_trait;
 use custos_protocol::access_token::Confirmation;
@@ -51,6 +55,9 @@ pub(crate) struct Issuance {
     pub authorization_details: Option<serde_json::Value>,
     /// The person's authorization (refresh-token family) the tokens belong to.
     pub grant_id: Option<String>,
+    /// The workload identity the grant itself verified (a federated
+    /// token's `iss#sub`), when the client did not authenticate otherwise.
+    pub attested_id: Option<String>,
 }
 
 impl Issuance {
@@ -62,6 +69,7 @@ impl Issuance {
             act: None,
             authorization_details: None,
             grant_id: None,
+            attested_id: None,
         }
     }
 }
@@ -72,9 +80,30 @@ pub(crate) trait GrantHandler: Send + Sync {
     /// The `grant_type` value it serves.
     fn grant_type(&self) -> &'static str;
 
+    /// For a grant whose request may stand in for client authentication
+    /// (the JWT bearer grant): the client the request selects when it
+    /// presents no client credentials, to be verified by `issue` before it
+    /// decides anything. `None`: authenticate the client as usual.
+    async fn select_client(
+        &self,
+        _presented: &Presented<'_>,
+        _ctx: &RequestContext,
+        _claimed: &mut ClaimedClient,
+    ) -> Result<Option<VerifiedClient>, ServiceError> {
+        Ok(None)
+    }
+
     /// Parses the grant's parameters, decides, and persists what the grant
-    /// creates. Called only for an authenticated client.
+    /// creates. Called only for an authenticated (or, after
+    /// `select_client`, selected) client.
     async fn issue(&self, request: &GrantRequest<'_>) -> Result<Issuance, ServiceError>;
+}
+
+/// What the JWT bearer grant needs besides the store.
+pub(crate) struct FederationParts {
+    pub clients: Arc<ClientDirectory>,
+    pub attested: Arc<AttestedClients>,
+    pub verifier: Arc<FederatedVerifier>,
 }
 
 pub(crate) struct GrantTable {
@@ -82,7 +111,12 @@ pub(crate) struct GrantTable {
 }
 
 impl GrantTable {
-    pub fn new(store: Arc<dyn Store>, issuer: &str, audit: Auditor) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        issuer: &str,
+        audit: Auditor,
+        federation: FederationParts,
+    ) -> Self {
         let handlers: Vec<Box<dyn GrantHandler>> = vec![
             Box::new(client_credentials::ClientCredentials::new(
                 store.clone(),
@@ -93,7 +127,18 @@ impl GrantTable {
                 issuer,
                 audit.clone(),
             )),
-            Box::new(refresh_token::RefreshToken::new(store, issuer, audit)),
+            Box::new(refresh_token::RefreshToken::new(
+                store.clone(),
+                issuer,
+                audit,
+            )),
+            Box::new(jwt_bearer::JwtBearer::new(
+                store,
+                federation.clients,
+                federation.attested,
+                federation.verifier,
+                issuer,
+            )),
         ];
         GrantTable { handlers }
     }

@@ -1,0 +1,135 @@
+//! The JWT bearer grant (RFC 7523 §2.1) for workload identity federation:
+//! a token from a trusted issuer stands in for the client's credentials.
+//! A request without client credentials is the MCP workload identity
+//! federation profile: the token's `iss` and `sub` select the client whose
+//! `federated_credentials` list them (`client_id`, if sent, chooses among
+//! several). A request with client credentials authenticates as usual, and
+//! the token must then be one of that client's credentials. Either way the
+//! token is verified here, before anything is decided.
+
+use super::{load_resources, GrantHandler, GrantRequest, Issuance};
+use crate::attested_clients::AttestedClients;
+use crate::client_auth::{Attestation, ClaimedClient, Presented, VerifiedClient};
+use crate::clients::ClientDirectory;
+use crate::error::ServiceError;
+use crate::federation::FederatedVerifier;
+use crate::request::RequestContext;
+use async_trait::async_trait;
+use custos_protocol::federation::unverified_issuer_and_subject;
+use custos_protocol::grant::jwt_bearer::{decide, parse};
+use custos_protocol::metadata::AuthMethod;
+use custos_protocol::names::GRANT_JWT_BEARER;
+use custos_protocol::OAuthError;
+use custos_store::Store;
+use std::sync::Arc;
+
+pub(crate) struct JwtBearer {
+    store: Arc<dyn Store>,
+    clients: Arc<ClientDirectory>,
+    attested: Arc<AttestedClients>,
+    verifier: Arc<FederatedVerifier>,
+    default_audience: String,
+}
+
+impl JwtBearer {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clients: Arc<ClientDirectory>,
+        attested: Arc<AttestedClients>,
+        verifier: Arc<FederatedVerifier>,
+        issuer: &str,
+    ) -> Self {
+        JwtBearer {
+            store,
+            clients,
+            attested,
+            verifier,
+            default_audience: issuer.to_owned(),
+        }
+    }
+}
+
+#[async_trait]
+impl GrantHandler for JwtBearer {
+    fn grant_type(&self) -> &'static str {
+        GRANT_JWT_BEARER
+    }
+
+    async fn select_client(
+        &self,
+        presented: &Presented<'_>,
+        _ctx: &RequestContext,
+        claimed: &mut ClaimedClient,
+    ) -> Result<Option<VerifiedClient>, ServiceError> {
+        let form = presented.form;
+        let authenticates = presented.proof.authorization.is_some()
+            || form.contains("client_secret")
+            || form.contains("client_assertion")
+            || !presented.proof.peer_certificates.is_empty();
+        if authenticates {
+            return Ok(None);
+        }
+        let parsed = parse(form)?;
+        let (iss, sub) = unverified_issuer_and_subject(&parsed.assertion)
+            .map_err(|reason| OAuthError::invalid_grant(format!("assertion: {reason}")))?;
+        let iss = iss.ok_or_else(|| OAuthError::invalid_grant("the assertion has no iss"))?;
+        let index = self.attested.index().await?;
+        let mut candidates = index.federated_clients(&iss, &sub);
+        if let Some(wanted) = form.get("client_id") {
+            candidates.retain(|c| *c == wanted);
+        }
+        let client_id = match candidates.as_slice() {
+            [one] => (*one).to_owned(),
+            [] => {
+                return Err(OAuthError::invalid_grant(
+                    "no client lists the assertion's iss and sub in its federated_credentials",
+                )
+                .into())
+            }
+            _ => {
+                return Err(OAuthError::invalid_grant(
+                    "several clients list the assertion's iss and sub: send client_id",
+                )
+                .into())
+            }
+        };
+        claimed.client_id = Some(client_id.clone());
+        claimed.known = true;
+        let loaded = self
+            .clients
+            .load(&client_id)
+            .await?
+            .filter(|c| c.record.disabled_at.is_none())
+            .ok_or_else(|| OAuthError::invalid_grant("the assertion's client is disabled"))?;
+        // Verified by `issue`, before anything is decided.
+        Ok(Some(VerifiedClient {
+            loaded,
+            method: AuthMethod::FederatedJwt,
+            attestation: Attestation::default(),
+        }))
+    }
+
+    async fn issue(&self, request: &GrantRequest<'_>) -> Result<Issuance, ServiceError> {
+        let parsed = parse(request.form)?;
+        let identity = self
+            .verifier
+            .verify(
+                &parsed.assertion,
+                &request.client.metadata().attestation.federated_credentials,
+                request.ctx.now(),
+            )
+            .await
+            .map_err(|reason| OAuthError::invalid_grant(format!("assertion: {reason}")))?;
+        let resources = load_resources(self.store.as_ref(), &parsed.resources).await?;
+        let grant = decide(
+            &parsed,
+            request.client.client_id(),
+            request.client.metadata(),
+            &resources,
+            &self.default_audience,
+        )?;
+        let mut issuance = Issuance::new(grant);
+        issuance.attested_id = Some(identity.attested_id());
+        Ok(issuance)
+    }
+}
