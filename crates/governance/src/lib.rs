@@ -85,6 +85,14 @@ pub struct AuditEvent {
     /// note for a success. Never a secret.
     pub reason: Option<String>,
     pub source_addr: Option<String>,
+    /// The client authentication method the request used, when it
+    /// authenticated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_method: Option<String>,
+    /// The identity the client's platform attested (a SPIFFE ID, a
+    /// federated token's `iss#sub`, a certificate subject or thumbprint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested_id: Option<String>,
 }
 
 impl AuditEvent {
@@ -101,6 +109,8 @@ impl AuditEvent {
             outcome,
             reason: None,
             source_addr: None,
+            auth_method: None,
+            attested_id: None,
         }
     }
 }

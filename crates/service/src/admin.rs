@@ -299,6 +299,7 @@ impl Admin {
                 "secret_age_days": client.secret_created_at.map(|t| (now - t).max(0) / 86_400),
                 "previous_secret_expires_at": client.previous_secret_expires_at.filter(|t| *t > now),
                 "last_used_at": last_used.get(&client.client_id).map(|ms| ms / 1000),
+                "attestation": attestation_summary(&metadata),
             }));
         }
         Ok(Value::Array(out))
@@ -442,6 +443,40 @@ impl Admin {
             .await?
             .ok_or_else(|| ServiceError::not_found("no active client with this client_id"))
     }
+}
+
+/// How the inventory shows what a client's platform must prove: its
+/// registered workload identities and whether its tokens are bound to its
+/// certificate (`null` when the client proves nothing of the kind).
+fn attestation_summary(metadata: &custos_protocol::metadata::ClientMetadata) -> Value {
+    let a = &metadata.attestation;
+    let tls = [
+        ("tls_client_auth_subject_dn", &a.tls_client_auth_subject_dn),
+        ("tls_client_auth_san_dns", &a.tls_client_auth_san_dns),
+        ("tls_client_auth_san_uri", &a.tls_client_auth_san_uri),
+        ("tls_client_auth_san_ip", &a.tls_client_auth_san_ip),
+        ("tls_client_auth_san_email", &a.tls_client_auth_san_email),
+    ]
+    .into_iter()
+    .find_map(|(name, value)| value.as_ref().map(|v| json!({ name: v })));
+    let federated: Vec<Value> = a
+        .federated_credentials
+        .iter()
+        .map(|c| json!({"issuer": c.issuer, "subject": c.subject}))
+        .collect();
+    if tls.is_none()
+        && a.spiffe_id.is_none()
+        && federated.is_empty()
+        && !a.tls_client_certificate_bound_access_tokens
+    {
+        return Value::Null;
+    }
+    json!({
+        "spiffe_id": a.spiffe_id,
+        "tls_client_auth": tls,
+        "federated_credentials": federated,
+        "certificate_bound_access_tokens": a.tls_client_certificate_bound_access_tokens,
+    })
 }
 
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, OAuthError> {

@@ -26,6 +26,10 @@ const BATCH: usize = 2_048;
 /// instead of a wake-up and a transaction per handful of events.
 const GATHER: Duration = Duration::from_millis(10);
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every message is an event; boxing would add an allocation to each"
+)]
 enum Message {
     Event(AuditEvent),
     /// Answered once every event queued before it is written.

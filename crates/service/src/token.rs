@@ -94,6 +94,11 @@ impl TokenEndpoint {
         };
         let mut event = self.audit.event(kind, outcome, ctx);
         event.client_id = claimed.client_id.clone();
+        event.auth_method = claimed.auth_method.map(|m| m.as_str().to_owned());
+        event.attested_id = claimed
+            .attested_id
+            .as_deref()
+            .map(|a| bounded(a, MAX_FIELD));
         event.grant_type = form.get("grant_type").map(|g| bounded(g, 64));
         match result {
             Ok((response, issuance)) => {
@@ -141,6 +146,10 @@ impl TokenEndpoint {
         // their refusals are bounded like those of callers that did not
         // authenticate.
         *authenticated = !client.is_public() && !selected;
+        if !selected {
+            claimed.auth_method = Some(client.method);
+            claimed.attested_id = client.attestation.attested_id.clone();
+        }
         // RFC 9449 §5: a DPoP proof binds the token, for every grant.
         let bound = self.dpop.check(proof, None, ctx).await?;
         if bound.is_none() && client.metadata().dpop_bound_access_tokens {
@@ -182,6 +191,11 @@ impl TokenEndpoint {
         if let Some(thumbprint) = certificate {
             let cnf = issuance.cnf.get_or_insert_with(Confirmation::default);
             cnf.x5t_s256 = Some(thumbprint);
+        }
+        if selected {
+            // The grant verified what stood for client authentication.
+            claimed.auth_method = Some(client.method);
+            claimed.attested_id = issuance.attested_id.clone();
         }
         let response = self.sign(&client, &issuance, ctx)?;
         Ok((response, issuance))

@@ -469,6 +469,7 @@ impl AuthorizationEndpoint {
             let claimed = crate::client_auth::ClaimedClient {
                 client_id: Some(pending.client_id.clone()),
                 known: true,
+                ..Default::default()
             };
             self.audit.record_unauthenticated(event, &claimed).await;
             return AuthorizeAnswer::just(AuthorizeOutcome::Login(self.login_page(
@@ -750,6 +751,7 @@ impl AuthorizationEndpoint {
         let claimed = crate::client_auth::ClaimedClient {
             client_id: event.client_id.clone(),
             known,
+            ..Default::default()
         };
         self.audit.record_unauthenticated(event, &claimed).await;
     }

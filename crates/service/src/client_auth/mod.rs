@@ -107,6 +107,10 @@ pub struct ClaimedClient {
     /// False when no such client is registered (or none was named): the
     /// audit trail bounds what such requests can make it keep.
     pub known: bool,
+    /// How it authenticated, once it has (for the audit trail).
+    pub auth_method: Option<AuthMethod>,
+    /// What its platform attested, once verified.
+    pub attested_id: Option<String>,
 }
 
 pub(crate) fn failed() -> OAuthError {

@@ -8,3 +8,7 @@ CREATE TABLE custos_trusted_issuers (
     config_json TEXT NOT NULL,
     created_at BIGINT NOT NULL
 );
+
+-- Every token request's audit event says how the client proved itself.
+ALTER TABLE custos_audit_events ADD COLUMN auth_method TEXT;
+ALTER TABLE custos_audit_events ADD COLUMN attested_id TEXT;

@@ -11,7 +11,7 @@ use super::{col, db_err, detached, SqlStore};
 use crate::{AuditRepo, Engine, StoreError, StoreResult};
 
 /// Columns bound per event by `append_events`.
-const INSERT_COLUMNS: usize = 9;
+const INSERT_COLUMNS: usize = 11;
 /// Events per multi-row `INSERT`, by engine. SQLite binds anonymous `?`
 /// placeholders here (see [`insert_sql`]); 500 rows is 4500 parameters,
 /// under its 32766 limit. PostgreSQL prefers fewer round trips: 1000 rows
@@ -29,7 +29,7 @@ const PRUNE_BATCH: u64 = 1000;
 const DEFAULT_LIMIT: u32 = 1000;
 
 const SELECT: &str = "SELECT id, time_ms, event_type, client_id, grant_type, scope, resource, \
-     outcome, reason, source_addr FROM custos_audit_events";
+     outcome, reason, source_addr, auth_method, attested_id FROM custos_audit_events";
 
 /// `INSERT … VALUES ($1, …, $9), ($10, …), …` for `rows` events.
 ///
@@ -40,7 +40,7 @@ fn insert_sql(rows: usize, engine: Engine) -> String {
     let mut sql = String::with_capacity(140 + rows * 60);
     sql.push_str(
         "INSERT INTO custos_audit_events (time_ms, event_type, client_id, grant_type, scope, \
-         resource, outcome, reason, source_addr) VALUES ",
+         resource, outcome, reason, source_addr, auth_method, attested_id) VALUES ",
     );
     for row in 0..rows {
         if row > 0 {
@@ -78,6 +78,8 @@ fn from_row(row: &AnyRow) -> StoreResult<AuditEvent> {
             .ok_or_else(|| StoreError::Corrupt(format!("unknown audit outcome {outcome:?}")))?,
         reason: col(row, "reason")?,
         source_addr: col(row, "source_addr")?,
+        auth_method: col(row, "auth_method")?,
+        attested_id: col(row, "attested_id")?,
     })
 }
 
@@ -256,7 +258,9 @@ impl SqlStore {
                     .bind(event.resource.as_deref())
                     .bind(event.outcome.as_str())
                     .bind(event.reason.as_deref())
-                    .bind(event.source_addr.as_deref());
+                    .bind(event.source_addr.as_deref())
+                    .bind(event.auth_method.as_deref())
+                    .bind(event.attested_id.as_deref());
             }
             query.execute(&mut *tx).await.map_err(db_err)?;
         }

@@ -66,6 +66,8 @@ async fn append_and_query(db: TestDb) {
         outcome: Outcome::Failure,
         reason: Some("invalid_scope: scope \"admin\" is not allowed ✗".into()),
         source_addr: Some("[2001:db8::1]:443".into()),
+        auth_method: Some("spiffe_x509".into()),
+        attested_id: Some("spiffe://example.org/ns/prod/sa/api".into()),
     };
     s.append_events(&events[..1733]).await.unwrap();
     s.append_events(&events[1733..]).await.unwrap();
