@@ -22,6 +22,7 @@ use custos_service::JwksFetcher;
 use jsonwebtoken::jwk::JwkSet;
 use moka::future::Cache;
 use moka::ops::compute::Op;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -59,16 +60,45 @@ impl Default for Limits {
 }
 
 /// What the cache holds for one URI: the outcome of its latest fetch (or
-/// the set kept when a refresh failed).
+/// the set kept when a refresh failed). `T` is what a fetch yields (here a
+/// key set; `issuer_fetch` keeps discovery documents and bundles too).
 #[derive(Debug, Clone)]
-struct Cached {
-    result: Result<Arc<JwkSet>, Arc<str>>,
+pub(crate) struct Cached<T> {
+    pub(crate) result: Result<Arc<T>, Arc<str>>,
     /// When the entry leaves the cache.
-    expires_at: Instant,
+    pub(crate) expires_at: Instant,
     /// When the latest fetch of this URI ended, successful or not.
-    attempted_at: Instant,
+    pub(crate) attempted_at: Instant,
     /// Roughly the bytes this entry holds.
-    weight: u32,
+    pub(crate) weight: u32,
+}
+
+impl<T> Cached<T> {
+    /// The entry for a fetch of `key` that ended now: what it yielded (and
+    /// the size of its body) kept `fresh_for`, or its error kept
+    /// `failure_ttl`.
+    pub(crate) fn new(
+        key: &str,
+        outcome: Result<(T, usize), String>,
+        fresh_for: Duration,
+        failure_ttl: Duration,
+    ) -> Arc<Self> {
+        let now = Instant::now();
+        let (result, ttl, size) = match outcome {
+            Ok((value, size)) => (Ok(Arc::new(value)), fresh_for, size),
+            Err(error) => {
+                let size = error.len();
+                (Err(Arc::from(error)), failure_ttl, size)
+            }
+        };
+        let weight = key.len() + size + ENTRY_OVERHEAD;
+        Arc::new(Cached {
+            result,
+            expires_at: now + ttl,
+            attempted_at: now,
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
+        })
+    }
 }
 
 /// Entries leave the cache at their own `expires_at`: a key set after
@@ -76,11 +106,11 @@ struct Cached {
 /// failed refresh when it would have anyway.
 struct UntilExpiry;
 
-impl moka::Expiry<String, Arc<Cached>> for UntilExpiry {
+impl<T> moka::Expiry<String, Arc<Cached<T>>> for UntilExpiry {
     fn expire_after_create(
         &self,
         _key: &String,
-        value: &Arc<Cached>,
+        value: &Arc<Cached<T>>,
         created_at: Instant,
     ) -> Option<Duration> {
         Some(value.expires_at.saturating_duration_since(created_at))
@@ -89,7 +119,7 @@ impl moka::Expiry<String, Arc<Cached>> for UntilExpiry {
     fn expire_after_update(
         &self,
         _key: &String,
-        value: &Arc<Cached>,
+        value: &Arc<Cached<T>>,
         updated_at: Instant,
         _duration_until_expiry: Option<Duration>,
     ) -> Option<Duration> {
@@ -101,9 +131,21 @@ impl moka::Expiry<String, Arc<Cached>> for UntilExpiry {
 /// structure, the timer wheel.
 const ENTRY_OVERHEAD: usize = 512;
 
+/// A cache of fetch outcomes, bounded by weight ([`Limits::cache_bytes`]),
+/// each entry leaving at its own `expires_at`.
+pub(crate) fn outcome_cache<T: Send + Sync + 'static>(
+    limits: &Limits,
+) -> Cache<String, Arc<Cached<T>>> {
+    Cache::builder()
+        .max_capacity(limits.cache_bytes)
+        .weigher(|_uri: &String, entry: &Arc<Cached<T>>| entry.weight)
+        .expire_after(UntilExpiry)
+        .build()
+}
+
 pub struct HttpJwksFetcher {
     client: reqwest::Client,
-    cache: Cache<String, Arc<Cached>>,
+    cache: Cache<String, Arc<Cached<JwkSet>>>,
     allow_private: bool,
     limits: Limits,
 }
@@ -135,53 +177,18 @@ impl HttpJwksFetcher {
     }
 
     pub fn with_limits(allow_private: bool, limits: Limits) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder();
-        if !allow_private {
-            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
-        }
-        if cfg!(test) {
-            // The tests' server is on loopback; a proxy from the
-            // environment must not stand in between.
-            builder = builder.no_proxy();
-        }
-        let client = builder
-            .timeout(limits.timeout)
-            .connect_timeout(limits.connect_timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("custos/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| describe(&e))?;
-        let cache = Cache::builder()
-            .max_capacity(limits.cache_bytes)
-            .weigher(|_uri: &String, entry: &Arc<Cached>| entry.weight)
-            .expire_after(UntilExpiry)
-            .build();
         Ok(HttpJwksFetcher {
-            client,
-            cache,
+            client: fetch_client(allow_private, &limits)?,
+            cache: outcome_cache(&limits),
             allow_private,
             limits,
         })
     }
 
     /// Fetches `uri` now and makes a cache entry of the outcome.
-    async fn load(&self, uri: &str) -> Arc<Cached> {
+    async fn load(&self, uri: &str) -> Arc<Cached<JwkSet>> {
         let outcome = self.fetch_uncached(uri).await;
-        let now = Instant::now();
-        let (result, ttl, size) = match outcome {
-            Ok((set, size)) => (Ok(Arc::new(set)), self.limits.fresh_for, size),
-            Err(error) => {
-                let size = error.len();
-                (Err(Arc::from(error)), self.limits.failure_ttl, size)
-            }
-        };
-        let weight = uri.len() + size + ENTRY_OVERHEAD;
-        Arc::new(Cached {
-            result,
-            expires_at: now + ttl,
-            attempted_at: now,
-            weight: u32::try_from(weight).unwrap_or(u32::MAX),
-        })
+        Cached::new(uri, outcome, self.limits.fresh_for, self.limits.failure_ttl)
     }
 
     /// The cached outcome, or one fetch shared by every caller waiting.
@@ -194,96 +201,153 @@ impl HttpJwksFetcher {
     }
 
     /// Fetches again unless a fetch of `uri` ended within the floor or
-    /// after this call began (another caller's refresh, shared). The
-    /// compute lock of the entry lets one caller fetch at a time; the
-    /// others then find its outcome.
+    /// after this call began ([`refresh_entry`]).
     async fn refresh(&self, uri: &str) -> Result<Arc<JwkSet>, Arc<str>> {
-        let started = Instant::now();
-        let mut own_failure: Option<Arc<str>> = None;
-        let floor = self.limits.refetch_floor;
-        let outcome = self
-            .cache
-            .entry_by_ref(uri)
-            .and_compute_with(|current| {
-                let own_failure = &mut own_failure;
-                async move {
-                    if let Some(current) = &current {
-                        let held = current.value();
-                        if held.attempted_at >= started || held.attempted_at.elapsed() < floor {
-                            return Op::Nop;
-                        }
-                    }
-                    let fresh = self.load(uri).await;
-                    match (&fresh.result, current) {
-                        // Keep the set already held (requests signed with
-                        // its keys still verify); remember the attempt for
-                        // the floor; tell this caller what went wrong.
-                        (Err(error), Some(held)) if held.value().result.is_ok() => {
-                            *own_failure = Some(error.clone());
-                            let mut kept = Cached::clone(held.value());
-                            kept.attempted_at = fresh.attempted_at;
-                            Op::Put(Arc::new(kept))
-                        }
-                        _ => Op::Put(fresh),
-                    }
-                }
-            })
-            .await;
-        if let Some(error) = own_failure {
-            return Err(error);
-        }
-        match outcome.into_entry() {
-            Some(entry) => entry.into_value().result.clone(),
-            None => Err(Arc::from("the key set left the cache")),
-        }
+        refresh_entry(&self.cache, uri, self.limits.refetch_floor, self.load(uri)).await
     }
 
     /// One GET of `uri`: the key set and the size of its body.
     async fn fetch_uncached(&self, uri: &str) -> Result<(JwkSet, usize), String> {
-        let url = reqwest::Url::parse(uri).map_err(|e| format!("jwks_uri: {e}"))?;
-        if !self.allow_private {
-            if url.scheme() != "https" {
-                return Err("jwks_uri must be https".into());
-            }
-            // IP literals never reach the resolver.
-            let literal = match url.host() {
-                Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
-                Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
-                _ => None,
-            };
-            if literal.is_some_and(|ip| !is_public_ip(ip)) {
-                return Err("jwks_uri is not on a public address".into());
-            }
-        }
-        let mut response = self
-            .client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
+        let response = send_get(&self.client, uri, self.allow_private, "jwks_uri").await?;
         if !response.status().is_success() {
             return Err(format!("status {}", response.status().as_u16()));
         }
-        let max = self.limits.max_body;
-        let too_large = || format!("JWK Set larger than {max} bytes");
-        let declared = response.content_length();
-        if declared.is_some_and(|n| n > max as u64) {
-            return Err(too_large());
-        }
-        let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(max));
-        // Dropping `response` on the way out closes the connection
-        // without reading the rest.
-        while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
-            if chunk.len() > max - body.len() {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_body(response, self.limits.max_body, "JWK Set").await?;
         let value: serde_json::Value =
             serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))?;
         let set = custos_protocol::metadata::validate_jwks(&value).map_err(|e| e.description)?;
         Ok((set, body.len()))
     }
+}
+
+/// The client every fetch goes through: no redirects, the limits' time
+/// bounds, and (unless `allow_private`) names resolved to public addresses
+/// only.
+pub(crate) fn fetch_client(
+    allow_private: bool,
+    limits: &Limits,
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder();
+    if !allow_private {
+        builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+    }
+    if cfg!(test) {
+        // The tests' server is on loopback; a proxy from the
+        // environment must not stand in between.
+        builder = builder.no_proxy();
+    }
+    builder
+        .timeout(limits.timeout)
+        .connect_timeout(limits.connect_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("custos/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| describe(&e))
+}
+
+/// Fetches again unless a fetch of `key` ended within `floor` or after this
+/// call began (another caller's refresh, shared). The compute lock of the
+/// entry lets one caller fetch at a time; the others then find its
+/// outcome. `load` (run only if a fetch is due) fetches and makes the
+/// entry. A failed refresh keeps what was held, reports its own error to
+/// this caller, and counts for the floor.
+pub(crate) async fn refresh_entry<T: Send + Sync + 'static>(
+    cache: &Cache<String, Arc<Cached<T>>>,
+    key: &str,
+    floor: Duration,
+    load: impl Future<Output = Arc<Cached<T>>>,
+) -> Result<Arc<T>, Arc<str>> {
+    let started = Instant::now();
+    let mut own_failure: Option<Arc<str>> = None;
+    let outcome = cache
+        .entry_by_ref(key)
+        .and_compute_with(|current| {
+            let own_failure = &mut own_failure;
+            async move {
+                if let Some(current) = &current {
+                    let held = current.value();
+                    if held.attempted_at >= started || held.attempted_at.elapsed() < floor {
+                        return Op::Nop;
+                    }
+                }
+                let fresh = load.await;
+                match (&fresh.result, current) {
+                    // Keep the set already held (requests signed with
+                    // its keys still verify); remember the attempt for
+                    // the floor; tell this caller what went wrong.
+                    (Err(error), Some(held)) if held.value().result.is_ok() => {
+                        *own_failure = Some(error.clone());
+                        let held = held.value();
+                        Op::Put(Arc::new(Cached {
+                            result: held.result.clone(),
+                            expires_at: held.expires_at,
+                            attempted_at: fresh.attempted_at,
+                            weight: held.weight,
+                        }))
+                    }
+                    _ => Op::Put(fresh),
+                }
+            }
+        })
+        .await;
+    if let Some(error) = own_failure {
+        return Err(error);
+    }
+    match outcome.into_entry() {
+        Some(entry) => entry.into_value().result.clone(),
+        None => Err(Arc::from("the key set left the cache")),
+    }
+}
+
+/// Sends one GET of `uri` (called `name` in errors): https on a public
+/// address unless `allow_private`. IP literals never reach the resolver,
+/// so they are checked here.
+pub(crate) async fn send_get(
+    client: &reqwest::Client,
+    uri: &str,
+    allow_private: bool,
+    name: &str,
+) -> Result<reqwest::Response, String> {
+    let url = reqwest::Url::parse(uri).map_err(|e| format!("{name}: {e}"))?;
+    if !allow_private {
+        if url.scheme() != "https" {
+            return Err(format!("{name} must be https"));
+        }
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+            Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+            _ => None,
+        };
+        if literal.is_some_and(|ip| !is_public_ip(ip)) {
+            return Err(format!("{name} is not on a public address"));
+        }
+    }
+    client.get(url).send().await.map_err(|e| describe(&e))
+}
+
+/// Reads `response`'s body chunk by chunk, refused as soon as it passes
+/// `max` bytes (at once if `Content-Length` says so); `what` names the body
+/// in that error.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, String> {
+    let too_large = || format!("{what} larger than {max} bytes");
+    let declared = response.content_length();
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(max));
+    // Dropping `response` on the way out closes the connection
+    // without reading the rest.
+    while let Some(chunk) = response.chunk().await.map_err(|e| describe(&e))? {
+        if chunk.len() > max - body.len() {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A short description of a failed request: what failed and the innermost
