@@ -2,9 +2,6 @@
 
 mod admin_cli;
 mod config;
-// Until serve/mod.rs hands `HttpIssuerKeySource` to the service; then
-// drop this `allow`.
-#[allow(dead_code)]
 mod issuer_fetch;
 mod jwks_fetch;
 mod serve;

@@ -85,6 +85,10 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     config.dpop_require_nonce = settings.dpop_nonce;
     config.require_par = settings.require_par;
     config.mtls = mtls;
+    config.issuer_keys = Some(custos_service::IssuerKeys(Arc::new(
+        crate::issuer_fetch::HttpIssuerKeySource::new(settings.allow_private_urls)
+            .map_err(|e| format!("HTTP client: {e}"))?,
+    )));
     let fetcher = HttpJwksFetcher::new(settings.allow_private_urls)
         .map_err(|e| format!("HTTP client: {e}"))?;
     let (service, audit_writer) = Service::start(

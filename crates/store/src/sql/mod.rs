@@ -38,8 +38,14 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Run on every new SQLite connection (the pool's `after_connect` and the
 /// migration connection), after [`sqlite_wal`].
-const SQLITE_PRAGMAS: &str =
-    "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; PRAGMA foreign_keys=ON;";
+const SQLITE_PRAGMAS: &str = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000; \
+     PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=0;";
+/// How often the checkpointer copies the WAL back into the database file.
+/// SQLite's own automatic checkpoint runs inside whichever commit crosses
+/// 1,000 pages, stalling that writer (and every writer queued behind it)
+/// for milliseconds; a background `PASSIVE` checkpoint copies the same
+/// pages without holding the write lock.
+const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// How long [`sqlite_wal`] keeps retrying while another connection holds the
 /// lock it needs (the same as `busy_timeout`).
 const SQLITE_WAL_PATIENCE: Duration = Duration::from_secs(5);
@@ -144,6 +150,7 @@ impl SqlStore {
             queues: None,
         };
         if engine == Engine::Sqlite {
+            tokio::spawn(checkpoint_wal(store.pool.clone()));
             store.queues = Some(std::sync::Arc::new(Queues {
                 rotations: write_queue::WriteQueue::start(store.clone()),
                 jti: write_queue::WriteQueue::start(store.clone()),
@@ -209,6 +216,29 @@ where
     tokio::spawn(work)
         .await
         .map_err(|e| StoreError::Database(format!("a store transaction did not finish: {e}")))?
+}
+
+/// SQLite: copies the WAL back into the database file in the background
+/// (see [`SQLITE_CHECKPOINT_EVERY`]) until the pool closes. A checkpoint
+/// that cannot finish (readers still need old pages) is simply repeated.
+async fn checkpoint_wal(pool: AnyPool) {
+    let mut tick = tokio::time::interval(SQLITE_CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(%error, "WAL checkpoint failed; retried at the next tick");
+        }
+    }
 }
 
 async fn prepare_connection(conn: &mut AnyConnection, engine: Engine) -> Result<(), sqlx::Error> {
