@@ -4,13 +4,15 @@
 //! from every registered client and rebuilt at most once per
 //! [`INDEX_TTL`], however many requests ask (one rebuild at a time), so a
 //! client registered on another replica is found within that bound and
-//! made-up identities never cost a database read each.
+//! made-up identities never cost a database read each. A client written on
+//! this replica is seen at once: the index is rebuilt after any.
 
 use crate::clients::decode_metadata;
 use crate::clock::Clock;
 use crate::error::{internal, ServiceError};
 use custos_protocol::spiffe::{SpiffeId, SpiffeIdPattern};
 use custos_store::Store;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Mutex;
 
@@ -74,24 +76,32 @@ impl AttestedIndex {
 pub(crate) struct AttestedClients {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    current: Mutex<Option<(i64, Arc<AttestedIndex>)>>,
+    /// `ClientDirectory::changes`: this replica's client writes.
+    changes: Arc<AtomicU64>,
+    /// The index, when it was built and the count of writes it saw.
+    current: Mutex<Option<(i64, u64, Arc<AttestedIndex>)>>,
 }
 
 impl AttestedClients {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, changes: Arc<AtomicU64>) -> Self {
         AttestedClients {
             store,
             clock,
+            changes,
             current: Mutex::new(None),
         }
     }
 
-    /// The index, rebuilt if older than [`INDEX_TTL_MS`].
+    /// The index, rebuilt if older than [`INDEX_TTL_MS`] or if a client
+    /// was written on this replica since it was built.
     pub async fn index(&self) -> Result<Arc<AttestedIndex>, ServiceError> {
         let now = self.clock.now_ms();
         let mut current = self.current.lock().await;
-        if let Some((built, index)) = current.as_ref() {
-            if now.saturating_sub(*built) < INDEX_TTL_MS {
+        // Read before listing: a write that lands during the listing
+        // makes the next call rebuild.
+        let changes = self.changes.load(Ordering::SeqCst);
+        if let Some((built, seen, index)) = current.as_ref() {
+            if now.saturating_sub(*built) < INDEX_TTL_MS && *seen == changes {
                 return Ok(index.clone());
             }
         }
@@ -115,7 +125,7 @@ impl AttestedClients {
             }
         }
         let index = Arc::new(index);
-        *current = Some((now, index.clone()));
+        *current = Some((now, changes, index.clone()));
         Ok(index)
     }
 }

@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::error::{internal, ServiceError};
 use custos_protocol::metadata::ClientMetadata;
 use custos_store::{ClientRecord, Store};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,9 @@ pub(crate) struct ClientDirectory {
     store: Arc<dyn Store>,
     cache: ClientCache,
     clock: Arc<dyn Clock>,
+    /// Counts this replica's client writes, so what is built from every
+    /// client (the attested-identity index) sees them at once.
+    changes: Arc<AtomicU64>,
 }
 
 /// Decodes a client's stored metadata (validated when it was written).
@@ -27,7 +31,13 @@ impl ClientDirectory {
             store,
             cache: ClientCache::new(cache_ttl),
             clock,
+            changes: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// The count of client writes on this replica, bumped after each.
+    pub fn changes(&self) -> Arc<AtomicU64> {
+        self.changes.clone()
     }
 
     /// What this replica's cache knows of `client_id` now, if anything.
@@ -79,6 +89,7 @@ impl ClientDirectory {
     pub async fn insert(&self, record: &ClientRecord) -> Result<(), ServiceError> {
         self.store.insert_client(record).await.map_err(internal)?;
         self.cache.invalidate(&record.client_id);
+        self.changes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -88,6 +99,7 @@ impl ClientDirectory {
     pub async fn update(&self, record: &ClientRecord) -> Result<bool, ServiceError> {
         let written = self.store.update_client(record).await.map_err(internal);
         self.cache.invalidate(&record.client_id);
+        self.changes.fetch_add(1, Ordering::SeqCst);
         written
     }
 

@@ -238,6 +238,7 @@ impl Service {
         let attested = Arc::new(attested_clients::AttestedClients::new(
             store.clone(),
             clock.clone(),
+            clients.changes(),
         ));
         let authenticator = Arc::new(Authenticator::new(
             clients.clone(),
