@@ -193,13 +193,9 @@ impl Authenticator {
         let id = claim.client_id.as_str();
         match self.clients.cached(id) {
             Some(Cached::Unknown) => {
-                return match self.spiffe_client(id).await? {
-                    Some(loaded) => {
-                        claimed.known = true;
-                        self.verify(method, loaded, &claim, request, ctx).await
-                    }
-                    None => Err(failed().into()),
-                }
+                return self
+                    .verify_spiffe_selected(method, &claim, request, ctx, claimed)
+                    .await
             }
             Some(Cached::Known(cached)) => {
                 claimed.known = true;
@@ -217,18 +213,41 @@ impl Authenticator {
             }
             None => {}
         }
-        let loaded = match self.clients.load(id).await? {
-            Some(loaded) => loaded,
-            None => match self.spiffe_client(id).await? {
-                Some(loaded) => loaded,
-                None => {
-                    claimed.known = false;
-                    return Err(failed().into());
-                }
-            },
+        let Some(loaded) = self.clients.load(id).await? else {
+            return self
+                .verify_spiffe_selected(method, &claim, request, ctx, claimed)
+                .await;
         };
         claimed.known = true;
         self.verify(method, loaded, &claim, request, ctx).await
+    }
+
+    /// A `client_id` that is no client's id, which may be a SPIFFE ID
+    /// selecting the client registered for it: that client must then
+    /// prove this very ID (not merely one its `spiffe_id` pattern
+    /// covers), and the audit trail names the client.
+    async fn verify_spiffe_selected(
+        &self,
+        method: Option<&dyn ClientAuthMethod>,
+        claim: &Claim,
+        request: &Presented<'_>,
+        ctx: &RequestContext,
+        claimed: &mut ClaimedClient,
+    ) -> Result<VerifiedClient, ServiceError> {
+        let Some(loaded) = self.spiffe_client(&claim.client_id).await? else {
+            claimed.known = false;
+            return Err(failed().into());
+        };
+        claimed.client_id = Some(loaded.record.client_id.clone());
+        claimed.known = true;
+        let verified = self.verify(method, loaded, claim, request, ctx).await?;
+        if verified.attestation.attested_id.as_deref() != Some(claim.client_id.as_str()) {
+            return Err(OAuthError::invalid_client(
+                "client_id is a SPIFFE ID that the presented SVID does not carry",
+            )
+            .into());
+        }
+        Ok(verified)
     }
 
     /// draft-ietf-oauth-spiffe-client-auth: a `client_id` that is a SPIFFE
