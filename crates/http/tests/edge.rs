@@ -67,7 +67,12 @@ async fn rfc8414_3_discovery_under_the_issuer_path_lists_the_tables() {
     assert_eq!(body["token_endpoint"], format!("{ISSUER}/token"));
     assert_eq!(
         body["grant_types_supported"],
-        serde_json::json!(["client_credentials", "authorization_code", "refresh_token"])
+        serde_json::json!([
+            "client_credentials",
+            "authorization_code",
+            "refresh_token",
+            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        ])
     );
     assert_eq!(
         body["authorization_endpoint"],
@@ -79,6 +84,8 @@ async fn rfc8414_3_discovery_under_the_issuer_path_lists_the_tables() {
             "client_secret_basic",
             "client_secret_post",
             "private_key_jwt",
+            "federated_jwt",
+            "spiffe_jwt",
             "none"
         ])
     );
