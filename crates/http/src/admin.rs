@@ -294,5 +294,7 @@ fn event_json(event: &AuditEvent) -> Value {
         "result": event.outcome.as_str(),
         "reason": event.reason,
         "source_addr": event.source_addr,
+        "auth_method": event.auth_method,
+        "attested_id": event.attested_id,
     })
 }
