@@ -261,7 +261,7 @@ fn validate_credentials(
             && !credential.issuer.starts_with("spiffe://")
         {
             return Err(bad(format!(
-                "federated_credentials[{i}].issuer must be an https URL (or a SPIFFE trust domain's spiffe:// ID), as the issuer's tokens carry it in iss: '{}'",
+                "federated_credentials[{i}].issuer must be the https URL a trusted OIDC issuer's tokens carry in iss (for SPIFFE JWT-SVIDs, register spiffe_jwt with a spiffe_id): '{}'",
                 short(&credential.issuer)
             )));
         }
@@ -379,6 +379,7 @@ mod tests {
             json!([{"issuer": "https://i.example", "subject": "s", "claims": {"sub": "x"}}]),
             json!([{"issuer": "https://i.example", "subject": "s"}, {"issuer": "https://i.example", "subject": "s"}]),
             json!([{"issuer": "https://i.example", "subject": "s", "claims": {"ref": 1}}]),
+            json!([{"issuer": "spiffe://example.org", "subject": "spiffe://example.org/a"}]),
         ] {
             assert!(
                 validate(
