@@ -254,11 +254,12 @@ fn validate_credentials(
                 )));
             }
         }
+        // Trusted OIDC issuers are https URLs; a JWT-SVID without such an
+        // `iss` is for spiffe_jwt, not a federated credential.
         let issuer = url::Url::parse(&credential.issuer).ok();
         if !issuer
             .as_ref()
             .is_some_and(|u| u.scheme() == "https" && u.host().is_some())
-            && !credential.issuer.starts_with("spiffe://")
         {
             return Err(bad(format!(
                 "federated_credentials[{i}].issuer must be the https URL a trusted OIDC issuer's tokens carry in iss (for SPIFFE JWT-SVIDs, register spiffe_jwt with a spiffe_id): '{}'",
