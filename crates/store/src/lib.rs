@@ -196,6 +196,13 @@ pub trait CodeRepo: Send + Sync {
     ) -> StoreResult<Redemption>;
 }
 
+/// The caller's decision on a refresh request, taken by the store inside a
+/// rotation on the presented token and its family (see
+/// [`GrantRepo::rotate_refresh_token_if`]). Pure and quick: it runs while
+/// the write lock is held.
+pub type RotationCheck =
+    std::sync::Arc<dyn Fn(&RefreshTokenRecord, &GrantRecord) -> bool + Send + Sync>;
+
 #[async_trait]
 pub trait GrantRepo: Send + Sync {
     /// `Conflict` if the grant_id exists.
@@ -266,6 +273,26 @@ pub trait GrantRepo: Send + Sync {
         new: &RefreshTokenRecord,
         now: i64,
         grace_secs: i64,
+    ) -> StoreResult<Rotation> {
+        let accept_all: RotationCheck = std::sync::Arc::new(|_, _| true);
+        self.rotate_refresh_token_if(old_hash, new, now, grace_secs, accept_all)
+            .await
+    }
+    /// [`GrantRepo::rotate_refresh_token`], where the request's own decision
+    /// is taken inside the rotation, on the token and its family as they
+    /// are then: before a live token (or a grace retry) is rotated, `accept`
+    /// is asked; `false` writes nothing and answers `Declined` (a request
+    /// that would widen its grant does not use its token up). A reuse
+    /// revokes the family whatever `accept` would say. `new` takes the
+    /// family's scope, and its `expires_at` is clamped to the family's.
+    /// This spares the caller a read before rotating.
+    async fn rotate_refresh_token_if(
+        &self,
+        old_hash: &[u8],
+        new: &RefreshTokenRecord,
+        now: i64,
+        grace_secs: i64,
+        accept: RotationCheck,
     ) -> StoreResult<Rotation>;
 }
 

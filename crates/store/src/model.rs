@@ -279,5 +279,7 @@ pub enum Rotation {
     },
     /// Known but expired (idle), or its grant is revoked or past its absolute expiry.
     Expired,
+    /// Live, but the caller's check declined the request: nothing written.
+    Declined,
     Unknown,
 }

@@ -12,11 +12,13 @@ use crate::error::{internal, ServiceError};
 use async_trait::async_trait;
 use custos_governance::{event_type, Outcome};
 use custos_protocol::grant::refresh_token::{decide, parse, FamilyFacts};
+use custos_protocol::grant::Grant;
 use custos_protocol::names::GRANT_REFRESH_TOKEN;
 use custos_protocol::scope::parse_scope;
 use custos_protocol::OAuthError;
-use custos_store::{RefreshTokenRecord, Rotation, Store};
+use custos_store::{RefreshTokenRecord, Rotation, RotationCheck, Store};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 pub(crate) struct RefreshToken {
     store: Arc<dyn Store>,
@@ -34,6 +36,13 @@ impl RefreshToken {
     }
 }
 
+/// What the decision taken inside the rotation said.
+struct Decided {
+    decision: Result<Grant, OAuthError>,
+    /// The DPoP key the family was bound to, if any.
+    family_jkt: Option<String>,
+}
+
 fn invalid() -> ServiceError {
     OAuthError::invalid_grant("the refresh token is invalid, expired or revoked").into()
 }
@@ -47,84 +56,106 @@ impl GrantHandler for RefreshToken {
     async fn issue(&self, request: &GrantRequest<'_>) -> Result<Issuance, ServiceError> {
         let parsed = parse(request.form)?;
         let now = request.ctx.now();
-        let client_id = request.client.client_id();
+        let client_id = request.client.client_id().to_owned();
         let hash = sha256(&parsed.refresh_token);
-        let Some((token, family)) = self
-            .store
-            .get_refresh_token_with_grant(&hash)
-            .await
-            .map_err(internal)?
-        else {
-            return Err(invalid());
-        };
-        if token.client_id != client_id {
-            return Err(invalid());
-        }
         let metadata = request.client.metadata();
-        // A client narrowed since the person consented gets no more than it
-        // is registered for now.
-        let registered = metadata.scopes();
-        let facts = FamilyFacts {
-            client_id: &family.client_id,
-            subject: &family.subject,
-            scopes: parse_scope(&family.scope)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|s| registered.contains(s))
-                .collect(),
-            resources: family.resources.clone(),
-            dpop_jkt: family.dpop_jkt.as_deref(),
+        // Decided inside the rotation, on the family as it is then: a
+        // request that would widen the grant does not use the token up,
+        // and no read is needed before rotating.
+        let decided: Arc<Mutex<Option<Decided>>> = Arc::default();
+        let check: RotationCheck = {
+            let decided = decided.clone();
+            let loaded = request.client.loaded.clone();
+            let client_id = client_id.clone();
+            let proof_jkt = request.dpop.map(|b| b.jkt.clone());
+            let default_audience = self.default_audience.clone();
+            Arc::new(move |_token, family| {
+                let metadata = &loaded.metadata;
+                // A client narrowed since the person consented gets no more
+                // than it is registered for now.
+                let registered = metadata.scopes();
+                let facts = FamilyFacts {
+                    client_id: &family.client_id,
+                    subject: &family.subject,
+                    scopes: parse_scope(&family.scope)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|s| registered.contains(s))
+                        .collect(),
+                    resources: family.resources.clone(),
+                    dpop_jkt: family.dpop_jkt.as_deref(),
+                };
+                let decision = decide(
+                    &parsed,
+                    &facts,
+                    &client_id,
+                    metadata,
+                    proof_jkt.as_deref(),
+                    &default_audience,
+                );
+                let accepted = decision.is_ok();
+                *decided.lock().unwrap_or_else(|e| e.into_inner()) = Some(Decided {
+                    decision,
+                    family_jkt: family.dpop_jkt.clone(),
+                });
+                accepted
+            })
         };
-        // Decided before rotating: a request that would widen the grant
-        // does not use the token up.
-        let grant = decide(
-            &parsed,
-            &facts,
-            client_id,
-            metadata,
-            request.dpop.map(|b| b.jkt.as_str()),
-            &self.default_audience,
-        )?;
         let next = random_token(32);
+        // The store puts it in the family, with the family's scope, living
+        // no longer than the family.
         let record = RefreshTokenRecord {
             token_hash: sha256(&next),
-            grant_id: family.grant_id.clone(),
-            client_id: client_id.to_owned(),
-            scope: family.scope.clone(),
+            grant_id: String::new(),
+            client_id: client_id.clone(),
+            scope: String::new(),
             created_at: now,
-            expires_at: (now + i64::from(metadata.refresh_token_idle_lifetime))
-                .min(family.expires_at),
+            expires_at: now + i64::from(metadata.refresh_token_idle_lifetime),
             used_at: None,
         };
         let rotation = self
             .store
-            .rotate_refresh_token(
+            .rotate_refresh_token_if(
                 &hash,
                 &record,
                 now,
                 i64::from(metadata.refresh_token_reuse_grace),
+                check,
             )
             .await
             .map_err(internal)?;
+        let decided = decided.lock().unwrap_or_else(|e| e.into_inner()).take();
         match rotation {
-            Rotation::Rotated { .. } => {
+            Rotation::Rotated { grant_id, .. } => {
+                let Some(Decided {
+                    decision: Ok(grant),
+                    family_jkt,
+                }) = decided
+                else {
+                    return Err(internal("a rotation was accepted without a decision"));
+                };
                 // RFC 9449 §5 (MUST): a public client presenting a proof gets
                 // refresh tokens bound to its key, from now on.
-                if let (Some(key), None, true) = (
-                    request.dpop,
-                    family.dpop_jkt.as_deref(),
-                    request.client.is_public(),
-                ) {
+                if let (Some(key), None, true) =
+                    (request.dpop, family_jkt, request.client.is_public())
+                {
                     self.store
-                        .bind_grant_key(&family.grant_id, &key.jkt)
+                        .bind_grant_key(&grant_id, &key.jkt)
                         .await
                         .map_err(internal)?;
                 }
                 let mut issuance = Issuance::new(grant);
                 issuance.refresh_token = Some(next);
-                issuance.grant_id = Some(family.grant_id);
+                issuance.grant_id = Some(grant_id);
                 Ok(issuance)
             }
+            Rotation::Declined => match decided {
+                Some(Decided {
+                    decision: Err(error),
+                    ..
+                }) => Err(error.into()),
+                _ => Err(internal("a rotation was declined without a reason")),
+            },
             Rotation::Reused { grant_id } => {
                 let mut event = self.audit.event(
                     event_type::REFRESH_TOKEN_REUSED,

@@ -18,7 +18,7 @@ use sqlx::Any;
 use super::{col, conditional_write, conditional_write_returning, db_err, detached, SqlStore};
 use crate::{
     AuthorizationCodeRecord, CodeRepo, GrantRecord, GrantRepo, Redemption, RefreshTokenRecord,
-    Rotation, StoreError, StoreResult,
+    Rotation, RotationCheck, StoreError, StoreResult,
 };
 
 /// The columns of `custos_authorization_codes`, in bind order.
@@ -104,6 +104,23 @@ fn token_from_row(row: &AnyRow) -> StoreResult<RefreshTokenRecord> {
         created_at: col(row, "created_at")?,
         expires_at: col(row, "expires_at")?,
         used_at: col(row, "used_at")?,
+    })
+}
+
+/// The grant of a row that joined it to a refresh token (the grant's
+/// columns that clash with the token's are `g_`-prefixed).
+fn joined_grant(row: &AnyRow, grant_id: &str) -> StoreResult<GrantRecord> {
+    Ok(GrantRecord {
+        grant_id: grant_id.to_owned(),
+        client_id: col(row, "g_client_id")?,
+        subject: col(row, "g_subject")?,
+        scope: col(row, "g_scope")?,
+        resources: decode_resources(row, &format!("grant {grant_id}"))?,
+        dpop_jkt: col(row, "dpop_jkt")?,
+        created_at: col(row, "g_created_at")?,
+        expires_at: col(row, "g_expires_at")?,
+        revoked_at: col(row, "revoked_at")?,
+        revoked_reason: col(row, "revoked_reason")?,
     })
 }
 
@@ -352,44 +369,34 @@ impl GrantRepo for SqlStore {
             return Ok(None);
         };
         let token = token_from_row(&row)?;
-        let grant = GrantRecord {
-            grant_id: token.grant_id.clone(),
-            client_id: col(&row, "g_client_id")?,
-            subject: col(&row, "g_subject")?,
-            scope: col(&row, "g_scope")?,
-            resources: decode_resources(&row, &format!("grant {}", token.grant_id))?,
-            dpop_jkt: col(&row, "dpop_jkt")?,
-            created_at: col(&row, "g_created_at")?,
-            expires_at: col(&row, "g_expires_at")?,
-            revoked_at: col(&row, "revoked_at")?,
-            revoked_reason: col(&row, "revoked_reason")?,
-        };
+        let grant = joined_grant(&row, &token.grant_id)?;
         Ok(Some((token, grant)))
     }
 
     /// One write transaction (see the module documentation); a failure at
     /// any step rolls every step back.
-    async fn rotate_refresh_token(
+    async fn rotate_refresh_token_if(
         &self,
         old_hash: &[u8],
         new: &RefreshTokenRecord,
         now: i64,
         grace_secs: i64,
+        accept: RotationCheck,
     ) -> StoreResult<Rotation> {
+        let job = rotation::RotationJob {
+            old_hash: old_hash.to_vec(),
+            new: new.clone(),
+            now,
+            grace_secs,
+            accept,
+        };
         if let Some(queues) = &self.queues {
-            let job = rotation::RotationJob {
-                old_hash: old_hash.to_vec(),
-                new: new.clone(),
-                now,
-                grace_secs,
-            };
             return queues.rotations.submit(job).await;
         }
         let store = self.clone();
-        let (old_hash, new) = (old_hash.to_vec(), new.clone());
         detached(async move {
             let (mut tx, _write) = store.begin_write().await?;
-            let rotation = rotate(&mut tx, store.engine, &old_hash, &new, now, grace_secs).await?;
+            let rotation = rotate(&mut tx, store.engine, &job).await?;
             tx.commit().await.map_err(db_err)?;
             Ok(rotation)
         })

@@ -823,6 +823,131 @@ async fn concurrent_rotations_of_many_families_all_rotate(db: TestDb) {
     }
 }
 
+/// `rotate_refresh_token_if`: the caller's check sees the token and its
+/// family as they are inside the rotation; declined, nothing is written
+/// (the token still rotates later); accepted, the successor takes the
+/// family's scope and lives no longer than the family. Alone (one
+/// statement), in a group (SQLite's batch) and on a grace retry.
+async fn rotation_decided_inside_declines_without_writing(db: TestDb) {
+    use custos_store::RotationCheck;
+    let s = db.store;
+    let g = family(&s, "fam", "d0").await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let check = |accept: bool| -> RotationCheck {
+        let seen = seen.clone();
+        Arc::new(move |token, family| {
+            seen.lock()
+                .unwrap()
+                .push((token.token_hash.clone(), family.clone()));
+            accept
+        })
+    };
+    let mut long = next("d1", 10);
+    long.scope = String::new();
+    long.expires_at = 1_000_000;
+    assert_eq!(
+        s.rotate_refresh_token_if(&h("d0"), &long, 10, 60, check(false))
+            .await
+            .unwrap(),
+        Rotation::Declined
+    );
+    assert_eq!(seen.lock().unwrap().as_slice(), &[(h("d0"), g.clone())]);
+    assert_eq!(
+        s.get_refresh_token(&h("d0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .used_at,
+        None
+    );
+    assert_eq!(s.get_refresh_token(&h("d1")).await.unwrap(), None);
+    assert!(matches!(
+        s.rotate_refresh_token_if(&h("d0"), &long, 10, 60, check(true))
+            .await
+            .unwrap(),
+        Rotation::Rotated {
+            within_grace: false,
+            ..
+        }
+    ));
+    let d1 = s.get_refresh_token(&h("d1")).await.unwrap().unwrap();
+    assert_eq!(d1.scope, g.scope, "the family's scope");
+    assert_eq!(d1.expires_at, g.expires_at, "no longer than the family");
+    // The grace retry asks too, and a declined retry keeps it available.
+    let mut retry = next("d1b", 11);
+    retry.scope = String::new();
+    assert_eq!(
+        s.rotate_refresh_token_if(&h("d0"), &retry, 11, 60, check(false))
+            .await
+            .unwrap(),
+        Rotation::Declined
+    );
+    assert!(matches!(
+        s.rotate_refresh_token_if(&h("d0"), &retry, 11, 60, check(true))
+            .await
+            .unwrap(),
+        Rotation::Rotated {
+            within_grace: true,
+            ..
+        }
+    ));
+    // Many at once, half declined: the declined ones are untouched.
+    for i in 0..40 {
+        family(&s, &format!("b{i}"), &format!("b{i}-0")).await;
+    }
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = s.clone();
+        let accept = i % 2 == 0;
+        let check: RotationCheck = Arc::new(move |_, _| accept);
+        tasks.push(tokio::spawn(async move {
+            s.rotate_refresh_token_if(
+                &h(&format!("b{i}-0")),
+                &next(&format!("b{i}-1"), 20),
+                20,
+                0,
+                check,
+            )
+            .await
+            .unwrap()
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let rotation = task.await.unwrap();
+        let old = s
+            .get_refresh_token(&h(&format!("b{i}-0")))
+            .await
+            .unwrap()
+            .unwrap();
+        let new = s.get_refresh_token(&h(&format!("b{i}-1"))).await.unwrap();
+        if i % 2 == 0 {
+            assert!(
+                matches!(rotation, Rotation::Rotated { .. }),
+                "{i}: {rotation:?}"
+            );
+            assert_eq!(old.used_at, Some(20));
+            assert!(new.is_some());
+        } else {
+            assert_eq!(rotation, Rotation::Declined, "{i}");
+            assert_eq!(old.used_at, None);
+            assert!(new.is_none());
+        }
+    }
+    // A reuse revokes the family whatever the check says.
+    let reused = s
+        .rotate_refresh_token_if(&h("b0-0"), &next("b0-x", 30), 30, 0, check(false))
+        .await
+        .unwrap();
+    assert!(matches!(reused, Rotation::Reused { .. }), "{reused:?}");
+    assert!(s
+        .get_grant("b0")
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked_at
+        .is_some());
+}
+
 conformance!(
     grants_round_trip_and_live_listing,
     rfc9700_refresh_token_rotation_chain,
@@ -836,4 +961,5 @@ conformance!(
     cancelled_write_transactions_leave_no_lock_behind,
     rotation_to_an_existing_hash_is_a_conflict_and_changes_nothing,
     concurrent_rotations_of_many_families_all_rotate,
+    rotation_decided_inside_declines_without_writing,
 );

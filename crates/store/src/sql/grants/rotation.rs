@@ -7,8 +7,11 @@ use sqlx::{Any, Transaction};
 
 use super::super::write_queue::Batch;
 use super::super::{conditional_write, conditional_write_returning, db_err, SqlStore};
-use super::{bind_token, grant_from_row, grant_is_live, token_from_row};
-use crate::{Engine, RefreshTokenRecord, Rotation, StoreError, StoreResult, REFRESH_TOKEN_REUSED};
+use super::{bind_token, grant_from_row, grant_is_live, joined_grant, token_from_row};
+use crate::{
+    Engine, GrantRecord, RefreshTokenRecord, Rotation, RotationCheck, StoreError, StoreResult,
+    REFRESH_TOKEN_REUSED,
+};
 
 /// [`INSERT_TOKEN`] that reports an existing hash by inserting nothing,
 /// instead of by an error that would abort the transaction (PostgreSQL) —
@@ -20,6 +23,23 @@ const INSERT_TOKEN_IF_NEW: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (token_hash) DO NOTHING"
 );
 
+/// The family's columns in a `RETURNING` of `custos_refresh_tokens`
+/// (correlated subqueries: both engines accept them there), read by
+/// [`super::joined_grant`]. Its `revoked_at` is NULL where this is used.
+macro_rules! family_columns {
+    () => {
+        "(SELECT g.client_id FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_client_id, \
+         (SELECT g.subject FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_subject, \
+         (SELECT g.scope FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_scope, \
+         (SELECT g.resources_json FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS resources_json, \
+         (SELECT g.dpop_jkt FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS dpop_jkt, \
+         (SELECT g.created_at FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_created_at, \
+         (SELECT g.expires_at FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_expires_at, \
+         (SELECT g.revoked_at FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS revoked_at, \
+         (SELECT g.revoked_reason FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS revoked_reason"
+    };
+}
+
 /// The common rotation in one statement: a live, unused token of this
 /// client in a live family is marked used, and returned as it is now.
 const ROTATE_LIVE_TOKEN: &str = concat!(
@@ -29,7 +49,9 @@ const ROTATE_LIVE_TOKEN: &str = concat!(
      WHERE g.grant_id = custos_refresh_tokens.grant_id \
      AND g.revoked_at IS NULL AND g.expires_at > $2) \
      RETURNING ",
-    token_columns!()
+    token_columns!(),
+    ", ",
+    family_columns!()
 );
 
 /// Reads a refresh token in a rotation, locking its row on PostgreSQL.
@@ -92,28 +114,27 @@ const ROTATE_ATTEMPTS: usize = 3;
 pub(super) async fn rotate(
     tx: &mut Transaction<'static, Any>,
     engine: Engine,
-    old_hash: &[u8],
-    new: &RefreshTokenRecord,
-    now: i64,
-    grace_secs: i64,
+    job: &RotationJob,
 ) -> StoreResult<Rotation> {
     // The common case, two statements: a live token of a live family.
     if let Some(row) = conditional_write_returning(
         sqlx::query(ROTATE_LIVE_TOKEN)
-            .bind(old_hash.to_vec())
-            .bind(now)
-            .bind(new.client_id.as_str()),
+            .bind(job.old_hash.clone())
+            .bind(job.now)
+            .bind(job.new.client_id.as_str()),
         &mut **tx,
     )
     .await?
     {
         let old = token_from_row(&row)?;
-        let new = RefreshTokenRecord {
-            grant_id: old.grant_id.clone(),
-            ..new.clone()
-        };
+        let family = joined_grant(&row, &old.grant_id)?;
+        if !(job.accept)(&old, &family) {
+            undo(tx, Mark::Used, &job.old_hash).await?;
+            return Ok(Rotation::Declined);
+        }
+        let new = successor(job, &family);
         if !insert_token_if_new(&new, &mut **tx).await? {
-            undo(tx, Mark::Used, old_hash).await?;
+            undo(tx, Mark::Used, &job.old_hash).await?;
             return Err(StoreError::Conflict);
         }
         return Ok(Rotation::Rotated {
@@ -122,7 +143,18 @@ pub(super) async fn rotate(
             within_grace: false,
         });
     }
-    rotate_decided(tx, engine, old_hash, new, now, grace_secs).await
+    rotate_decided(tx, engine, job).await
+}
+
+/// The token that replaces the presented one: in its family, with the
+/// family's scope, living no longer than the family.
+fn successor(job: &RotationJob, family: &GrantRecord) -> RefreshTokenRecord {
+    RefreshTokenRecord {
+        grant_id: family.grant_id.clone(),
+        scope: family.scope.clone(),
+        expires_at: job.new.expires_at.min(family.expires_at),
+        ..job.new.clone()
+    }
 }
 
 /// [`rotate`] for a token the one-statement rotation did not take: read
@@ -130,11 +162,9 @@ pub(super) async fn rotate(
 async fn rotate_decided(
     tx: &mut Transaction<'static, Any>,
     engine: Engine,
-    old_hash: &[u8],
-    new: &RefreshTokenRecord,
-    now: i64,
-    grace_secs: i64,
+    job: &RotationJob,
 ) -> StoreResult<Rotation> {
+    let (old_hash, now, grace_secs) = (job.old_hash.as_slice(), job.now, job.grace_secs);
     for _ in 0..ROTATE_ATTEMPTS {
         let Some(old) = sqlx::query(select_token_for_rotation(engine))
             .bind(old_hash.to_vec())
@@ -148,7 +178,7 @@ async fn rotate_decided(
             return Ok(Rotation::Unknown);
         };
         // A token is known only to the client it was issued to.
-        if old.client_id != new.client_id {
+        if old.client_id != job.new.client_id {
             return Ok(Rotation::Unknown);
         }
         let grant = sqlx::query(select_grant_for_rotation(engine))
@@ -159,11 +189,6 @@ async fn rotate_decided(
             .as_ref()
             .map(grant_from_row)
             .transpose()?;
-        let new = RefreshTokenRecord {
-            grant_id: old.grant_id.clone(),
-            ..new.clone()
-        };
-
         if let Some(used_at) = old.used_at {
             if now < used_at.saturating_add(grace_secs.max(0)) {
                 // One retry within the grace window gets another live
@@ -172,9 +197,14 @@ async fn rotate_decided(
                 let live = grant
                     .as_ref()
                     .is_some_and(|g| grant_is_live(g, now) && old.expires_at > now);
-                if !live {
-                    return Ok(Rotation::Expired);
+                let family = match grant.as_ref() {
+                    Some(family) if live => family,
+                    _ => return Ok(Rotation::Expired),
+                };
+                if !(job.accept)(&old, family) {
+                    return Ok(Rotation::Declined);
                 }
+                let new = successor(job, family);
                 let first_retry = conditional_write(
                     sqlx::query(
                         "UPDATE custos_refresh_tokens SET grace_used_at = $2 \
@@ -216,12 +246,16 @@ async fn rotate_decided(
             });
         }
 
-        match grant {
-            Some(grant) if grant_is_live(&grant, now) && old.expires_at > now => {}
+        let family = match grant {
+            Some(grant) if grant_is_live(&grant, now) && old.expires_at > now => grant,
             // The foreign key's cascade leaves no token without its grant;
             // one would be unusable all the same.
             _ => return Ok(Rotation::Expired),
+        };
+        if !(job.accept)(&old, &family) {
+            return Ok(Rotation::Declined);
         }
+        let new = successor(job, &family);
         let marked = conditional_write(
             sqlx::query(
                 "UPDATE custos_refresh_tokens SET used_at = $2 \
@@ -284,6 +318,7 @@ pub(crate) struct RotationJob {
     pub new: RefreshTokenRecord,
     pub now: i64,
     pub grace_secs: i64,
+    pub accept: RotationCheck,
 }
 
 /// SQLite's rotations, a group per commit: the first rotation of each
@@ -324,22 +359,11 @@ impl Batch for RotationBatch {
             if answer.is_some() {
                 continue;
             }
-            *answer = Some(
-                match rotate_decided(
-                    &mut tx,
-                    store.engine,
-                    &job.old_hash,
-                    &job.new,
-                    job.now,
-                    job.grace_secs,
-                )
-                .await
-                {
-                    Err(StoreError::Conflict) => Err(StoreError::Conflict),
-                    Err(other) => return Err(other),
-                    Ok(rotation) => Ok(rotation),
-                },
-            );
+            *answer = Some(match rotate_decided(&mut tx, store.engine, job).await {
+                Err(StoreError::Conflict) => Err(StoreError::Conflict),
+                Err(other) => return Err(other),
+                Ok(rotation) => Ok(rotation),
+            });
         }
         tx.commit().await.map_err(db_err)?;
         Ok(answers
@@ -378,7 +402,9 @@ async fn rotate_live_group(
          AND EXISTS (SELECT 1 FROM custos_grants g \
          WHERE g.grant_id = custos_refresh_tokens.grant_id \
          AND g.revoked_at IS NULL AND g.expires_at > ?) RETURNING ",
-        token_columns!()
+        token_columns!(),
+        ", ",
+        family_columns!()
     ));
     let mut update = sqlx::query(&sql).persistent(false).bind(now);
     for &i in group {
@@ -401,11 +427,17 @@ async fn rotate_live_group(
         let i = *job_of.get(old.token_hash.as_slice()).ok_or_else(|| {
             StoreError::Corrupt("a rotation returned a token not asked for".into())
         })?;
-        let new = RefreshTokenRecord {
-            grant_id: old.grant_id.clone(),
-            ..jobs[i].new.clone()
-        };
+        let family = joined_grant(row, &old.grant_id)?;
+        if !(jobs[i].accept)(&old, &family) {
+            undo(tx, Mark::Used, &old.token_hash).await?;
+            answers[i] = Some(Ok(Rotation::Declined));
+            continue;
+        }
+        let new = successor(&jobs[i], &family);
         rotated.push((i, old, new));
+    }
+    if rotated.is_empty() {
+        return Ok(());
     }
 
     let mut sql = String::from(concat!(
