@@ -45,7 +45,7 @@ const SQLITE_PRAGMAS: &str = "PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=500
 /// 1,000 pages, stalling that writer (and every writer queued behind it)
 /// for milliseconds; a background `PASSIVE` checkpoint copies the same
 /// pages without holding the write lock.
-const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// How long [`sqlite_wal`] keeps retrying while another connection holds the
 /// lock it needs (the same as `busy_timeout`).
 const SQLITE_WAL_PATIENCE: Duration = Duration::from_secs(5);
