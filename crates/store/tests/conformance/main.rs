@@ -38,4 +38,5 @@ mod connect;
 mod grants;
 mod keys;
 mod records;
+mod rotation;
 mod tokens;
