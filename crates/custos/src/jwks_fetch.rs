@@ -229,7 +229,12 @@ pub(crate) fn fetch_client(
 ) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder();
     if !allow_private {
-        builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
+        // A proxy from the environment (HTTPS_PROXY, ALL_PROXY) would
+        // resolve the name itself and reach whatever it points at: the
+        // public-only check needs the connection to be ours.
+        builder = builder
+            .dns_resolver(Arc::new(PublicOnlyResolver))
+            .no_proxy();
     }
     if cfg!(test) {
         // The tests' server is on loopback; a proxy from the

@@ -98,6 +98,46 @@ async fn rfc7591_registration_requires_an_initial_access_token(db: Database) {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
+
+    // A workload identity the client would authenticate as is the
+    // administrator's to grant: an initial access token could otherwise
+    // claim another workload's SPIFFE ID or federated token.
+    for identity in [
+        json!({"token_endpoint_auth_method": "spiffe_jwt", "spiffe_id": "spiffe://example.org/ns/prod/sa/api"}),
+        json!({"token_endpoint_auth_method": "federated_jwt",
+               "federated_credentials": [{"issuer": "https://token.actions.githubusercontent.com",
+                                          "subject": "repo:victim/api:environment:prod"}]}),
+    ] {
+        let mut body = identity.clone();
+        body["grant_types"] = json!(["client_credentials"]);
+        let response = server
+            .http
+            .post(&endpoint)
+            .bearer_auth(iat)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{identity}");
+        let refusal: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(refusal["error"], "invalid_client_metadata");
+        assert!(
+            refusal["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("admin token"),
+            "{refusal}"
+        );
+        let response = server
+            .http
+            .post(&endpoint)
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{identity}");
+    }
 }
 
 async fn oauth21_registration_refusals(db: Database) {

@@ -99,10 +99,19 @@ impl Registration {
         ctx: &RequestContext,
     ) -> Result<Value, ServiceError> {
         // Refusals are audited by `register_client`.
-        self.guard
+        let admin = self
+            .guard
             .braked(ctx, self.check_initial_access_token(bearer, ctx))
             .await?;
         let metadata = validate_registration(&parse_json(body)?, &self.rules)?;
+        if !admin {
+            if let Some(field) = metadata.attestation.identity_fields().first() {
+                return Err(OAuthError::invalid_client_metadata(format!(
+                    "{field} names a workload identity that authenticates the client; only the admin token may register one (an initial access token could otherwise claim another workload's identity)"
+                ))
+                .into());
+            }
+        }
         let now = ctx.now();
         let secret = metadata
             .token_endpoint_auth_method
@@ -342,19 +351,20 @@ impl Registration {
         Ok((record, metadata))
     }
 
-    /// The admin token, or an unexpired stored initial access token.
+    /// The admin token (`true`), or an unexpired stored initial access
+    /// token (`false`).
     async fn check_initial_access_token(
         &self,
         bearer: Option<&str>,
         ctx: &RequestContext,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<bool, ServiceError> {
         let bearer = bearer.ok_or_else(|| {
             ServiceError::missing_credentials(
                 "registration requires an initial access token as a Bearer token",
             )
         })?;
         if self.guard.is_admin_token(bearer) {
-            return Ok(());
+            return Ok(true);
         }
         let found = self
             .store
@@ -362,7 +372,7 @@ impl Registration {
             .await
             .map_err(internal)?;
         match found {
-            Some(token) if token.expires_at > ctx.now() => Ok(()),
+            Some(token) if token.expires_at > ctx.now() => Ok(false),
             _ => Err(
                 OAuthError::invalid_token("the initial access token is invalid or expired").into(),
             ),

@@ -53,6 +53,24 @@ pub struct AttestationMetadata {
 }
 
 impl AttestationMetadata {
+    /// The registered fields that name a workload identity the client may
+    /// authenticate as (never settable by the client itself).
+    pub fn identity_fields(&self) -> Vec<&'static str> {
+        let mut fields: Vec<&'static str> = TlsClientAuthExpectation::METADATA_NAMES
+            .iter()
+            .zip(self.tls_values())
+            .filter(|(_, value)| value.is_some())
+            .map(|(name, _)| *name)
+            .collect();
+        if self.spiffe_id.is_some() {
+            fields.push("spiffe_id");
+        }
+        if !self.federated_credentials.is_empty() {
+            fields.push("federated_credentials");
+        }
+        fields
+    }
+
     /// The registered `tls_client_auth` subject value.
     pub fn tls_expectation(&self) -> Option<TlsClientAuthExpectation> {
         TlsClientAuthExpectation::METADATA_NAMES
@@ -428,5 +446,45 @@ mod tests {
         let mut missing = claims;
         missing.as_object_mut().unwrap().remove("kubernetes.io");
         assert!(!credential.matches(&missing));
+    }
+
+    #[test]
+    fn a_client_cannot_change_the_workload_identity_it_authenticates_as() {
+        use crate::metadata::self_service::check_update;
+        use crate::metadata::{validate_registration, RegistrationRules};
+        let register = |extra: serde_json::Value| {
+            let mut body = json!({
+                "token_endpoint_auth_method": "federated_jwt",
+                "grant_types": ["client_credentials"],
+                "federated_credentials": [
+                    {"issuer": "https://k8s.example", "subject": "system:serviceaccount:prod:a"},
+                    {"issuer": "https://k8s.example", "subject": "system:serviceaccount:prod:b"}
+                ]
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            validate_registration(&body, &RegistrationRules::default()).unwrap()
+        };
+        let old = register(json!({"tls_client_certificate_bound_access_tokens": true}));
+        assert_eq!(
+            old.attestation.identity_fields(),
+            vec!["federated_credentials"]
+        );
+        // Dropping a credential narrows: accepted.
+        let fewer = register(json!({
+            "tls_client_certificate_bound_access_tokens": true,
+            "federated_credentials": [{"issuer": "https://k8s.example", "subject": "system:serviceaccount:prod:a"}]
+        }));
+        assert!(check_update(&old, &fewer).is_ok());
+        // Adding or changing one is the administrator's.
+        let other = register(json!({
+            "tls_client_certificate_bound_access_tokens": true,
+            "federated_credentials": [{"issuer": "https://k8s.example", "subject": "system:serviceaccount:prod:evil"}]
+        }));
+        assert!(check_update(&old, &other).is_err());
+        // RFC 8705 section 3: the binding cannot be turned off.
+        let unbound = register(json!({}));
+        assert!(check_update(&old, &unbound).is_err());
     }
 }

@@ -97,6 +97,32 @@ pub fn check_update(old: &ClientMetadata, new: &ClientMetadata) -> Result<Change
             "a client cannot turn off its own dpop_bound_access_tokens (RFC 9449 section 5.2); ask an administrator",
         ));
     }
+    if old.attestation.tls_client_certificate_bound_access_tokens
+        && !new.attestation.tls_client_certificate_bound_access_tokens
+    {
+        return Err(OAuthError::invalid_client_metadata(
+            "a client cannot turn off its own tls_client_certificate_bound_access_tokens (RFC 8705 section 3); ask an administrator",
+        ));
+    }
+    // The workload identities a client authenticates as are the
+    // administrator's to grant: a client may drop federated credentials,
+    // never add or change one, nor its SPIFFE ID or certificate subject.
+    let (a, b) = (&old.attestation, &new.attestation);
+    let same_identity = a.tls_client_auth_subject_dn == b.tls_client_auth_subject_dn
+        && a.tls_client_auth_san_dns == b.tls_client_auth_san_dns
+        && a.tls_client_auth_san_uri == b.tls_client_auth_san_uri
+        && a.tls_client_auth_san_ip == b.tls_client_auth_san_ip
+        && a.tls_client_auth_san_email == b.tls_client_auth_san_email
+        && a.spiffe_id == b.spiffe_id;
+    let only_dropped = b
+        .federated_credentials
+        .iter()
+        .all(|c| a.federated_credentials.contains(c));
+    if !same_identity || !only_dropped {
+        return Err(OAuthError::invalid_client_metadata(
+            "a client cannot change the workload identity it authenticates as (spiffe_id, tls_client_auth_*, or new federated_credentials); ask an administrator",
+        ));
+    }
     let (before, after) = (
         old.token_endpoint_auth_method,
         new.token_endpoint_auth_method,
