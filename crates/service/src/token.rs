@@ -14,6 +14,7 @@ use crate::signing_keys::SigningKeys;
 use custos_governance::{event_type, Outcome};
 use custos_protocol::access_token::{AccessTokenClaims, ClientAuthClaim, Confirmation};
 use custos_protocol::form::FormParams;
+use custos_protocol::metadata::AuthMethod;
 use custos_protocol::x509::thumbprint_s256;
 use custos_protocol::OAuthError;
 use serde::Serialize;
@@ -219,12 +220,16 @@ impl TokenEndpoint {
         claims.act = issuance.act.clone();
         claims.authorization_details = issuance.authorization_details.clone();
         claims.grant_id = issuance.grant_id.clone();
-        let attested = issuance
-            .attested_id
-            .as_ref()
-            .or(client.attestation.attested_id.as_ref());
-        claims.client_auth = attested.map(|id| ClientAuthClaim {
-            method: client.method.as_str().to_owned(),
+        // The client's own attestation, else the identity the grant
+        // verified (a federated token standing for the client: its method
+        // is federated_jwt whatever else the client presented).
+        let attested = match (&client.attestation.attested_id, &issuance.attested_id) {
+            (Some(id), _) => Some((client.method, id)),
+            (None, Some(id)) => Some((AuthMethod::FederatedJwt, id)),
+            (None, None) => None,
+        };
+        claims.client_auth = attested.map(|(method, id)| ClientAuthClaim {
+            method: method.as_str().to_owned(),
             attested_id: id.clone(),
         });
         let access_token = self.keys.sign(&claims, now)?;

@@ -64,6 +64,9 @@ pub struct TrustedIssuers {
     source: Arc<dyn IssuerKeySource>,
     /// name (issuer URL or trust domain) → registration, `None` if none.
     registry: Cache<String, Option<Arc<TrustedIssuerConfig>>>,
+    /// trust domain → its bundle, parsed (up to 1,000 keys: not again for
+    /// every request that names the domain).
+    bundles: Cache<String, Arc<SpiffeBundle>>,
 }
 
 impl TrustedIssuers {
@@ -73,6 +76,10 @@ impl TrustedIssuers {
             source,
             registry: Cache::builder()
                 .max_capacity(10_000)
+                .time_to_live(REGISTRY_TTL)
+                .build(),
+            bundles: Cache::builder()
+                .max_capacity(1_000)
                 .time_to_live(REGISTRY_TTL)
                 .build(),
         }
@@ -101,6 +108,7 @@ impl TrustedIssuers {
     /// Forgets cached registrations (after a change on this replica).
     pub fn invalidate(&self) {
         self.registry.invalidate_all();
+        self.bundles.invalidate_all();
     }
 
     /// The keys of an OIDC issuer; `refresh` after an unknown `kid`. The
@@ -131,9 +139,31 @@ impl TrustedIssuers {
         }
     }
 
-    /// The bundle of a SPIFFE trust domain; `refresh` after an unknown
-    /// key or authority. The error is the reason to give the caller.
+    /// The bundle of a SPIFFE trust domain, parsed once per
+    /// [`REGISTRY_TTL`]; `refresh` after an unknown key or authority (the
+    /// source re-fetches at most once per its floor). The error is the
+    /// reason to give the caller.
     pub async fn spiffe_bundle(
+        &self,
+        config: &TrustedIssuerConfig,
+        refresh: bool,
+    ) -> Result<Arc<SpiffeBundle>, String> {
+        let TrustedIssuerConfig::Spiffe { trust_domain, .. } = config else {
+            return Err("not a SPIFFE trust domain".into());
+        };
+        if !refresh {
+            if let Some(bundle) = self.bundles.get(trust_domain).await {
+                return Ok(bundle);
+            }
+        }
+        let bundle = Arc::new(self.load_bundle(config, refresh).await?);
+        self.bundles
+            .insert(trust_domain.clone(), bundle.clone())
+            .await;
+        Ok(bundle)
+    }
+
+    async fn load_bundle(
         &self,
         config: &TrustedIssuerConfig,
         refresh: bool,

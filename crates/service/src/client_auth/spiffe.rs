@@ -44,7 +44,7 @@ async fn bundle_of(
     trusted: &TrustedIssuers,
     id: &SpiffeId,
     refresh: bool,
-) -> Result<SpiffeBundle, String> {
+) -> Result<Arc<SpiffeBundle>, String> {
     let config = trusted
         .get(id.trust_domain())
         .await
@@ -131,8 +131,14 @@ impl ClientAuthMethod for SpiffeJwt {
         let mut bundle = bundle_of(&self.trusted, &id, false)
             .await
             .map_err(|e| refused(method, e))?;
-        let kid = jsonwebtoken::decode_header(svid).ok().and_then(|h| h.kid);
-        if kid.is_some_and(|kid| bundle.jwt_authority(&kid).is_none()) {
+        // Every jwt-svid authority has a kid (SPIFFE Trust Domain and
+        // Bundle §4.2.2): an SVID without one would make every key a
+        // candidate.
+        let kid = jsonwebtoken::decode_header(svid)
+            .ok()
+            .and_then(|h| h.kid)
+            .ok_or_else(|| refused(method, "the JWT-SVID has no kid"))?;
+        if bundle.jwt_authority(&kid).is_none() {
             bundle = bundle_of(&self.trusted, &id, true)
                 .await
                 .map_err(|e| refused(method, e))?;
