@@ -30,6 +30,9 @@ pub mod scope;
 pub mod spiffe;
 pub mod x509;
 
+#[cfg(test)]
+mod test_keys;
+
 pub use error::{ErrorCode, OAuthError};
 
 /// Registered extension grant and assertion type names.

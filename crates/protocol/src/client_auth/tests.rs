@@ -1,7 +1,5 @@
 use super::*;
 use crate::ErrorCode;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
@@ -103,27 +101,7 @@ fn post_and_public_and_absent() {
     );
 }
 
-struct TestKey {
-    pkcs8: Vec<u8>,
-    jwks: JwkSet,
-}
-
-fn test_key(kid: &str) -> TestKey {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let point = pair.public_key().as_ref();
-    let jwks = serde_json::from_value(json!({"keys": [{
-        "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256",
-        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-    }]}))
-    .unwrap();
-    TestKey {
-        pkcs8: pkcs8.as_ref().to_vec(),
-        jwks,
-    }
-}
+use crate::test_keys::{test_key, TestKey};
 
 const NOW: i64 = 1_800_000_000;
 

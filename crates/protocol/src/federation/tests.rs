@@ -1,33 +1,12 @@
 use super::*;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
+use crate::test_keys::{test_key, TestKey};
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::json;
 
 const NOW: i64 = 1_790_000_000;
 
-struct TestKey {
-    pkcs8: Vec<u8>,
-    jwks: JwkSet,
-}
-
 fn key(kid: &str) -> TestKey {
-    let rng = SystemRandom::new();
-    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
-    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref()).unwrap();
-    let point = pair.public_key().as_ref();
-    let jwks = serde_json::from_value(json!({"keys": [{
-        "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256",
-        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
-    }]}))
-    .unwrap();
-    TestKey {
-        pkcs8: pkcs8.as_ref().to_vec(),
-        jwks,
-    }
+    test_key(kid)
 }
 
 fn sign(key: &TestKey, kid: &str, typ: Option<&str>, claims: &Value) -> String {
