@@ -794,6 +794,20 @@ async fn jwt_bearer_grant_refuses_unlisted_ambiguous_unregistered_and_bad_assert
         "invalid_grant",
         "two clients list iss and sub",
     );
+    // A token that does not verify learns nothing of who is registered:
+    // the same answer as for an identity nobody lists.
+    let forged = ClientKey::generate("k8s-1").assertion(&kubernetes_claims(
+        &issuer,
+        "system:serviceaccount:prod:api",
+        "prod",
+    ));
+    let (status, forged_body) = bearer_grant(&server, &forged, None).await;
+    let (_, nobody_body) = bearer_grant(&server, &nobody, None).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        forged_body["error_description"], nobody_body["error_description"],
+        "a forged token cannot tell registered identities from unknown ones"
+    );
     let (status, body) = bearer_grant(&server, &projected, Some(&second)).await;
     assert_eq!(
         access_claims(status, &body)["sub"],

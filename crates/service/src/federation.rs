@@ -57,12 +57,14 @@ impl FederatedVerifier {
     }
 
     /// Verifies `token` as one of `credentials`; the error is the reason
-    /// to give the caller.
+    /// to give the caller. `record_use`: a single-use issuer's `jti` is
+    /// recorded (false only for a check that a later verification repeats).
     pub async fn verify(
         &self,
         token: &str,
         credentials: &[FederatedCredential],
         now: i64,
+        record_use: bool,
     ) -> Result<FederatedIdentity, String> {
         let (iss, _) = unverified_issuer_and_subject(token)?;
         let iss = iss.ok_or("the token has no iss")?;
@@ -117,7 +119,7 @@ impl FederatedVerifier {
                     .into(),
             );
         }
-        if *single_use {
+        if *single_use && record_use {
             let jti = verified
                 .jti
                 .as_deref()

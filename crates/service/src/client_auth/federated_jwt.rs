@@ -61,6 +61,7 @@ impl ClientAuthMethod for FederatedJwt {
                 token,
                 &client.metadata.attestation.federated_credentials,
                 ctx.now(),
+                true,
             )
             .await
             .map_err(|reason| OAuthError::invalid_client(format!("federated_jwt: {reason}")))?;

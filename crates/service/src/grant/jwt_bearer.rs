@@ -58,7 +58,7 @@ impl GrantHandler for JwtBearer {
     async fn select_client(
         &self,
         presented: &Presented<'_>,
-        _ctx: &RequestContext,
+        ctx: &RequestContext,
         claimed: &mut ClaimedClient,
     ) -> Result<Option<VerifiedClient>, ServiceError> {
         let form = presented.form;
@@ -73,35 +73,60 @@ impl GrantHandler for JwtBearer {
         let (iss, sub) = unverified_issuer_and_subject(&parsed.assertion)
             .map_err(|reason| OAuthError::invalid_grant(format!("assertion: {reason}")))?;
         let iss = iss.ok_or_else(|| OAuthError::invalid_grant("the assertion has no iss"))?;
+        // One answer for every way an unverified token can fail to select
+        // a client: who is registered is not told to a token that does
+        // not verify.
+        let not_here = || {
+            OAuthError::invalid_grant(
+                "the assertion is not a valid token of any client registered for it",
+            )
+        };
         let index = self.attested.index().await?;
         let mut candidates = index.federated_clients(&iss, &sub);
         if let Some(wanted) = form.get("client_id") {
             candidates.retain(|c| *c == wanted);
         }
-        let client_id = match candidates.as_slice() {
-            [one] => (*one).to_owned(),
-            [] => {
-                return Err(OAuthError::invalid_grant(
-                    "no client lists the assertion's iss and sub in its federated_credentials",
-                )
-                .into())
-            }
-            _ => {
-                return Err(OAuthError::invalid_grant(
-                    "several clients list the assertion's iss and sub: send client_id",
-                )
-                .into())
-            }
-        };
-        claimed.client_id = Some(client_id.clone());
+        let mut enabled = Vec::with_capacity(candidates.len());
+        let mut credentials = Vec::new();
+        for candidate in candidates {
+            let Some(loaded) = self
+                .clients
+                .load(candidate)
+                .await?
+                .filter(|c| c.record.disabled_at.is_none())
+            else {
+                continue;
+            };
+            credentials.extend(
+                loaded
+                    .metadata
+                    .attestation
+                    .federated_credentials
+                    .iter()
+                    .filter(|c| c.issuer == iss && c.subject == sub)
+                    .cloned(),
+            );
+            enabled.push(loaded);
+        }
+        if enabled.is_empty() {
+            return Err(not_here().into());
+        }
+        self.verifier
+            .verify(&parsed.assertion, &credentials, ctx.now(), false)
+            .await
+            .map_err(|_| not_here())?;
+        if enabled.len() > 1 {
+            return Err(OAuthError::invalid_grant(
+                "several clients list the assertion's iss and sub: send client_id",
+            )
+            .into());
+        }
+        let loaded = enabled.remove(0);
+        claimed.client_id = Some(loaded.record.client_id.clone());
         claimed.known = true;
-        let loaded = self
-            .clients
-            .load(&client_id)
-            .await?
-            .filter(|c| c.record.disabled_at.is_none())
-            .ok_or_else(|| OAuthError::invalid_grant("the assertion's client is disabled"))?;
-        // Verified by `issue`, before anything is decided.
+        // Verified again by `issue` against this client's credentials
+        // alone (and its single use recorded there), before anything is
+        // decided.
         Ok(Some(VerifiedClient {
             loaded,
             method: AuthMethod::FederatedJwt,
@@ -117,6 +142,7 @@ impl GrantHandler for JwtBearer {
                 &parsed.assertion,
                 &request.client.metadata().attestation.federated_credentials,
                 request.ctx.now(),
+                true,
             )
             .await
             .map_err(|reason| OAuthError::invalid_grant(format!("assertion: {reason}")))?;
