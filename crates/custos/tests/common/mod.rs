@@ -6,6 +6,7 @@
 
 pub mod browser;
 pub mod flow;
+pub mod workload;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
