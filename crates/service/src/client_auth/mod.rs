@@ -27,7 +27,7 @@ use crate::error::ServiceError;
 use crate::request::{ClientProof, RequestContext};
 use crate::trusted_issuers::TrustedIssuers;
 use async_trait::async_trait;
-use custos_protocol::client_auth::{check_presentation, Claim};
+use custos_protocol::client_auth::{check_presentation, public_claim, Claim};
 use custos_protocol::form::FormParams;
 use custos_protocol::metadata::{AuthMethod, ClientMetadata};
 use custos_protocol::OAuthError;
@@ -67,8 +67,13 @@ pub(crate) trait ClientAuthMethod: Send + Sync {
     }
 
     /// The client this request claims to be, if it presents this method's
-    /// credentials; an error if it presents them malformed.
-    fn claim(&self, request: &Presented<'_>) -> Result<Option<Claim>, OAuthError>;
+    /// credentials; an error if it presents them malformed. Only methods
+    /// with credentials of their own implement it: for transport-bound
+    /// methods (`none`, mTLS) the request names its client with
+    /// `client_id` alone, and the registration picks the method.
+    fn claim(&self, request: &Presented<'_>) -> Result<Option<Claim>, OAuthError> {
+        Ok(public_claim(request.form))
+    }
 
     /// Holds the claim against the client's registration.
     async fn verify(
@@ -296,7 +301,7 @@ impl Authenticator {
                 custos_protocol::names::CLIENT_ASSERTION_TYPE_JWT_SPIFFE
             )));
         }
-        match custos_protocol::client_auth::public_claim(request.form) {
+        match public_claim(request.form) {
             Some(claim) => Ok((None, claim)),
             None => Err(OAuthError::invalid_client(
                 "client authentication is required",

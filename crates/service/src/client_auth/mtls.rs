@@ -14,7 +14,7 @@ use crate::client_cache::LoadedClient;
 use crate::error::ServiceError;
 use crate::request::RequestContext;
 use async_trait::async_trait;
-use custos_protocol::client_auth::{public_claim, Claim};
+use custos_protocol::client_auth::Claim;
 use custos_protocol::metadata::AuthMethod;
 use custos_protocol::x509::{
     self_signed_matches, thumbprint_s256, verify_client_chain, LeafFacts, TlsClientAuthExpectation,
@@ -38,7 +38,7 @@ impl ClientCaRoots for NoClientCa {
 }
 
 /// The presented leaf, or the error for a request without one.
-fn presented_leaf<'a>(
+pub(super) fn presented_leaf<'a>(
     request: &'a Presented<'_>,
     method: AuthMethod,
 ) -> Result<&'a [u8], OAuthError> {
@@ -69,10 +69,6 @@ impl TlsClientAuth {
 impl ClientAuthMethod for TlsClientAuth {
     fn method(&self) -> AuthMethod {
         AuthMethod::TlsClientAuth
-    }
-
-    fn claim(&self, request: &Presented<'_>) -> Result<Option<Claim>, OAuthError> {
-        Ok(public_claim(request.form))
     }
 
     async fn verify(
@@ -130,10 +126,6 @@ pub(crate) struct SelfSignedTlsClientAuth;
 impl ClientAuthMethod for SelfSignedTlsClientAuth {
     fn method(&self) -> AuthMethod {
         AuthMethod::SelfSignedTlsClientAuth
-    }
-
-    fn claim(&self, request: &Presented<'_>) -> Result<Option<Claim>, OAuthError> {
-        Ok(public_claim(request.form))
     }
 
     async fn verify(

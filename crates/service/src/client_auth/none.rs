@@ -7,9 +7,8 @@ use crate::client_cache::LoadedClient;
 use crate::error::ServiceError;
 use crate::request::RequestContext;
 use async_trait::async_trait;
-use custos_protocol::client_auth::{public_claim, Claim};
+use custos_protocol::client_auth::Claim;
 use custos_protocol::metadata::AuthMethod;
-use custos_protocol::OAuthError;
 
 pub(crate) struct NoAuthentication;
 
@@ -17,10 +16,6 @@ pub(crate) struct NoAuthentication;
 impl ClientAuthMethod for NoAuthentication {
     fn method(&self) -> AuthMethod {
         AuthMethod::None
-    }
-
-    fn claim(&self, request: &Presented<'_>) -> Result<Option<Claim>, OAuthError> {
-        Ok(public_claim(request.form))
     }
 
     async fn verify(

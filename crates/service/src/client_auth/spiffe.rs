@@ -22,7 +22,7 @@ use crate::error::ServiceError;
 use crate::request::RequestContext;
 use crate::trusted_issuers::TrustedIssuers;
 use async_trait::async_trait;
-use custos_protocol::client_auth::{assertion_claim, public_claim, Claim};
+use custos_protocol::client_auth::{assertion_claim, Claim};
 use custos_protocol::federation::{
     unverified_issuer_and_subject, verify_workload_jwt, WorkloadJwtRules,
     DEFAULT_MAX_TOKEN_LIFETIME,
@@ -171,10 +171,6 @@ impl ClientAuthMethod for SpiffeX509 {
         AuthMethod::SpiffeX509
     }
 
-    fn claim(&self, request: &Presented<'_>) -> Result<Option<Claim>, OAuthError> {
-        Ok(public_claim(request.form))
-    }
-
     async fn verify(
         &self,
         client: &LoadedClient,
@@ -184,12 +180,7 @@ impl ClientAuthMethod for SpiffeX509 {
     ) -> Result<Attestation, ServiceError> {
         let method = self.method();
         let chain = &request.proof.peer_certificates;
-        let leaf = chain.first().ok_or_else(|| {
-            refused(
-                method,
-                "the X.509-SVID must be the TLS client certificate; none was presented",
-            )
-        })?;
+        let leaf = super::mtls::presented_leaf(request, method)?;
         let facts = LeafFacts::parse(leaf).map_err(|e| refused(method, e))?;
         let [uri] = facts.san_uris.as_slice() else {
             return Err(refused(method, "an X.509-SVID has exactly one URI SAN"));
