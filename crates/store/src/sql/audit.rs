@@ -232,6 +232,9 @@ impl SqlStore {
             Engine::Sqlite => &SQLITE_FULL_CHUNK,
             Engine::Postgres => &POSTGRES_FULL_CHUNK,
         };
+        if self.engine == Engine::Sqlite && events.len() <= rows {
+            return self.append_events_in_one_statement(events).await;
+        }
         let (mut tx, _write) = self.begin_write().await?;
         for chunk in events.chunks(rows) {
             let partial_sql;
@@ -249,21 +252,70 @@ impl SqlStore {
             };
             let mut query = sqlx::query(sql).persistent(persistent);
             for event in chunk {
-                query = query
-                    .bind(event.time_ms)
-                    .bind(event.event_type.as_str())
-                    .bind(event.client_id.as_deref())
-                    .bind(event.grant_type.as_deref())
-                    .bind(event.scope.as_deref())
-                    .bind(event.resource.as_deref())
-                    .bind(event.outcome.as_str())
-                    .bind(event.reason.as_deref())
-                    .bind(event.source_addr.as_deref())
-                    .bind(event.auth_method.as_deref())
-                    .bind(event.attested_id.as_deref());
+                query = bind_event(query, event);
             }
             query.execute(&mut *tx).await.map_err(db_err)?;
         }
         tx.commit().await.map_err(db_err)
     }
+
+    /// SQLite, up to one `INSERT`'s worth of events: the statement is a
+    /// transaction of its own, so the write lock is held for one round trip
+    /// to SQLite's worker thread instead of three (the refresh-token
+    /// writer waits behind it). The rows are padded with NULLs to a power
+    /// of two, which the `WHERE` drops, so the statement stays prepared.
+    async fn append_events_in_one_statement(&self, events: &[AuditEvent]) -> StoreResult<()> {
+        static PADDED: OnceLock<Vec<String>> = OnceLock::new();
+        let rows = events.len().next_power_of_two();
+        let statements = PADDED.get_or_init(|| {
+            (0..=rows_per_insert(Engine::Sqlite)
+                .next_power_of_two()
+                .trailing_zeros())
+                .map(|power| padded_insert_sql(1 << power))
+                .collect()
+        });
+        let sql = statements
+            .get(rows.trailing_zeros() as usize)
+            .ok_or_else(|| StoreError::Database(format!("{} events in one statement", rows)))?;
+        let mut query = sqlx::query(sql);
+        for event in events {
+            query = bind_event(query, event);
+        }
+        for _ in events.len()..rows {
+            for _ in 0..INSERT_COLUMNS {
+                query = query.bind(None::<String>);
+            }
+        }
+        let _write = self.write_turn().await;
+        query.execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+}
+
+fn bind_event<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    event: &'q AuditEvent,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(event.time_ms)
+        .bind(event.event_type.as_str())
+        .bind(event.client_id.as_deref())
+        .bind(event.grant_type.as_deref())
+        .bind(event.scope.as_deref())
+        .bind(event.resource.as_deref())
+        .bind(event.outcome.as_str())
+        .bind(event.reason.as_deref())
+        .bind(event.source_addr.as_deref())
+        .bind(event.auth_method.as_deref())
+        .bind(event.attested_id.as_deref())
+}
+
+/// SQLite: [`insert_sql`] for `rows` rows of which the NULL ones (no
+/// `event_type`) are dropped.
+fn padded_insert_sql(rows: usize) -> String {
+    let values = insert_sql(rows, Engine::Sqlite);
+    let (columns, values) = values
+        .split_once(" VALUES ")
+        .unwrap_or((values.as_str(), ""));
+    format!("{columns} SELECT * FROM (VALUES {values}) WHERE column2 IS NOT NULL")
 }

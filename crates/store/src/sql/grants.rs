@@ -45,9 +45,27 @@ macro_rules! token_columns {
     };
 }
 
+/// The family's columns in a `RETURNING` of `custos_refresh_tokens`
+/// (correlated subqueries: both engines accept them there), read by
+/// [`joined_grant`]. Its `revoked_at` is NULL where this is used.
+macro_rules! family_columns {
+    () => {
+        "(SELECT g.client_id FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_client_id, \
+         (SELECT g.subject FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_subject, \
+         (SELECT g.scope FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_scope, \
+         (SELECT g.resources_json FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS resources_json, \
+         (SELECT g.dpop_jkt FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS dpop_jkt, \
+         (SELECT g.created_at FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_created_at, \
+         (SELECT g.expires_at FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_expires_at, \
+         (SELECT g.revoked_at FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS revoked_at, \
+         (SELECT g.revoked_reason FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS revoked_reason"
+    };
+}
+
 mod rotation;
+mod rotation_batch;
 use rotation::rotate;
-pub(super) use rotation::RotationBatch;
+pub(super) use rotation_batch::RotationBatch;
 
 fn encode_resources(resources: &[String]) -> StoreResult<String> {
     serde_json::to_string(resources)

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::write_queue::Batch;
+use super::write_queue::{Batch, WriterConnection};
 use super::{col, db_err, SqlStore};
 use crate::{
     InitialAccessTokenRecord, InitialAccessTokenRepo, ReplayRepo, RevocationRepo, RevokedToken,
@@ -118,8 +118,13 @@ impl Batch for JtiBatch {
     /// 3 values each: well within SQLite's 32,766.
     const MAX: usize = 256;
 
-    async fn commit(store: &SqlStore, jobs: &[JtiJob]) -> StoreResult<Vec<StoreResult<bool>>> {
+    async fn commit(
+        store: &SqlStore,
+        writer: &mut WriterConnection,
+        jobs: &[JtiJob],
+    ) -> StoreResult<Vec<StoreResult<bool>>> {
         let _write = store.write_turn().await;
+        let conn = writer.get().await?;
         let mut first = vec![false; jobs.len()];
         let mut seen = std::collections::HashSet::new();
         let mut firsts: Vec<usize> = Vec::with_capacity(jobs.len());
@@ -150,7 +155,7 @@ impl Batch for JtiBatch {
                     .bind(jobs[i].expires_at);
             }
             let query = query.bind(jobs[group[0]].now);
-            let rows = query.fetch_all(&store.pool).await.map_err(db_err)?;
+            let rows = query.fetch_all(&mut *conn).await.map_err(db_err)?;
             let job_of: std::collections::HashMap<(&str, &str), usize> = group
                 .iter()
                 .map(|&i| ((jobs[i].namespace.as_str(), jobs[i].jti.as_str()), i))

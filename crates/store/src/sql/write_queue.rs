@@ -16,9 +16,12 @@
 //! single writer and does not use this.
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::AnyConnection;
+use sqlx::{Any, Executor as _};
 use tokio::sync::{mpsc, oneshot};
 
-use super::SqlStore;
+use super::{db_err, SqlStore};
 use crate::{StoreError, StoreResult};
 
 /// Jobs waiting for the writer; a caller beyond this waits for room.
@@ -33,13 +36,66 @@ pub(crate) trait Batch: Send + Sync + 'static {
     const NAME: &'static str;
     /// The most jobs one commit holds.
     const MAX: usize;
-    /// Writes `jobs` (never empty) and returns one answer per job, in
-    /// order; an `Err` fails the whole batch, and nothing of it may have
-    /// been committed.
+    /// Writes `jobs` (never empty) on `writer` and returns one answer per
+    /// job, in order; an `Err` fails the whole batch, and nothing of it may
+    /// have been committed (the writer rolls back whatever it left open).
     async fn commit(
         store: &SqlStore,
+        writer: &mut WriterConnection,
         jobs: &[Self::Job],
     ) -> StoreResult<Vec<StoreResult<Self::Output>>>;
+}
+
+/// Pools smaller than this lend a writer a connection per batch instead of
+/// for good, so two writers cannot starve the requests.
+const KEEP_CONNECTION_FROM_POOL_SIZE: u32 = 4;
+
+/// The connection a writer writes on. Kept from batch to batch (unless the
+/// pool is tiny): its statements stay prepared, and a batch can open and
+/// close its transaction in the same round trips as its first and last
+/// statements, which `sqlx::Transaction` cannot.
+pub(crate) struct WriterConnection {
+    pool: sqlx::AnyPool,
+    keep: bool,
+    conn: Option<PoolConnection<Any>>,
+}
+
+impl WriterConnection {
+    fn new(store: &SqlStore) -> Self {
+        WriterConnection {
+            pool: store.pool.clone(),
+            keep: store.pool.options().get_max_connections() >= KEEP_CONNECTION_FROM_POOL_SIZE,
+            conn: None,
+        }
+    }
+
+    /// The connection, taken from the pool if the writer has none.
+    pub(crate) async fn get(&mut self) -> StoreResult<&mut AnyConnection> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await.map_err(db_err)?,
+        };
+        Ok(&mut **self.conn.insert(conn))
+    }
+
+    /// After a batch that committed: gives the connection back unless the
+    /// writer keeps it.
+    fn finished(&mut self) {
+        if !self.keep {
+            self.conn = None;
+        }
+    }
+
+    /// After a batch that failed: rolls back whatever transaction it left
+    /// open and closes the connection (the next batch takes a fresh one),
+    /// whatever state the failure left it in.
+    async fn abandon(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            // "No transaction is active" is the common answer, and fine.
+            let _ = conn.execute("ROLLBACK").await;
+            conn.close_on_drop();
+        }
+    }
 }
 
 type Queued<B> = (
@@ -80,11 +136,30 @@ fn stopped(name: &str) -> StoreError {
 async fn write_batches<B: Batch>(store: SqlStore, mut queued: mpsc::Receiver<Queued<B>>) {
     let mut batch: Vec<Queued<B>> = Vec::with_capacity(B::MAX);
     let mut jobs = Vec::with_capacity(B::MAX);
-    while queued.recv_many(&mut batch, B::MAX).await > 0 {
+    let mut writer = WriterConnection::new(&store);
+    let mut closing = std::pin::pin!(store.pool.close_event());
+    loop {
+        // `close` waits for every connection to come back: a writer that
+        // keeps one hands it back as soon as the pool closes.
+        let received = tokio::select! {
+            received = queued.recv_many(&mut batch, B::MAX) => received,
+            () = &mut closing, if writer.conn.is_some() => {
+                writer.conn = None;
+                continue;
+            }
+        };
+        if received == 0 {
+            break;
+        }
         let (batch_jobs, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
         jobs.clear();
         jobs.extend(batch_jobs);
-        match B::commit(&store, &jobs).await {
+        let committed = B::commit(&store, &mut writer, &jobs).await;
+        match &committed {
+            Ok(_) => writer.finished(),
+            Err(_) => writer.abandon().await,
+        }
+        match committed {
             Ok(answers) if answers.len() == replies.len() => {
                 for (reply, answer) in replies.into_iter().zip(answers) {
                     // The caller may have stopped waiting; the write stands.

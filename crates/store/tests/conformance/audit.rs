@@ -275,8 +275,37 @@ async fn prune_audit_events(db: TestDb) {
     );
 }
 
+/// Batches of every size up to one statement's worth (SQLite writes those
+/// as one padded `INSERT`): each keeps its events, in order, and nothing
+/// else is written.
+async fn small_batches_keep_their_events_in_order(db: TestDb) {
+    let s = db.store;
+    let mut expected = Vec::new();
+    let mut time_ms = 0;
+    for size in [1usize, 2, 3, 5, 64, 127, 300, 500] {
+        let batch: Vec<AuditEvent> = (0..size)
+            .map(|k| {
+                time_ms += 1;
+                AuditEvent {
+                    reason: (k % 2 == 0).then(|| format!("batch of {size}, event {k}")),
+                    ..event(event_type::TOKEN_ISSUED, time_ms, Some("small"))
+                }
+            })
+            .collect();
+        s.append_events(&batch).await.unwrap();
+        expected.extend(batch);
+    }
+    let all = s
+        .query_events(&filter(None, None, None, 5000))
+        .await
+        .unwrap();
+    assert_eq!(without_ids(&all), without_ids(&expected));
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+}
+
 conformance!(
     append_and_query,
+    small_batches_keep_their_events_in_order,
     last_used,
     concurrent_writers,
     prune_audit_events
