@@ -93,6 +93,13 @@ pub struct AuditEvent {
     /// federated token's `iss#sub`, a certificate subject or thumbprint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attested_id: Option<String>,
+    /// The request-time policy decision of a token request and the ids of
+    /// the policies that determined it, e.g. `deny: acme.no-ci-writes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The task a per-task token was issued for (token exchange `task_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
 }
 
 impl AuditEvent {
@@ -111,6 +118,8 @@ impl AuditEvent {
             source_addr: None,
             auth_method: None,
             attested_id: None,
+            policy: None,
+            task_id: None,
         }
     }
 }

@@ -124,6 +124,19 @@ pub trait TrustedIssuerRepo: Send + Sync {
 }
 
 #[async_trait]
+pub trait PolicyRepo: Send + Sync {
+    /// Adds a record and counts a change; `Conflict` if the id exists.
+    async fn insert_policy(&self, policy: &PolicyRecord) -> StoreResult<()>;
+    /// Every record, ordered by created_at then id.
+    async fn list_policies(&self) -> StoreResult<Vec<PolicyRecord>>;
+    /// Deletes by id and counts a change; true if it existed.
+    async fn delete_policy(&self, id: &str) -> StoreResult<bool>;
+    /// How many changes the records have seen: a replica that read the
+    /// records at generation `g` has them all while this still says `g`.
+    async fn policy_generation(&self) -> StoreResult<i64>;
+}
+
+#[async_trait]
 pub trait UserRepo: Send + Sync {
     /// `Conflict` if the username exists.
     async fn insert_user(&self, user: &UserRecord) -> StoreResult<()>;
@@ -354,6 +367,7 @@ pub trait Store:
     + SigningKeyRepo
     + ResourceRepo
     + TrustedIssuerRepo
+    + PolicyRepo
     + UserRepo
     + InitialAccessTokenRepo
     + ReplayRepo
@@ -371,7 +385,7 @@ impl<T> Store for T where
         + SigningKeyRepo
         + ResourceRepo
         + TrustedIssuerRepo
-        + TrustedIssuerRepo
+        + PolicyRepo
         + UserRepo
         + InitialAccessTokenRepo
         + ReplayRepo

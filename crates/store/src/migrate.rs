@@ -54,6 +54,11 @@ const SQLITE: &[Migration] = &[
         name: "trusted_issuers",
         sql: include_str!("../migrations/sqlite/0005_trusted_issuers.sql"),
     },
+    Migration {
+        version: 6,
+        name: "policies",
+        sql: include_str!("../migrations/sqlite/0006_policies.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -81,6 +86,11 @@ const POSTGRES: &[Migration] = &[
         version: 5,
         name: "trusted_issuers",
         sql: include_str!("../migrations/postgres/0005_trusted_issuers.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "policies",
+        sql: include_str!("../migrations/postgres/0006_policies.sql"),
     },
 ];
 

@@ -90,6 +90,17 @@ pub struct ResourceRecord {
     pub created_at: i64,
 }
 
+/// A request-time policy record (CONTRACT.md: `POST /admin/policies`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyRecord {
+    /// The operator's name for the record (`[A-Za-z0-9._:-]`, checked by
+    /// the service).
+    pub id: String,
+    /// Cedar policy-set text, validated against the schema when added.
+    pub cedar: String,
+    pub created_at: i64,
+}
+
 /// A trusted issuer of workload identity (CONTRACT.md: `POST
 /// /admin/trusted-issuers`).
 #[derive(Debug, Clone, PartialEq, Eq)]

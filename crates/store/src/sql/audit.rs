@@ -11,11 +11,11 @@ use super::{col, db_err, detached, SqlStore};
 use crate::{AuditRepo, Engine, StoreError, StoreResult};
 
 /// Columns bound per event by `append_events`.
-const INSERT_COLUMNS: usize = 11;
+const INSERT_COLUMNS: usize = 13;
 /// Events per multi-row `INSERT`, by engine. SQLite binds anonymous `?`
-/// placeholders here (see [`insert_sql`]); 500 rows is 4500 parameters,
-/// under its 32766 limit. PostgreSQL prefers fewer round trips: 1000 rows
-/// is 9000 parameters, under its 65535 limit.
+/// placeholders here (see [`insert_sql`]); 500 rows (padded to 512) is
+/// 6656 parameters, under its 32766 limit. PostgreSQL prefers fewer round
+/// trips: 1000 rows is 13000 parameters, under its 65535 limit.
 fn rows_per_insert(engine: Engine) -> usize {
     match engine {
         Engine::Sqlite => 500,
@@ -29,7 +29,8 @@ const PRUNE_BATCH: u64 = 1000;
 const DEFAULT_LIMIT: u32 = 1000;
 
 const SELECT: &str = "SELECT id, time_ms, event_type, client_id, grant_type, scope, resource, \
-     outcome, reason, source_addr, auth_method, attested_id FROM custos_audit_events";
+     outcome, reason, source_addr, auth_method, attested_id, policy, task_id \
+     FROM custos_audit_events";
 
 /// `INSERT … VALUES ($1, …, $9), ($10, …), …` for `rows` events.
 ///
@@ -40,7 +41,8 @@ fn insert_sql(rows: usize, engine: Engine) -> String {
     let mut sql = String::with_capacity(140 + rows * 60);
     sql.push_str(
         "INSERT INTO custos_audit_events (time_ms, event_type, client_id, grant_type, scope, \
-         resource, outcome, reason, source_addr, auth_method, attested_id) VALUES ",
+         resource, outcome, reason, source_addr, auth_method, attested_id, policy, task_id) \
+         VALUES ",
     );
     for row in 0..rows {
         if row > 0 {
@@ -80,6 +82,8 @@ fn from_row(row: &AnyRow) -> StoreResult<AuditEvent> {
         source_addr: col(row, "source_addr")?,
         auth_method: col(row, "auth_method")?,
         attested_id: col(row, "attested_id")?,
+        policy: col(row, "policy")?,
+        task_id: col(row, "task_id")?,
     })
 }
 
@@ -308,6 +312,8 @@ fn bind_event<'q>(
         .bind(event.source_addr.as_deref())
         .bind(event.auth_method.as_deref())
         .bind(event.attested_id.as_deref())
+        .bind(event.policy.as_deref())
+        .bind(event.task_id.as_deref())
 }
 
 /// SQLite: [`insert_sql`] for `rows` rows of which the NULL ones (no

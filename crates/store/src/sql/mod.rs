@@ -14,6 +14,7 @@ mod clients;
 mod consents;
 mod grants;
 mod keys;
+mod policies;
 mod resources;
 mod tokens;
 mod trusted_issuers;

@@ -68,6 +68,8 @@ async fn append_and_query(db: TestDb) {
         source_addr: Some("[2001:db8::1]:443".into()),
         auth_method: Some("spiffe_x509".into()),
         attested_id: Some("spiffe://example.org/ns/prod/sa/api".into()),
+        policy: Some("deny: acme.no-sensitive".into()),
+        task_id: Some("task-42".into()),
     };
     s.append_events(&events[..1733]).await.unwrap();
     s.append_events(&events[1733..]).await.unwrap();

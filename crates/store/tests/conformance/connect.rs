@@ -147,7 +147,7 @@ async fn upgrade_from_version_1(db: EmptyDb) {
             .collect();
     raw.close().await.unwrap();
     db.remove().await;
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -37,6 +37,7 @@ mod codes;
 mod connect;
 mod grants;
 mod keys;
+mod policies;
 mod records;
 mod rotation;
 mod tokens;
