@@ -175,6 +175,17 @@ pub struct ClientMetadata {
     /// RFC 9126 §6: this client's authorization requests must be pushed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_pushed_authorization_requests: bool,
+    /// custos extension (governance): the person or team answerable for
+    /// the client. Set only with the admin token; policies see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// custos extension (governance): labels policies and the inventory
+    /// see (e.g. `ci`, `agent`). Set only with the admin token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// custos extension (governance): days between reviews of the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_interval: Option<u32>,
     /// How the client's platform proves it (mTLS subject, SPIFFE ID,
     /// federated credentials) and whether its tokens are bound to its
     /// certificate.
@@ -242,6 +253,9 @@ struct RawMetadata {
     refresh_token_absolute_lifetime: Option<u32>,
     refresh_token_reuse_grace: Option<u32>,
     require_pushed_authorization_requests: Option<bool>,
+    owner: Option<String>,
+    tags: Option<Vec<String>>,
+    review_interval: Option<u32>,
     #[serde(flatten)]
     attestation: attestation::RawAttestation,
 }
@@ -459,6 +473,20 @@ pub fn validate_registration(
             "contacts: at most 16 entries of at most 256 characters",
         ));
     }
+    if let Some(owner) = &raw.owner {
+        if owner.trim().is_empty() || owner.len() > 256 || owner.chars().any(char::is_control) {
+            return Err(OAuthError::invalid_client_metadata(
+                "owner: 1 to 256 characters, no control characters",
+            ));
+        }
+    }
+    let tags = validate_tags(raw.tags.unwrap_or_default())
+        .map_err(|message| OAuthError::invalid_client_metadata(format!("tags: {message}")))?;
+    if raw.review_interval == Some(0) || raw.review_interval.is_some_and(|d| d > 3650) {
+        return Err(OAuthError::invalid_client_metadata(
+            "review_interval: 1 to 3650 days",
+        ));
+    }
 
     Ok(ClientMetadata {
         redirect_uris,
@@ -484,8 +512,41 @@ pub fn validate_registration(
         require_pushed_authorization_requests: raw
             .require_pushed_authorization_requests
             .unwrap_or(false),
+        owner: raw.owner,
+        tags,
+        review_interval: raw.review_interval,
         attestation,
     })
+}
+
+/// Most tags a client or resource carries.
+pub const MAX_TAGS: usize = 32;
+
+/// Tags of a client or resource, as policies see them: at most
+/// [`MAX_TAGS`], each 1 to 64 characters of `[A-Za-z0-9._:/-]`,
+/// duplicates dropped, order kept.
+pub fn validate_tags(tags: Vec<String>) -> Result<Vec<String>, String> {
+    if tags.len() > MAX_TAGS {
+        return Err(format!("at most {MAX_TAGS} tags"));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for tag in tags {
+        let valid = !tag.is_empty()
+            && tag.len() <= 64
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._:/-".contains(&b));
+        if !valid {
+            return Err(format!(
+                "'{}' is not a tag: 1 to 64 characters of A-Z a-z 0-9 . _ : / -",
+                tag.escape_debug()
+            ));
+        }
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    Ok(out)
 }
 
 /// A client's public keys: a JWK Set with no private key material.

@@ -171,8 +171,12 @@ impl Admin {
             uri: String,
             #[serde(default)]
             scopes: Vec<String>,
+            #[serde(default)]
+            tags: Vec<String>,
         }
         let resource: NewResource = parse_body(body)?;
+        let tags = custos_protocol::metadata::validate_tags(resource.tags)
+            .map_err(|message| OAuthError::invalid_request(format!("tags: {message}")))?;
         if !is_resource_indicator(&resource.uri) {
             return Err(OAuthError::invalid_request(
                 "uri must be an absolute URI without a fragment (RFC 8707 §2)",
@@ -191,6 +195,7 @@ impl Admin {
         let record = ResourceRecord {
             uri: resource.uri,
             scopes,
+            tags,
             created_at: now,
         };
         self.store
@@ -203,7 +208,9 @@ impl Admin {
         event.resource = Some(record.uri.clone());
         event.scope = Some(record.scopes.join(" "));
         self.audit.record(event).await;
-        Ok(json!({"uri": record.uri, "scopes": record.scopes, "created_at": now}))
+        Ok(
+            json!({"uri": record.uri, "scopes": record.scopes, "tags": record.tags, "created_at": now}),
+        )
     }
 
     /// `GET /admin/resources`.
@@ -212,7 +219,9 @@ impl Admin {
         Ok(Value::Array(
             resources
                 .into_iter()
-                .map(|r| json!({"uri": r.uri, "scopes": r.scopes, "created_at": r.created_at}))
+                .map(|r| {
+                    json!({"uri": r.uri, "scopes": r.scopes, "tags": r.tags, "created_at": r.created_at})
+                })
                 .collect(),
         ))
     }
@@ -291,6 +300,9 @@ impl Admin {
                 "live_refresh_families": live_families,
                 "scope": metadata.scope,
                 "contacts": metadata.contacts,
+                "owner": metadata.owner,
+                "tags": metadata.tags,
+                "review_interval": metadata.review_interval,
                 "access_token_lifetime": metadata.access_token_lifetime,
                 "created_at": client.created_at,
                 "updated_at": client.updated_at,

@@ -87,6 +87,8 @@ impl std::fmt::Debug for SigningKeyRecord {
 pub struct ResourceRecord {
     pub uri: String,
     pub scopes: Vec<String>,
+    /// What policies see besides the URI (e.g. `sensitive`).
+    pub tags: Vec<String>,
     pub created_at: i64,
 }
 

@@ -123,6 +123,14 @@ pub fn check_update(old: &ClientMetadata, new: &ClientMetadata) -> Result<Change
             "a client cannot change the workload identity it authenticates as (spiffe_id, tls_client_auth_*, or new federated_credentials); ask an administrator",
         ));
     }
+    // What policies and the inventory know the client by is the
+    // administrator's to say (CONTRACT.md: owner and tags need the admin
+    // API).
+    if old.owner != new.owner || old.tags != new.tags {
+        return Err(OAuthError::invalid_client_metadata(
+            "a client cannot change its own owner or tags (policies decide by them); ask an administrator",
+        ));
+    }
     let (before, after) = (
         old.token_endpoint_auth_method,
         new.token_endpoint_auth_method,
@@ -224,6 +232,22 @@ mod tests {
             let err = check_update(&old, &with(patch)).unwrap_err();
             assert_eq!(err.code, crate::ErrorCode::InvalidClientMetadata, "{name}");
         }
+    }
+
+    #[test]
+    fn owner_and_tags_are_the_administrators_to_change() {
+        let old =
+            meta(json!({"grant_types": ["client_credentials"], "owner": "a", "tags": ["ci"]}));
+        for patch in [
+            json!({"grant_types": ["client_credentials"], "owner": "b", "tags": ["ci"]}),
+            json!({"grant_types": ["client_credentials"], "owner": "a", "tags": ["ci", "trusted"]}),
+            json!({"grant_types": ["client_credentials"], "owner": "a"}),
+        ] {
+            assert!(check_update(&old, &meta(patch.clone())).is_err(), "{patch}");
+        }
+        let same =
+            meta(json!({"grant_types": ["client_credentials"], "owner": "a", "tags": ["ci"]}));
+        assert!(check_update(&old, &same).is_ok());
     }
 
     #[test]

@@ -212,3 +212,30 @@ fn stored_form_round_trips() {
     let back: ClientMetadata = serde_json::from_str(&text).unwrap();
     assert_eq!(back, m);
 }
+
+#[test]
+fn governance_fields_are_kept_and_bounded() {
+    let m = validate_registration(
+        &json!({"grant_types": ["client_credentials"], "owner": "team-payments",
+                "tags": ["ci", "agent", "ci"], "review_interval": 90}),
+        &RegistrationRules::default(),
+    )
+    .unwrap();
+    assert_eq!(m.owner.as_deref(), Some("team-payments"));
+    assert_eq!(m.tags, vec!["ci", "agent"]);
+    assert_eq!(m.review_interval, Some(90));
+    for bad in [
+        json!({"grant_types": ["client_credentials"], "tags": ["has space"]}),
+        json!({"grant_types": ["client_credentials"], "tags": [""]}),
+        json!({"grant_types": ["client_credentials"], "tags": (0..33).map(|i| format!("t{i}")).collect::<Vec<_>>()}),
+        json!({"grant_types": ["client_credentials"], "owner": " "}),
+        json!({"grant_types": ["client_credentials"], "owner": "a\u{7}b"}),
+        json!({"grant_types": ["client_credentials"], "review_interval": 0}),
+    ] {
+        assert_eq!(
+            code_of(bad.clone()),
+            Some(ErrorCode::InvalidClientMetadata),
+            "{bad}"
+        );
+    }
+}

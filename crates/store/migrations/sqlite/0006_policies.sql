@@ -16,3 +16,6 @@ INSERT INTO custos_policy_generation (singleton, generation) VALUES (1, 0);
 -- token was issued for.
 ALTER TABLE custos_audit_events ADD COLUMN policy TEXT;
 ALTER TABLE custos_audit_events ADD COLUMN task_id TEXT;
+
+-- What policies see of a resource besides its URI (e.g. `sensitive`).
+ALTER TABLE custos_resources ADD COLUMN tags_json TEXT NOT NULL DEFAULT '[]';

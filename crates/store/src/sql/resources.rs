@@ -1,5 +1,5 @@
-//! `ResourceRepo`: protected resources in `custos_resources`; the scope list
-//! is stored as a JSON array in `scopes_json`.
+//! `ResourceRepo`: protected resources in `custos_resources`; the scope and
+//! tag lists are stored as JSON arrays in `scopes_json` and `tags_json`.
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
@@ -12,9 +12,13 @@ fn from_row(row: &AnyRow) -> StoreResult<ResourceRecord> {
     let scopes_json: String = col(row, "scopes_json")?;
     let scopes = serde_json::from_str(&scopes_json)
         .map_err(|e| StoreError::Corrupt(format!("scopes of resource {uri}: {e}")))?;
+    let tags_json: String = col(row, "tags_json")?;
+    let tags = serde_json::from_str(&tags_json)
+        .map_err(|e| StoreError::Corrupt(format!("tags of resource {uri}: {e}")))?;
     Ok(ResourceRecord {
         uri,
         scopes,
+        tags,
         created_at: col(row, "created_at")?,
     })
 }
@@ -24,11 +28,15 @@ impl ResourceRepo for SqlStore {
     async fn insert_resource(&self, resource: &ResourceRecord) -> StoreResult<()> {
         let scopes_json = serde_json::to_string(&resource.scopes)
             .map_err(|e| StoreError::Database(format!("cannot encode scopes: {e}")))?;
+        let tags_json = serde_json::to_string(&resource.tags)
+            .map_err(|e| StoreError::Database(format!("cannot encode tags: {e}")))?;
         sqlx::query(
-            "INSERT INTO custos_resources (uri, scopes_json, created_at) VALUES ($1, $2, $3)",
+            "INSERT INTO custos_resources (uri, scopes_json, tags_json, created_at) \
+             VALUES ($1, $2, $3, $4)",
         )
         .bind(resource.uri.as_str())
         .bind(scopes_json)
+        .bind(tags_json)
         .bind(resource.created_at)
         .execute(&self.pool)
         .await
@@ -37,20 +45,23 @@ impl ResourceRepo for SqlStore {
     }
 
     async fn get_resource(&self, uri: &str) -> StoreResult<Option<ResourceRecord>> {
-        sqlx::query("SELECT uri, scopes_json, created_at FROM custos_resources WHERE uri = $1")
-            .bind(uri)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?
-            .as_ref()
-            .map(from_row)
-            .transpose()
+        sqlx::query(
+            "SELECT uri, scopes_json, tags_json, created_at FROM custos_resources WHERE uri = $1",
+        )
+        .bind(uri)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?
+        .as_ref()
+        .map(from_row)
+        .transpose()
     }
 
     /// Every resource, ordered by created_at then uri.
     async fn list_resources(&self) -> StoreResult<Vec<ResourceRecord>> {
         sqlx::query(
-            "SELECT uri, scopes_json, created_at FROM custos_resources ORDER BY created_at, uri",
+            "SELECT uri, scopes_json, tags_json, created_at FROM custos_resources \
+             ORDER BY created_at, uri",
         )
         .fetch_all(&self.pool)
         .await

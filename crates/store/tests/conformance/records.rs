@@ -11,11 +11,13 @@ async fn resources(db: TestDb) {
     let api = ResourceRecord {
         uri: "https://api.example/".into(),
         scopes: vec!["read".into(), "write".into(), "ünïcode \"quoted\"".into()],
+        tags: vec!["sensitive".into(), "pii".into()],
         created_at: 20,
     };
     let bare = ResourceRecord {
         uri: "urn:example:bare".into(),
         scopes: vec![],
+        tags: vec![],
         created_at: 10,
     };
     s.insert_resource(&api).await.unwrap();
