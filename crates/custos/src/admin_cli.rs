@@ -44,6 +44,11 @@ pub enum Noun {
         #[command(subcommand)]
         verb: TrustedIssuerVerb,
     },
+    /// Request-time policy records (Cedar).
+    Policies {
+        #[command(subcommand)]
+        verb: PolicyVerb,
+    },
     /// The client inventory.
     Clients {
         #[command(subcommand)]
@@ -100,8 +105,31 @@ pub enum ResourceVerb {
         /// A scope the resource offers (repeatable).
         #[arg(long = "scope")]
         scopes: Vec<String>,
+        /// A tag policies see, e.g. `sensitive` (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
     },
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyVerb {
+    /// Add a record: Cedar policy-set text from --file (or --cedar),
+    /// validated against the schema.
+    Create {
+        #[arg(long)]
+        id: String,
+        /// A file holding the Cedar text.
+        #[arg(long, conflicts_with = "cedar", required_unless_present = "cedar")]
+        file: Option<std::path::PathBuf>,
+        /// The Cedar text itself.
+        #[arg(long)]
+        cedar: Option<String>,
+    },
+    /// The set in force: default, file and API records.
+    List,
+    /// Delete a record added through the API.
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,11 +206,36 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             Some(json!({"username": username, "password": password})),
         ),
         Noun::Resources {
-            verb: ResourceVerb::Create { uri, scopes },
+            verb: ResourceVerb::Create { uri, scopes, tags },
         } => (
             Method::POST,
             "/admin/resources".into(),
-            Some(json!({"uri": uri, "scopes": scopes})),
+            Some(json!({"uri": uri, "scopes": scopes, "tags": tags})),
+        ),
+        Noun::Policies {
+            verb: PolicyVerb::Create { id, file, cedar },
+        } => {
+            let cedar = match (file, cedar) {
+                (Some(file), _) => std::fs::read_to_string(&file)
+                    .map_err(|e| format!("--file {}: {e}", file.display()))?,
+                (None, Some(cedar)) => cedar,
+                (None, None) => return Err("give --file or --cedar".into()),
+            };
+            (
+                Method::POST,
+                "/admin/policies".into(),
+                Some(json!({"id": id, "cedar": cedar})),
+            )
+        }
+        Noun::Policies {
+            verb: PolicyVerb::List,
+        } => (Method::GET, "/admin/policies".into(), None),
+        Noun::Policies {
+            verb: PolicyVerb::Delete { id },
+        } => (
+            Method::DELETE,
+            format!("/admin/policies/{}", encode(&id)),
+            None,
         ),
         Noun::Resources {
             verb: ResourceVerb::List,

@@ -96,6 +96,18 @@ pub struct RawSettings {
     /// the header read timeout).
     #[arg(long, env = "CUSTOS_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
+    /// A Cedar policy file, or a directory of `*.cedar` files, loaded at
+    /// start after the default set (each file one record, named by its
+    /// file name without `.cedar`).
+    #[arg(long, env = "CUSTOS_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// Longest delegation (`act`) chain token exchange issues (default 4).
+    #[arg(long, env = "CUSTOS_MAX_DELEGATION_DEPTH")]
+    pub max_delegation_depth: Option<u32>,
+    /// Keep the default policy `default.permit-registered` (true); false:
+    /// only the operator's `permit` policies allow anything.
+    #[arg(long, env = "CUSTOS_POLICY_DEFAULT_PERMIT", num_args = 0..=1, default_missing_value = "true")]
+    pub policy_default_permit: Option<bool>,
 }
 
 impl RawSettings {
@@ -129,6 +141,9 @@ impl RawSettings {
             dpop_nonce: self.dpop_nonce.or(file.dpop_nonce),
             require_par: self.require_par.or(file.require_par),
             trusted_proxies: self.trusted_proxies.or(file.trusted_proxies),
+            policies: self.policies.or(file.policies),
+            max_delegation_depth: self.max_delegation_depth.or(file.max_delegation_depth),
+            policy_default_permit: self.policy_default_permit.or(file.policy_default_permit),
         }
     }
 }
@@ -147,6 +162,7 @@ impl RawSettings {
             tls_cert: path(self.tls_cert),
             tls_key: path(self.tls_key),
             tls_client_ca: path(self.tls_client_ca),
+            policies: path(self.policies),
             log: text(self.log),
             signing_alg: text(self.signing_alg),
             trusted_proxies: text(self.trusted_proxies),
@@ -228,6 +244,10 @@ pub struct Settings {
     pub require_par: bool,
     pub trusted_proxies: TrustedProxies,
     pub connections: ConnectionLimits,
+    /// CUSTOS_POLICIES, read: `(record id, Cedar text)`.
+    pub policy_files: Vec<(String, String)>,
+    pub max_delegation_depth: u32,
+    pub policy_default_permit: bool,
 }
 
 impl Settings {
@@ -359,6 +379,16 @@ impl Settings {
         if !(1..=1_000_000).contains(&max_connections) {
             return Err("CUSTOS_MAX_CONNECTIONS: must be between 1 and 1000000".into());
         }
+        let max_delegation_depth = raw
+            .max_delegation_depth
+            .unwrap_or(custos_policy::DEFAULT_MAX_DELEGATION_DEPTH);
+        if !(1..=16).contains(&max_delegation_depth) {
+            return Err("CUSTOS_MAX_DELEGATION_DEPTH: must be between 1 and 16".into());
+        }
+        let policy_files = match &raw.policies {
+            Some(path) => read_policy_files(path)?,
+            None => Vec::new(),
+        };
 
         Ok(Settings {
             listen,
@@ -387,8 +417,59 @@ impl Settings {
                 idle_timeout: Duration::from_secs(idle_timeout),
                 max_connections: max_connections as usize,
             },
+            policy_files,
+            max_delegation_depth,
+            policy_default_permit: raw.policy_default_permit.unwrap_or(true),
         })
     }
+}
+
+/// Most policy files CUSTOS_POLICIES may name.
+const MAX_POLICY_FILES: usize = 1000;
+
+/// CUSTOS_POLICIES: one `.cedar` file, or every `*.cedar` file of a
+/// directory (sorted by name); each is a record named by its file stem and
+/// checked against the schema here, so a bad one stops the start.
+fn read_policy_files(path: &std::path::Path) -> Result<Vec<(String, String)>, String> {
+    let fail = |what: String| format!("CUSTOS_POLICIES: {what}");
+    let files: Vec<PathBuf> = if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "cedar") && p.is_file())
+            .collect();
+        files.sort();
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    if files.len() > MAX_POLICY_FILES {
+        return Err(fail(format!("more than {MAX_POLICY_FILES} policy files")));
+    }
+    let mut records = Vec::with_capacity(files.len());
+    for file in files {
+        let id = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let size = std::fs::metadata(&file)
+            .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?
+            .len();
+        if size > custos_policy::MAX_RECORD_BYTES as u64 {
+            return Err(fail(format!(
+                "{} is larger than {} bytes",
+                file.display(),
+                custos_policy::MAX_RECORD_BYTES
+            )));
+        }
+        let cedar = std::fs::read_to_string(&file)
+            .map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+        custos_policy::check_record(&id, &cedar)
+            .map_err(|e| fail(format!("{}: {}", file.display(), e.message())))?;
+        records.push((id, cedar));
+    }
+    Ok(records)
 }
 
 /// The issuer when none is set: the scheme and the (bound) listen address.

@@ -50,6 +50,8 @@ pub mod event_type {
     pub const RESOURCE_CREATED: &str = "resource.created";
     pub const TRUSTED_ISSUER_CREATED: &str = "trusted_issuer.created";
     pub const TRUSTED_ISSUER_DELETED: &str = "trusted_issuer.deleted";
+    pub const POLICY_CREATED: &str = "policy.created";
+    pub const POLICY_DELETED: &str = "policy.deleted";
     pub const AUDIT_PRUNED: &str = "audit.pruned";
     /// An authorization request refused (error page or error redirect).
     pub const AUTHORIZATION_REFUSED: &str = "authorization.refused";

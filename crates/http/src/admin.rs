@@ -28,6 +28,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
             post(create_trusted_issuer).get(list_trusted_issuers),
         )
         .route("/trusted-issuers/{id}", delete(delete_trusted_issuer))
+        .route("/policies", post(create_policy).get(list_policies))
+        .route("/policies/{id}", delete(delete_policy))
         .route("/initial-access-tokens", post(create_initial_access_token))
         .route("/clients", get(list_clients))
         .route("/clients/{client_id}", delete(delete_client))
@@ -111,6 +113,32 @@ async fn create_trusted_issuer(
                 .await?,
         ),
     ))
+}
+
+async fn create_policy(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = read_body(&headers, body).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(state.service.admin.create_policy(&body, &ctx).await?),
+    ))
+}
+
+async fn list_policies(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(state.service.admin.list_policies().await?))
+}
+
+async fn delete_policy(
+    State(state): State<AppState>,
+    Context(ctx): Context,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.service.admin.delete_policy(&id, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_trusted_issuers(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -296,5 +324,7 @@ fn event_json(event: &AuditEvent) -> Value {
         "source_addr": event.source_addr,
         "auth_method": event.auth_method,
         "attested_id": event.attested_id,
+        "policy": event.policy,
+        "task_id": event.task_id,
     })
 }

@@ -41,6 +41,7 @@ pub struct Admin {
     trusted_issuers: Arc<TrustedIssuers>,
     /// URLs on loopback or private addresses are accepted (insecure).
     allow_private_urls: bool,
+    policies: Arc<crate::policy::Policies>,
 }
 
 /// What the admin use cases are configured with.
@@ -50,9 +51,14 @@ pub(crate) struct AdminSettings {
     pub trusted_issuers: Arc<TrustedIssuers>,
     /// URLs on loopback or private addresses are accepted (insecure).
     pub allow_private_urls: bool,
+    pub policies: Arc<crate::policy::Policies>,
 }
 
+mod policies;
 mod trusted_issuers;
+
+/// Policy refusals the inventory shows per client.
+const LAST_DENIALS: usize = 5;
 
 impl Admin {
     pub(crate) fn new(
@@ -74,6 +80,7 @@ impl Admin {
             secret_rotation_grace: settings.secret_rotation_grace,
             trusted_issuers: settings.trusted_issuers,
             allow_private_urls: settings.allow_private_urls,
+            policies: settings.policies,
         }
     }
 
@@ -276,8 +283,12 @@ impl Admin {
             .map_err(internal)?
             .into_iter()
             .collect();
+        let policies = self.policies.current();
+        let client_ids: Vec<&str> = clients.iter().map(|(c, _)| c.client_id.as_str()).collect();
+        let mentioning = crate::policy::policies_mentioning(&policies.records, &client_ids);
         let mut out = Vec::with_capacity(clients.len());
         for (client, metadata) in clients {
+            let denials = self.last_policy_denials(&client.client_id).await?;
             let live_families = self
                 .store
                 .list_live_grants(&client.client_id, now)
@@ -312,9 +323,40 @@ impl Admin {
                 "previous_secret_expires_at": client.previous_secret_expires_at.filter(|t| *t > now),
                 "last_used_at": last_used.get(&client.client_id).map(|ms| ms / 1000),
                 "attestation": attestation_summary(&metadata),
+                "policies": mentioning.get(&client.client_id).cloned().unwrap_or_default(),
+                "last_policy_denials": denials,
             }));
         }
         Ok(Value::Array(out))
+    }
+
+    /// The client's latest token requests refused by policy (at most
+    /// [`LAST_DENIALS`]), newest first.
+    async fn last_policy_denials(&self, client_id: &str) -> Result<Vec<Value>, ServiceError> {
+        let refused = self
+            .store
+            .query_events(&EventFilter {
+                client_id: Some(client_id.to_owned()),
+                event_type: Some(event_type::TOKEN_REFUSED.to_owned()),
+                since_ms: None,
+                limit: 100,
+            })
+            .await
+            .map_err(internal)?;
+        Ok(refused
+            .iter()
+            .rev()
+            .filter(|e| e.policy.as_deref().is_some_and(|p| p.starts_with("deny")))
+            .take(LAST_DENIALS)
+            .map(|e| {
+                json!({
+                    "at": e.time_ms / 1000,
+                    "grant_type": e.grant_type,
+                    "resource": e.resource,
+                    "policy": e.policy,
+                })
+            })
+            .collect())
     }
 
     /// `GET /admin/events`.

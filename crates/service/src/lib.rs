@@ -30,6 +30,7 @@ mod federation;
 mod grant;
 mod guard;
 pub mod keyring;
+pub mod policy;
 pub mod refusals;
 pub mod registration;
 pub mod request;
@@ -99,6 +100,16 @@ pub struct ServiceConfig {
     /// Where trusted issuers' keys and bundles are fetched from; `None`:
     /// nothing is fetched, only inline keys and bundles work.
     pub issuer_keys: Option<IssuerKeys>,
+    /// Policy records `(id, Cedar text)` read from CUSTOS_POLICIES, after
+    /// the default set.
+    pub policy_files: Vec<(String, String)>,
+    /// The longest delegation (`act`) chain: token exchange refuses longer
+    /// ones and the default policy `default.max-delegation-depth` forbids
+    /// them.
+    pub max_delegation_depth: u32,
+    /// Keep the default policy `default.permit-registered`; without it only
+    /// the operator's `permit` policies allow anything.
+    pub policy_default_permit: bool,
 }
 
 /// The fetcher of trusted issuers' keys (see [`trusted_issuers`]).
@@ -143,6 +154,9 @@ impl ServiceConfig {
             require_par: false,
             mtls: None,
             issuer_keys: None,
+            policy_files: Vec::new(),
+            max_delegation_depth: custos_policy::DEFAULT_MAX_DELEGATION_DEPTH,
+            policy_default_permit: true,
         }
     }
 }
@@ -153,6 +167,8 @@ pub enum StartError {
     Store(#[from] custos_store::StoreError),
     #[error("{0}")]
     Key(#[from] crypto::KeyError),
+    #[error("{0}")]
+    Policy(String),
 }
 
 impl From<KeyStartError> for StartError {
@@ -171,6 +187,9 @@ const AUTHORIZATION_ENDPOINT_GRANTS: [&str; 2] = [GRANT_AUTHORIZATION_CODE, GRAN
 
 /// Most rows one audit-retention prune deletes (the next one goes on).
 const AUDIT_PRUNE_BATCH: u64 = 100_000;
+
+/// The default policy CUSTOS_POLICY_DEFAULT_PERMIT=false leaves out.
+const DEFAULT_PERMIT_POLICY: &str = "default.permit-registered";
 
 /// Every use case, composed; what the HTTP edge holds.
 pub struct Service {
@@ -219,6 +238,18 @@ impl Service {
                 |k| k.0.clone(),
             ),
         ));
+        let policies = policy::Policies::start(
+            store.clone(),
+            &config.issuer,
+            custos_policy::default_records(config.max_delegation_depth)
+                .into_iter()
+                .filter(|r| config.policy_default_permit || r.id != DEFAULT_PERMIT_POLICY)
+                .map(|r| (r.id, r.cedar))
+                .collect(),
+            config.policy_files.clone(),
+        )
+        .await
+        .map_err(StartError::Policy)?;
         let (sink, writer) = AuditSink::start(store.clone());
         let audit = Auditor::new(sink);
         let issuer = config.issuer.clone();
@@ -306,6 +337,7 @@ impl Service {
                 master.clone(),
                 audit.clone(),
                 config.require_par,
+                policies.clone(),
             ),
             par: authorize::par::PushedAuthorization::new(
                 authenticator.clone(),
@@ -320,6 +352,7 @@ impl Service {
                 dpop,
                 keys.clone(),
                 audit.clone(),
+                policies.clone(),
             ),
             token_state: TokenState::new(
                 issuer.clone(),
@@ -349,6 +382,7 @@ impl Service {
                     secret_rotation_grace: config.secret_rotation_grace,
                     trusted_issuers: trusted_issuers.clone(),
                     allow_private_urls: config.allow_private_jwks_uri,
+                    policies,
                 },
             ),
             keys,

@@ -9,6 +9,7 @@ use crate::crypto::random_token;
 use crate::dpop::DpopChecker;
 use crate::error::ServiceError;
 use crate::grant::{GrantRequest, GrantTable, Issuance};
+use crate::policy::{audit_note, Policies};
 use crate::request::{ClientProof, RequestContext};
 use crate::signing_keys::SigningKeys;
 use custos_governance::{event_type, Outcome};
@@ -51,6 +52,7 @@ pub struct TokenEndpoint {
     dpop: Arc<DpopChecker>,
     keys: Arc<SigningKeys>,
     audit: Auditor,
+    policies: Arc<Policies>,
 }
 
 impl TokenEndpoint {
@@ -61,6 +63,7 @@ impl TokenEndpoint {
         dpop: Arc<DpopChecker>,
         keys: Arc<SigningKeys>,
         audit: Auditor,
+        policies: Arc<Policies>,
     ) -> Self {
         TokenEndpoint {
             issuer,
@@ -69,6 +72,7 @@ impl TokenEndpoint {
             dpop,
             keys,
             audit,
+            policies,
         }
     }
 
@@ -86,8 +90,16 @@ impl TokenEndpoint {
     ) -> Result<TokenResponse, ServiceError> {
         let mut claimed = ClaimedClient::default();
         let mut authenticated = false;
+        let mut policy = None;
         let result = self
-            .issue_unaudited(form, proof, ctx, &mut claimed, &mut authenticated)
+            .issue_unaudited(
+                form,
+                proof,
+                ctx,
+                &mut claimed,
+                &mut authenticated,
+                &mut policy,
+            )
             .await;
         let (outcome, kind) = match &result {
             Ok(_) => (Outcome::Success, event_type::TOKEN_ISSUED),
@@ -101,6 +113,7 @@ impl TokenEndpoint {
             .as_deref()
             .map(|a| bounded(a, MAX_FIELD));
         event.grant_type = form.get("grant_type").map(|g| bounded(g, 64));
+        event.policy = policy.map(|p| bounded(&p, MAX_FIELD));
         match result {
             Ok((response, issuance)) => {
                 event.scope = response.scope.clone();
@@ -131,6 +144,7 @@ impl TokenEndpoint {
         ctx: &RequestContext,
         claimed: &mut ClaimedClient,
         authenticated: &mut bool,
+        policy: &mut Option<String>,
     ) -> Result<(TokenResponse, Issuance), ServiceError> {
         let handler = self.grants.handler(form.require("grant_type")?)?;
         let presented = Presented { form, proof };
@@ -198,8 +212,57 @@ impl TokenEndpoint {
             claimed.auth_method = Some(client.method);
             claimed.attested_id = issuance.attested_id.clone();
         }
+        let decision = self.decide(&client, claimed, &issuance, form).await?;
+        *policy = Some(audit_note(&decision));
+        if !decision.allowed {
+            return Err(OAuthError::new(
+                custos_protocol::ErrorCode::UnauthorizedClient,
+                format!("request-time policy: {}", decision.reason()),
+            )
+            .into());
+        }
         let response = self.sign(&client, &issuance, ctx)?;
         Ok((response, issuance))
+    }
+
+    /// Request-time policy (CONTRACT.md): one decision per resource the
+    /// token is for; every one must allow.
+    async fn decide(
+        &self,
+        client: &VerifiedClient,
+        claimed: &ClaimedClient,
+        issuance: &Issuance,
+        form: &FormParams,
+    ) -> Result<custos_policy::Decision, ServiceError> {
+        let method = claimed.auth_method.unwrap_or(client.method);
+        let metadata = client.metadata();
+        let facts = custos_policy::ClientFacts {
+            client_id: client.client_id().to_owned(),
+            auth_method: method.as_str().to_owned(),
+            uses_static_secret: method.uses_secret(),
+            attested_id: claimed.attested_id.clone().unwrap_or_default(),
+            owner: metadata.owner.clone().unwrap_or_default(),
+            tags: metadata.tags.clone(),
+        };
+        let grant = form
+            .get("grant_type")
+            .and_then(custos_policy::Grant::from_grant_type)
+            .ok_or_else(|| crate::error::internal("a grant the policy schema does not name"))?;
+        let mut resources = Vec::with_capacity(issuance.grant.audience.len());
+        for uri in &issuance.grant.audience {
+            resources.push(self.policies.resource(uri).await?);
+        }
+        let (delegation_depth, actors) = delegation_chain(issuance.act.as_ref());
+        let context = custos_policy::ContextFacts {
+            scopes: issuance.grant.scopes.clone(),
+            sender_constrained: issuance.cnf.is_some(),
+            delegation_depth,
+            actors,
+            subject: issuance.grant.subject.clone(),
+        };
+        Ok(self
+            .policies
+            .decide_all(&facts, grant, &resources, &context))
     }
 
     fn sign(
@@ -220,6 +283,7 @@ impl TokenEndpoint {
         claims.act = issuance.act.clone();
         claims.authorization_details = issuance.authorization_details.clone();
         claims.grant_id = issuance.grant_id.clone();
+        claims.ancestry = issuance.ancestry.clone();
         // The client's own attestation, else the identity the grant
         // verified (a federated token standing for the client: its method
         // is federated_jwt whatever else the client presented).
@@ -244,5 +308,47 @@ impl TokenEndpoint {
             authorization_details: issuance.authorization_details.clone(),
             dpop_nonce: self.dpop.nonce(now),
         })
+    }
+}
+
+/// The depth of an RFC 8693 `act` chain and the client ids (else
+/// subjects) of its actors, newest first.
+fn delegation_chain(act: Option<&serde_json::Value>) -> (i64, Vec<String>) {
+    let mut depth = 0;
+    let mut actors = Vec::new();
+    let mut level = act;
+    // The chain is custos's own (the exchange bounds it); the cap only
+    // keeps a malformed value from looping long.
+    while let Some(actor) = level.filter(|_| depth < 64) {
+        depth += 1;
+        if let Some(id) = actor
+            .get("client_id")
+            .or_else(|| actor.get("sub"))
+            .and_then(|v| v.as_str())
+        {
+            if !actors.iter().any(|a| a == id) {
+                actors.push(id.to_owned());
+            }
+        }
+        level = actor.get("act");
+    }
+    (depth, actors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delegation_chain;
+    use serde_json::json;
+
+    #[test]
+    fn delegation_chain_counts_every_level_newest_first() {
+        assert_eq!(delegation_chain(None), (0, vec![]));
+        let act = json!({"sub": "tool-agent", "client_id": "sub-agent",
+                         "act": {"sub": "agent", "act": {"sub": "x"}}});
+        assert_eq!(
+            delegation_chain(Some(&act)),
+            (3, vec!["sub-agent".into(), "agent".into(), "x".into()])
+        );
+        assert_eq!(delegation_chain(Some(&json!({"act": {}}))), (2, vec![]));
     }
 }

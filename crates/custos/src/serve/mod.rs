@@ -82,6 +82,9 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     config.allow_private_jwks_uri = settings.allow_private_urls;
     config.client_cache_ttl = Duration::from_secs(settings.client_cache_ttl);
     config.audit_retention_days = settings.audit_retention_days;
+    config.policy_files = settings.policy_files.clone();
+    config.max_delegation_depth = settings.max_delegation_depth;
+    config.policy_default_permit = settings.policy_default_permit;
     config.dpop_require_nonce = settings.dpop_nonce;
     config.require_par = settings.require_par;
     config.mtls = mtls;
@@ -102,6 +105,7 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
     .map_err(|e| match e {
         custos_service::StartError::Key(k) => format!("CUSTOS_KEY_ENCRYPTION_KEY: {k}"),
         custos_service::StartError::Store(s) => format!("CUSTOS_DATABASE_URL: {s}"),
+        custos_service::StartError::Policy(p) => p,
     })?;
 
     if let Some(note) = kek_note {

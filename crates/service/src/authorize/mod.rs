@@ -124,6 +124,7 @@ pub struct AuthorizationEndpoint {
     require_par: bool,
     /// Password checks running at once, at most.
     password_checks: Arc<tokio::sync::Semaphore>,
+    policies: Arc<crate::policy::Policies>,
 }
 
 /// What a password check found.
@@ -152,6 +153,7 @@ impl AuthorizationEndpoint {
         master: Arc<MasterKey>,
         audit: Auditor,
         require_par: bool,
+        policies: Arc<crate::policy::Policies>,
     ) -> Self {
         AuthorizationEndpoint {
             issuer,
@@ -161,6 +163,7 @@ impl AuthorizationEndpoint {
             audit,
             logins: Brake::default(),
             require_par,
+            policies,
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -566,7 +569,7 @@ impl AuthorizationEndpoint {
                 Err(_) => false,
             };
         if remembered {
-            return self.issue_code(pending, session, ctx, true).await;
+            return self.issue_code(pending, client, session, ctx, true).await;
         }
         AuthorizeOutcome::Consent(ConsentPage {
             client: client_view(&pending.client_id, client),
@@ -582,7 +585,7 @@ impl AuthorizationEndpoint {
         &self,
         form: &FormParams,
         pending: &Pending,
-        _client: &ClientMetadata,
+        client: &ClientMetadata,
         session: &Session,
         ctx: &RequestContext,
     ) -> AuthorizeOutcome {
@@ -602,7 +605,7 @@ impl AuthorizationEndpoint {
                 event.scope = Some(consent.scope.clone());
                 event.reason = Some(format!("user {}", bounded(&session.sub, 64)));
                 self.audit.record(event).await;
-                self.issue_code(pending, session, ctx, false).await
+                self.issue_code(pending, client, session, ctx, false).await
             }
             Some("deny") => {
                 let mut event = self
@@ -669,10 +672,27 @@ impl AuthorizationEndpoint {
     async fn issue_code(
         &self,
         pending: &Pending,
+        client: &ClientMetadata,
         session: &Session,
         ctx: &RequestContext,
         remembered: bool,
     ) -> AuthorizeOutcome {
+        // Request-time policy (CONTRACT.md): a denial is an access_denied
+        // redirect; the token endpoint decides again at redemption.
+        match self.policy_allows(pending, client, session).await {
+            Ok(decision) if decision.allowed => {}
+            Ok(decision) => {
+                let error = OAuthError::new(
+                    custos_protocol::ErrorCode::AccessDenied,
+                    format!("request-time policy: {}", decision.reason()),
+                );
+                return self.refuse_to_client(pending, error, ctx).await;
+            }
+            Err(e) => {
+                internal(e);
+                return AuthorizeOutcome::Error(OAuthError::server_error("try again"));
+            }
+        }
         let code = random_token(32);
         let now = ctx.now();
         let record = AuthorizationCodeRecord {
@@ -715,6 +735,48 @@ impl AuthorizationEndpoint {
             &code,
             pending.state.as_deref(),
             &self.issuer,
+        ))
+    }
+
+    /// The policy decision on issuing a code for `pending` (action
+    /// `authorization_code`; the client as registered, since it has not
+    /// authenticated here).
+    async fn policy_allows(
+        &self,
+        pending: &Pending,
+        client: &ClientMetadata,
+        session: &Session,
+    ) -> Result<custos_policy::Decision, crate::error::ServiceError> {
+        let method = client.token_endpoint_auth_method;
+        let facts = custos_policy::ClientFacts {
+            client_id: pending.client_id.clone(),
+            auth_method: method.as_str().to_owned(),
+            uses_static_secret: method.uses_secret(),
+            attested_id: String::new(),
+            owner: client.owner.clone().unwrap_or_default(),
+            tags: client.tags.clone(),
+        };
+        let targets = if pending.resources.is_empty() {
+            vec![self.issuer.clone()]
+        } else {
+            pending.resources.clone()
+        };
+        let mut resources = Vec::with_capacity(targets.len());
+        for uri in &targets {
+            resources.push(self.policies.resource(uri).await?);
+        }
+        let context = custos_policy::ContextFacts {
+            scopes: pending.scopes.clone(),
+            sender_constrained: pending.dpop_jkt.is_some(),
+            delegation_depth: 0,
+            actors: Vec::new(),
+            subject: session.sub.clone(),
+        };
+        Ok(self.policies.decide_all(
+            &facts,
+            custos_policy::Grant::AuthorizationCode,
+            &resources,
+            &context,
         ))
     }
 
