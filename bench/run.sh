@@ -4,6 +4,7 @@
 #
 #   bash bench/run.sh [--scenario cc|refresh|dpop] [--duration N] [--warmup N]
 #                     [--connections "16 64 256"] [--threads N] [--peer]
+#                     [--policies N]
 #
 # Scenarios (--scenario, default cc):
 #   cc       client_credentials, client_secret_basic, ES256 JWT access tokens
@@ -16,6 +17,11 @@
 #   dpop     cc with a fresh DPoP proof (RFC 9449) on every request for a
 #            DPoP-bound client (bench/dpop.lua); the proofs are made right
 #            before each run by crates/custos/examples/dpop_proofs.rs.
+#
+# --policies N loads N generated Cedar policies (CUSTOS_POLICIES) besides
+# the default set, none of which denies the benchmark's client: forbids on
+# tags, scopes, owners and delegation depth, permits naming other clients —
+# what request-time policy costs every issuance.
 #
 # Installs what it needs (Debian's wrk and curl; with --peer, the npm
 # packages of bench/peer), builds custos in release mode, starts it on SQLite
@@ -41,6 +47,7 @@ CONNECTIONS="16 64 256"
 THREADS=2
 PEER=0
 SCENARIO=cc
+POLICIES=0
 
 usage() {
   sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -54,6 +61,7 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=${2:?--threads needs a value}; shift 2 ;;
     --peer) PEER=1; shift ;;
     --scenario) SCENARIO=${2:?--scenario needs a value}; shift 2 ;;
+    --policies) POLICIES=${2:?--policies needs a value}; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -68,6 +76,7 @@ for c in $CONNECTIONS; do
   [ "$c" -ge "$THREADS" ] || { echo "run.sh: $c connections < $THREADS threads" >&2; exit 2; }
 done
 [ -n "${CONNECTIONS// /}" ] || { echo "run.sh: --connections is empty" >&2; exit 2; }
+[[ "$POLICIES" =~ ^[0-9]+$ ]] || { echo "run.sh: --policies must be an integer" >&2; exit 2; }
 case "$SCENARIO" in
   cc | refresh | dpop) ;;
   *) echo "run.sh: --scenario is cc, refresh or dpop" >&2; exit 2 ;;
@@ -464,7 +473,23 @@ PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
 ADMIN_TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 mkdir -p "$WORK/custos"
-CUSTOS_LISTEN="127.0.0.1:$PORT" \
+POLICY_ENV=()
+if [ "$POLICIES" -gt 0 ]; then
+  mkdir -p "$WORK/policies"
+  for i in $(seq 1 "$POLICIES"); do
+    case $((i % 5)) in
+      0) cedar="forbid(principal, action, resource) when { resource.tags.contains(\"restricted-$i\") };" ;;
+      1) cedar="permit(principal == Custos::Client::\"partner-$i\", action == Custos::Action::\"client_credentials\", resource) when { context.scopes.contains(\"partner:$i\") };" ;;
+      2) cedar="forbid(principal, action, resource) when { principal.tags.contains(\"quarantined-$i\") };" ;;
+      3) cedar="forbid(principal, action == Custos::Action::\"token_exchange\", resource) when { context.delegation_depth > $((i % 7 + 2)) && context.actors.contains(\"agent-$i\") };" ;;
+      4) cedar="forbid(principal, action, resource) when { principal.owner == \"former-team-$i\" && !context.sender_constrained };" ;;
+    esac
+    printf '%s\n' "$cedar" >"$WORK/policies/bench-$i.cedar"
+  done
+  POLICY_ENV=(CUSTOS_POLICIES="$WORK/policies")
+  say "policies: the default set + $POLICIES generated (CUSTOS_POLICIES)"
+fi
+env "${POLICY_ENV[@]}" CUSTOS_LISTEN="127.0.0.1:$PORT" \
   CUSTOS_DATABASE_URL="sqlite://$WORK/custos/custos.db" \
   CUSTOS_ADMIN_TOKEN="$ADMIN_TOKEN" \
   CUSTOS_LOG=warn \
