@@ -20,6 +20,9 @@ pub enum ErrorCode {
     InvalidScope,
     /// RFC 8707: the requested resource is invalid, unknown or not allowed.
     InvalidTarget,
+    /// RFC 9396 §5: `authorization_details` are malformed, unknown or
+    /// broader than allowed.
+    InvalidAuthorizationDetails,
     /// RFC 7009: the server does not support revoking this token type.
     UnsupportedTokenType,
     /// RFC 7591.
@@ -51,6 +54,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedResponseType => "unsupported_response_type",
             ErrorCode::InvalidScope => "invalid_scope",
             ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::InvalidAuthorizationDetails => "invalid_authorization_details",
             ErrorCode::UnsupportedTokenType => "unsupported_token_type",
             ErrorCode::InvalidRedirectUri => "invalid_redirect_uri",
             ErrorCode::InvalidClientMetadata => "invalid_client_metadata",

@@ -25,6 +25,7 @@ pub mod introspection;
 pub mod jws;
 pub mod metadata;
 pub mod pkce;
+pub mod rar;
 pub mod redirect;
 pub mod scope;
 pub mod spiffe;
