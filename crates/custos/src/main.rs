@@ -11,6 +11,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// mimalloc instead of glibc's malloc: the token path allocates in many
+/// small pieces across threads, and glibc's arenas cost it ~15% of its CPU
+/// (perf, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "custos",

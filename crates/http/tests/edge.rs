@@ -71,7 +71,8 @@ async fn rfc8414_3_discovery_under_the_issuer_path_lists_the_tables() {
             "client_credentials",
             "authorization_code",
             "refresh_token",
-            "urn:ietf:params:oauth:grant-type:jwt-bearer"
+            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
         ])
     );
     assert_eq!(

@@ -75,6 +75,15 @@ pub struct AccessTokenClaims {
     /// it (mTLS, SPIFFE, a federated token); absent for secrets and keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_auth: Option<ClientAuthClaim>,
+    /// custos (token exchange): the task a per-task token was issued for,
+    /// as the client named it (`task_id`, 1 to 128 of `[A-Za-z0-9._:-]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    /// custos (token exchange): the `jti`s of the tokens of this server
+    /// this one was exchanged from, nearest first; revoking any of them
+    /// makes this one inactive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ancestry: Option<Vec<String>>,
 }
 
 /// The `client_auth` claim: the client authentication method used and the
@@ -114,6 +123,8 @@ impl AccessTokenClaims {
             authorization_details: None,
             grant_id: None,
             client_auth: None,
+            task_id: None,
+            ancestry: None,
         }
     }
 }

@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 /// parameter floods, far above anything a real client sends.
 pub const MAX_PARAMETERS: usize = 64;
 
-/// Parameter names that may legitimately appear more than once.
-const MULTI_VALUED: &[&str] = &["resource"];
+/// Parameter names that may legitimately appear more than once: RFC 8707
+/// `resource` and RFC 8693 `audience`.
+const MULTI_VALUED: &[&str] = &["resource", "audience"];
 
 /// Parsed form parameters: at most one value per name, except the
 /// multi-valued names.

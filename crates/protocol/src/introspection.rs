@@ -93,6 +93,8 @@ mod tests {
             authorization_details: None,
             grant_id: None,
             client_auth: None,
+            task_id: None,
+            ancestry: None,
         }
     }
 

@@ -43,6 +43,12 @@ pub mod names {
     pub const GRANT_REFRESH_TOKEN: &str = "refresh_token";
     /// RFC 7523 §2.1.
     pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+    /// RFC 8693 §2.1.
+    pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+    /// RFC 8693 §3: an OAuth access token issued by the given authorization server.
+    pub const TOKEN_TYPE_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+    /// RFC 8693 §3: a JWT (RFC 7519).
+    pub const TOKEN_TYPE_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
     /// draft-ietf-oauth-spiffe-client-auth §3.1.
     pub const CLIENT_ASSERTION_TYPE_JWT_SPIFFE: &str =
         "urn:ietf:params:oauth:client-assertion-type:jwt-spiffe";

@@ -64,6 +64,8 @@ fn claims(jti: String) -> AccessTokenClaims {
         authorization_details: None,
         grant_id: None,
         client_auth: None,
+        task_id: None,
+        ancestry: None,
     }
 }
 

@@ -298,6 +298,16 @@ impl Service {
                 attested,
                 verifier: federated.clone(),
             },
+            grant::ExchangeParts {
+                keys: keys.clone(),
+                clients: clients.clone(),
+                trusted: trusted_issuers.clone(),
+                token_endpoint: format!("{issuer}{}", paths::TOKEN),
+                leeway: config.clock_leeway,
+                config: custos_protocol::grant::token_exchange::TokenExchangeConfig {
+                    max_delegation_depth: config.max_delegation_depth as usize,
+                },
+            },
         );
         let dpop = Arc::new(dpop::DpopChecker::new(
             store.clone(),

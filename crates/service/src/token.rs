@@ -118,6 +118,7 @@ impl TokenEndpoint {
             Ok((response, issuance)) => {
                 event.scope = response.scope.clone();
                 event.resource = Some(issuance.grant.audience.join(" "));
+                event.task_id = issuance.task_id.clone();
                 self.audit.record(event).await;
                 Ok(response)
             }
@@ -283,6 +284,7 @@ impl TokenEndpoint {
         claims.act = issuance.act.clone();
         claims.authorization_details = issuance.authorization_details.clone();
         claims.grant_id = issuance.grant_id.clone();
+        claims.task_id = issuance.task_id.clone();
         claims.ancestry = issuance.ancestry.clone();
         // The client's own attestation, else the identity the grant
         // verified (a federated token standing for the client: its method
@@ -304,7 +306,7 @@ impl TokenEndpoint {
             expires_in: issuance.grant.lifetime,
             scope: claims.scope,
             refresh_token: issuance.refresh_token.clone(),
-            issued_token_type: None,
+            issued_token_type: issuance.issued_token_type,
             authorization_details: issuance.authorization_details.clone(),
             dpop_nonce: self.dpop.nonce(now),
         })

@@ -2,7 +2,9 @@
 //!
 //! Access tokens are self-contained JWTs; their state lives in two facts in
 //! the store, shared by every replica: the revoked `jti`s (kept until the
-//! token would have expired) and whether the client is still enabled.
+//! token would have expired) and whether the client is still enabled. A
+//! token exchanged from others (RFC 8693) names them in `ancestry`; it is
+//! inactive once any of them is revoked.
 
 use crate::audit::{bounded, Auditor, MAX_FIELD};
 use crate::client_auth::{Authenticator, ClaimedClient, Presented, VerifiedClient};
@@ -171,27 +173,8 @@ impl TokenState {
         ) else {
             return Ok(None);
         };
-        if self
-            .store
-            .is_token_revoked(&claims.jti)
-            .await
-            .map_err(internal)?
-        {
-            return Ok(None);
-        }
-        if let Some(grant_id) = &claims.grant_id {
-            let live = self
-                .store
-                .get_grant(grant_id)
-                .await
-                .map_err(internal)?
-                .is_some_and(|g| g.revoked_at.is_none());
-            if !live {
-                return Ok(None);
-            }
-        }
-        let enabled = self.clients.is_enabled(&claims.client_id).await?;
-        Ok(enabled.then_some(claims))
+        let live = is_live(self.store.as_ref(), &self.clients, &claims).await?;
+        Ok(live.then_some(claims))
     }
 
     /// Authenticates, auditing a refusal as `refusal_type`.
@@ -219,4 +202,34 @@ impl TokenState {
             }
         }
     }
+}
+
+/// Whether a verified access token of this server is still live: its `jti`
+/// not revoked, nor any token it was exchanged from (`ancestry`, RFC 8693),
+/// its authorization (if any) not revoked, and its client still enabled —
+/// read from the store, never a cache. Introspection and token exchange
+/// ask the same question.
+pub(crate) async fn is_live(
+    store: &dyn Store,
+    clients: &ClientDirectory,
+    claims: &AccessTokenClaims,
+) -> Result<bool, ServiceError> {
+    let ancestry = claims.ancestry.as_deref().unwrap_or_default();
+    // As long as the exchange's limit allows (a signed token of ours).
+    for jti in std::iter::once(&claims.jti).chain(ancestry) {
+        if store.is_token_revoked(jti).await.map_err(internal)? {
+            return Ok(false);
+        }
+    }
+    if let Some(grant_id) = &claims.grant_id {
+        let live = store
+            .get_grant(grant_id)
+            .await
+            .map_err(internal)?
+            .is_some_and(|g| g.revoked_at.is_none());
+        if !live {
+            return Ok(false);
+        }
+    }
+    clients.is_enabled(&claims.client_id).await
 }

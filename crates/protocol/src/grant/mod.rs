@@ -10,6 +10,7 @@ pub mod authorization_code;
 pub mod client_credentials;
 pub mod jwt_bearer;
 pub mod refresh_token;
+pub mod token_exchange;
 
 use crate::form::FormParams;
 use crate::{ErrorCode, OAuthError};

@@ -12,6 +12,7 @@ mod authorization_code;
 mod client_credentials;
 mod jwt_bearer;
 mod refresh_token;
+mod token_exchange;
 
 use crate::attested_clients::AttestedClients;
 use crate::audit::Auditor;
@@ -21,9 +22,12 @@ use crate::dpop::BoundKey;
 use crate::error::ServiceError;
 use crate::federation::FederatedVerifier;
 use crate::request::{ClientProof, RequestContext};
+use crate::signing_keys::SigningKeys;
+use crate::trusted_issuers::TrustedIssuers;
 use async_trait::async_trait;
 use custos_protocol::access_token::Confirmation;
 use custos_protocol::form::FormParams;
+use custos_protocol::grant::token_exchange::TokenExchangeConfig;
 use custos_protocol::grant::{unsupported_grant_type, Grant};
 use custos_protocol::OAuthError;
 use custos_store::Store;
@@ -31,7 +35,6 @@ use std::sync::Arc;
 
 /// A token request as a grant handler sees it: the client has already
 /// authenticated.
-#[allow(dead_code)] // `proof` is read by the grants to come (token exchange, mTLS binding)
 pub(crate) struct GrantRequest<'a> {
     pub form: &'a FormParams,
     pub client: &'a VerifiedClient,
@@ -58,6 +61,14 @@ pub(crate) struct Issuance {
     /// The workload identity the grant itself verified (a federated
     /// token's `iss#sub`), when the client did not authenticate otherwise.
     pub attested_id: Option<String>,
+    /// RFC 8693 §2.2.1 `issued_token_type` (token exchange).
+    pub issued_token_type: Option<&'static str>,
+    /// custos: the task a per-task token is for (token exchange), for the
+    /// token's `task_id` claim and the audit.
+    pub task_id: Option<String>,
+    /// custos: the tokens this one is exchanged from, nearest first
+    /// (`ancestry`: revoking any of them makes this one inactive).
+    pub ancestry: Option<Vec<String>>,
 }
 
 impl Issuance {
@@ -70,6 +81,9 @@ impl Issuance {
             authorization_details: None,
             grant_id: None,
             attested_id: None,
+            issued_token_type: None,
+            task_id: None,
+            ancestry: None,
         }
     }
 }
@@ -106,6 +120,21 @@ pub(crate) struct FederationParts {
     pub verifier: Arc<FederatedVerifier>,
 }
 
+/// What the token exchange grant needs besides the store: this server's
+/// keys and clients (to verify its own tokens and whether they are still
+/// active) and the trusted issuers (to verify theirs).
+pub(crate) struct ExchangeParts {
+    pub keys: Arc<SigningKeys>,
+    pub clients: Arc<ClientDirectory>,
+    pub trusted: Arc<TrustedIssuers>,
+    /// This server's token endpoint: a trusted issuer's token may name it
+    /// (or the issuer) as its audience.
+    pub token_endpoint: String,
+    /// Clock skew tolerated on trusted issuers' tokens, seconds.
+    pub leeway: i64,
+    pub config: TokenExchangeConfig,
+}
+
 pub(crate) struct GrantTable {
     handlers: Vec<Box<dyn GrantHandler>>,
 }
@@ -116,6 +145,7 @@ impl GrantTable {
         issuer: &str,
         audit: Auditor,
         federation: FederationParts,
+        exchange: ExchangeParts,
     ) -> Self {
         let handlers: Vec<Box<dyn GrantHandler>> = vec![
             Box::new(client_credentials::ClientCredentials::new(
@@ -133,12 +163,13 @@ impl GrantTable {
                 audit,
             )),
             Box::new(jwt_bearer::JwtBearer::new(
-                store,
+                store.clone(),
                 federation.clients,
                 federation.attested,
                 federation.verifier,
                 issuer,
             )),
+            Box::new(token_exchange::TokenExchange::new(store, issuer, exchange)),
         ];
         GrantTable { handlers }
     }
