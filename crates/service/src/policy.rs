@@ -65,6 +65,26 @@ pub struct LoadedPolicies {
     pub generation: i64,
     pub records: Vec<LoadedRecord>,
     pub set: PolicySet,
+    /// Decisions of this set, by their request. A Cedar decision depends
+    /// on nothing but the set and the request (the schema has no time or
+    /// other ambient input), so a remembered one is exact; building the
+    /// Cedar request and evaluating cost a client credentials request a
+    /// third of its CPU (BENCHMARKS.md). A new set starts empty.
+    decisions: moka::sync::Cache<String, Arc<Decision>>,
+}
+
+/// Decisions remembered per policy set, at most.
+const DECISION_CACHE_CAPACITY: u64 = 16_384;
+
+impl LoadedPolicies {
+    fn new(generation: i64, records: Vec<LoadedRecord>, set: PolicySet) -> Self {
+        LoadedPolicies {
+            generation,
+            records,
+            set,
+            decisions: moka::sync::Cache::new(DECISION_CACHE_CAPACITY),
+        }
+    }
 }
 
 pub struct Policies {
@@ -104,11 +124,7 @@ impl Policies {
             .map_err(|e| format!("CUSTOS_POLICIES: {e}"))?;
         let policies = Arc::new(Policies {
             store,
-            current: RwLock::new(Arc::new(LoadedPolicies {
-                generation: -1,
-                records: builtin.clone(),
-                set,
-            })),
+            current: RwLock::new(Arc::new(LoadedPolicies::new(-1, builtin.clone(), set))),
             builtin,
             reloading: tokio::sync::Mutex::new(()),
             resource_tags: moka::future::Cache::builder()
@@ -153,11 +169,7 @@ impl Policies {
             created_at: r.created_at,
         }));
         let set = compile_failing_closed(&records);
-        let loaded = Arc::new(LoadedPolicies {
-            generation,
-            records,
-            set,
-        });
+        let loaded = Arc::new(LoadedPolicies::new(generation, records, set));
         match self.current.write() {
             Ok(mut current) => *current = loaded,
             Err(poisoned) => *poisoned.into_inner() = loaded,
@@ -213,29 +225,90 @@ impl Policies {
         grant: custos_policy::Grant,
         resources: &[ResourceFacts],
         context: &ContextFacts,
-    ) -> Decision {
+    ) -> Arc<Decision> {
         let current = self.current();
-        let mut allowed = Decision {
-            allowed: true,
-            determining: Vec::new(),
-            errors: Vec::new(),
-        };
-        let mut denied: Option<Decision> = None;
-        for resource in resources {
-            let decision = current.set.decide(&custos_policy::Request::new(
-                client, grant, resource, context,
-            ));
-            if decision.allowed {
-                merge(&mut allowed, decision);
-            } else {
-                match &mut denied {
-                    Some(d) => merge(d, decision),
-                    None => denied = Some(decision),
-                }
+        let key = request_key(client, grant, resources, context);
+        if let Some(decision) = current.decisions.get(&key) {
+            return decision;
+        }
+        let decision = Arc::new(decide_uncached(
+            &current.set,
+            client,
+            grant,
+            resources,
+            context,
+        ));
+        current.decisions.insert(key, decision.clone());
+        decision
+    }
+}
+
+/// The cache key of a request: every input, each length-prefixed so that
+/// no two different requests share a key.
+fn request_key(
+    client: &custos_policy::ClientFacts,
+    grant: custos_policy::Grant,
+    resources: &[ResourceFacts],
+    context: &ContextFacts,
+) -> String {
+    use std::fmt::Write as _;
+    let mut key = String::with_capacity(256);
+    let mut field = |value: &str| {
+        // Writing to a String cannot fail.
+        let _ = write!(key, "{}:{value}", value.len());
+    };
+    field(&client.client_id);
+    field(&client.auth_method);
+    field(if client.uses_static_secret { "s" } else { "-" });
+    field(&client.attested_id);
+    field(&client.owner);
+    field(&client.tags.len().to_string());
+    client.tags.iter().for_each(|t| field(t));
+    field(grant.as_str());
+    field(&resources.len().to_string());
+    for resource in resources {
+        field(&resource.uri);
+        field(&resource.tags.len().to_string());
+        resource.tags.iter().for_each(|t| field(t));
+    }
+    field(&context.scopes.len().to_string());
+    context.scopes.iter().for_each(|s| field(s));
+    field(if context.sender_constrained { "b" } else { "-" });
+    field(&context.delegation_depth.to_string());
+    field(&context.actors.len().to_string());
+    context.actors.iter().for_each(|a| field(a));
+    field(&context.subject);
+    key
+}
+
+/// Every resource decided by `set`: allowed only if each is.
+fn decide_uncached(
+    set: &PolicySet,
+    client: &custos_policy::ClientFacts,
+    grant: custos_policy::Grant,
+    resources: &[ResourceFacts],
+    context: &ContextFacts,
+) -> Decision {
+    let mut allowed = Decision {
+        allowed: true,
+        determining: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut denied: Option<Decision> = None;
+    for resource in resources {
+        let decision = set.decide(&custos_policy::Request::new(
+            client, grant, resource, context,
+        ));
+        if decision.allowed {
+            merge(&mut allowed, decision);
+        } else {
+            match &mut denied {
+                Some(d) => merge(d, decision),
+                None => denied = Some(decision),
             }
         }
-        denied.unwrap_or(allowed)
     }
+    denied.unwrap_or(allowed)
 }
 
 fn merge(into: &mut Decision, from: Decision) {
@@ -327,4 +400,69 @@ pub fn policies_mentioning(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_policy::{ClientFacts, Grant};
+
+    fn client(id: &str, owner: &str) -> ClientFacts {
+        ClientFacts {
+            client_id: id.into(),
+            auth_method: "private_key_jwt".into(),
+            owner: owner.into(),
+            ..ClientFacts::default()
+        }
+    }
+
+    #[test]
+    fn request_keys_differ_whenever_an_input_does() {
+        let context = ContextFacts::default();
+        let key = |c: &ClientFacts, r: &[ResourceFacts], x: &ContextFacts| {
+            request_key(c, Grant::ClientCredentials, r, x)
+        };
+        let base = key(&client("ab", "c"), &[], &context);
+        // The same characters split differently between fields.
+        assert_ne!(base, key(&client("a", "bc"), &[], &context));
+        assert_eq!(base, key(&client("ab", "c"), &[], &context));
+        let tagged = ClientFacts {
+            tags: vec!["x".into()],
+            ..client("ab", "c")
+        };
+        assert_ne!(base, key(&tagged, &[], &context));
+        let resource = ResourceFacts {
+            uri: "https://r.example/".into(),
+            tags: vec![],
+        };
+        assert_ne!(base, key(&client("ab", "c"), &[resource], &context));
+        for changed in [
+            ContextFacts {
+                scopes: vec!["read".into()],
+                ..ContextFacts::default()
+            },
+            ContextFacts {
+                sender_constrained: true,
+                ..ContextFacts::default()
+            },
+            ContextFacts {
+                delegation_depth: 1,
+                ..ContextFacts::default()
+            },
+            ContextFacts {
+                actors: vec!["agent".into()],
+                ..ContextFacts::default()
+            },
+            ContextFacts {
+                subject: "alice".into(),
+                ..ContextFacts::default()
+            },
+        ] {
+            assert_ne!(base, key(&client("ab", "c"), &[], &changed));
+        }
+        assert_ne!(
+            base,
+            request_key(&client("ab", "c"), Grant::TokenExchange, &[], &context)
+        );
+    }
 }

@@ -234,7 +234,7 @@ impl TokenEndpoint {
         claimed: &ClaimedClient,
         issuance: &Issuance,
         form: &FormParams,
-    ) -> Result<custos_policy::Decision, ServiceError> {
+    ) -> Result<Arc<custos_policy::Decision>, ServiceError> {
         let method = claimed.auth_method.unwrap_or(client.method);
         let metadata = client.metadata();
         let facts = custos_policy::ClientFacts {

@@ -746,7 +746,7 @@ impl AuthorizationEndpoint {
         pending: &Pending,
         client: &ClientMetadata,
         session: &Session,
-    ) -> Result<custos_policy::Decision, crate::error::ServiceError> {
+    ) -> Result<Arc<custos_policy::Decision>, crate::error::ServiceError> {
         let method = client.token_endpoint_auth_method;
         let facts = custos_policy::ClientFacts {
             client_id: pending.client_id.clone(),
