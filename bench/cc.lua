@@ -4,7 +4,8 @@
 --   BASIC=$(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | base64 -w0) \
 --     wrk -t2 -c64 -d20s -s bench/cc.lua http://127.0.0.1:PORT/token
 --
--- Optional: SCOPE (default "read").
+-- Optional: SCOPE (default "read"); BODY replaces the whole form body (the
+-- exchange scenario posts a fixed token exchange request).
 --
 -- Prints one machine-readable line at the end:
 --   RESULT requests=… rps=… p50_ms=… p99_ms=… max_ms=… non2xx=… errors=…
@@ -18,7 +19,7 @@ assert(basic and #basic > 0, "set BASIC to base64(client_id:client_secret)")
 local scope = os.getenv("SCOPE") or "read"
 
 wrk.method = "POST"
-wrk.body = "grant_type=client_credentials&scope=" .. scope
+wrk.body = os.getenv("BODY") or ("grant_type=client_credentials&scope=" .. scope)
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["Authorization"] = "Basic " .. basic
 wrk.headers["Accept"] = "application/json"

@@ -2,7 +2,7 @@
 # HTTP load benchmark of custos's token endpoint, optionally side by side
 # with node-oidc-provider doing the same work on the same machine.
 #
-#   bash bench/run.sh [--scenario cc|refresh|dpop] [--duration N] [--warmup N]
+#   bash bench/run.sh [--scenario cc|refresh|dpop|exchange] [--duration N] [--warmup N]
 #                     [--connections "16 64 256"] [--threads N] [--peer]
 #                     [--policies N]
 #
@@ -17,6 +17,11 @@
 #   dpop     cc with a fresh DPoP proof (RFC 9449) on every request for a
 #            DPoP-bound client (bench/dpop.lua); the proofs are made right
 #            before each run by crates/custos/examples/dpop_proofs.rs.
+#   exchange token exchange (RFC 8693) making a two-hop delegation chain:
+#            client A's client credentials token, exchanged once by agent B
+#            before the run, is exchanged by agent C on every request, so
+#            each answer carries act {C, act {B}} (bench/cc.lua with a fixed
+#            BODY). custos only.
 #
 # --policies N loads N generated Cedar policies (CUSTOS_POLICIES) besides
 # the default set, none of which denies the benchmark's client: forbids on
@@ -78,8 +83,8 @@ done
 [ -n "${CONNECTIONS// /}" ] || { echo "run.sh: --connections is empty" >&2; exit 2; }
 [[ "$POLICIES" =~ ^[0-9]+$ ]] || { echo "run.sh: --policies must be an integer" >&2; exit 2; }
 case "$SCENARIO" in
-  cc | refresh | dpop) ;;
-  *) echo "run.sh: --scenario is cc, refresh or dpop" >&2; exit 2 ;;
+  cc | refresh | dpop | exchange) ;;
+  *) echo "run.sh: --scenario is cc, refresh, dpop or exchange" >&2; exit 2 ;;
 esac
 if [ "$SCENARIO" = dpop ] && { [ "$DURATION" -gt 40 ] || [ "$WARMUP" -gt 40 ]; }; then
   # Proofs are made before each run and custos accepts one for 60 s after its iat.
@@ -214,6 +219,11 @@ case "$SCENARIO" in
     UNIT='rot/s'
     WORKLOAD="POST token, grant_type=refresh_token&refresh_token=...&client_id=... (public client, rotation: each answer's new refresh token is presented next), ES256 JWT access token"
     ;;
+  exchange)
+    SCRIPT="$BENCH/cc.lua"
+    UNIT='req/s'
+    WORKLOAD="POST token, grant_type=urn:ietf:params:oauth:grant-type:token-exchange, subject_token = a token already delegated once (act {B}), client_secret_basic agent C: a two-hop chain, ES256 in and out"
+    ;;
   dpop)
     SCRIPT="$BENCH/dpop.lua"
     UNIT='req/s'
@@ -227,6 +237,10 @@ say "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git 
 say "load: $(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2), -t$THREADS, ${WARMUP}s warm-up + ${DURATION}s per connection count, connections: $CONNECTIONS"
 [ "$SCENARIO" = cc ] || say "scenario: $SCENARIO"
 say "workload: $WORKLOAD"
+if [ "$SCENARIO" = exchange ] && [ "$PEER" -eq 1 ]; then
+  say "peer: skipped: the peer set-up has no token exchange"
+  PEER=0
+fi
 if [ "$SCENARIO" = refresh ] && [ "$PEER" -eq 1 ]; then
   say "peer: skipped: the refresh scenario needs a person's login and consent, which the peer set-up (no interactions) does not have"
   PEER=0
@@ -530,6 +544,41 @@ case "$SCENARIO" in
       check_token custos "$TOKEN_URL" "$CUSTOS_BASIC"
     fi
     TOTAL_REQUESTS=1
+    ;;
+  exchange)
+    register() { # register GRANT -> "id secret"
+      local c
+      c=$(curl -fsS -X POST "$REGISTER_URL" \
+        -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' \
+        --data "{\"grant_types\":[\"$1\"],\"scope\":\"read write\",\"token_endpoint_auth_method\":\"client_secret_basic\"}") ||
+        die "client registration failed"
+      printf '%s %s' "$(json_str client_id <<<"$c")" "$(json_str client_secret <<<"$c")"
+    }
+    exchange_form() { # exchange_form SUBJECT_TOKEN
+      printf 'grant_type=%s&subject_token=%s&subject_token_type=%s&scope=read' \
+        'urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange' "$1" \
+        'urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Aaccess_token'
+    }
+    read -r A_ID A_SECRET <<<"$(register client_credentials)"
+    read -r B_ID B_SECRET <<<"$(register urn:ietf:params:oauth:grant-type:token-exchange)"
+    read -r C_ID C_SECRET <<<"$(register urn:ietf:params:oauth:grant-type:token-exchange)"
+    T0=$(curl -fsS -X POST "$TOKEN_URL" -u "$A_ID:$A_SECRET" \
+      --data 'grant_type=client_credentials&scope=read%20write' | json_str access_token)
+    [ -n "$T0" ] || die "client A got no token"
+    T1=$(curl -fsS -X POST "$TOKEN_URL" -u "$B_ID:$B_SECRET" --data "$(exchange_form "$T0")" |
+      json_str access_token)
+    [ -n "$T1" ] || die "agent B's exchange failed"
+    export BODY
+    BODY=$(exchange_form "$T1")
+    CUSTOS_BASIC=$(printf '%s:%s' "$C_ID" "$C_SECRET" | base64 -w0)
+    ANSWER=$(curl -fsS -X POST "$TOKEN_URL" -H "Authorization: Basic $CUSTOS_BASIC" --data "$BODY") ||
+      die "agent C's exchange failed"
+    CLAIMS=$(jwt_part "$(json_str access_token <<<"$ANSWER")" 2)
+    [ "$(grep -o '"act":' <<<"$CLAIMS" | wc -l)" -ge 2 ] && grep -q "$C_ID" <<<"$CLAIMS" &&
+      grep -q "$B_ID" <<<"$CLAIMS" ||
+      die "the exchanged token does not carry act {C, act {B}}: $CLAIMS"
+    say "custos exchanged token: a two-hop act chain ($C_ID <- $B_ID), ${#BODY}-byte request"
+    TOTAL_REQUESTS=3
     ;;
   refresh)
     AUTHZ_URL=$(json_str authorization_endpoint <<<"$DISCOVERY")

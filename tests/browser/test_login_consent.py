@@ -17,11 +17,14 @@ import secrets
 
 import httpx
 from conftest import CLIENT_NAME, WAIT, screenshot
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    StaleElementReferenceException,
+    TimeoutException,
+    WebDriverException,
+)
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 ALLOW = (By.CSS_SELECTOR, 'button[name="decision"][value="allow"]')
@@ -108,7 +111,27 @@ def log_in_by_keyboard(driver, username: str, password: str) -> None:
     keys(driver, password, Keys.ENTER)
     # Wait for the answer to replace this page, so that a later wait does not
     # find this page's own error message.
-    WebDriverWait(driver, WAIT).until(EC.staleness_of(page))
+    WebDriverWait(driver, WAIT).until(replaced(page))
+
+
+def replaced(page):
+    """`EC.staleness_of`, except that ChromeDriver's "unhandled inspector
+    error" — which it answers, instead of a stale-element error, when the
+    element's document is torn down mid-call — also counts as replaced
+    (seen in CI: the login page navigating away during the check)."""
+
+    def check(_driver):
+        try:
+            page.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as error:
+            if "inspector error" in str(error) or "no such execution context" in str(error):
+                return True
+            raise
+        return False
+
+    return check
 
 
 def assert_page_is_clean(driver, status: int = 200) -> None:
