@@ -218,6 +218,15 @@ impl Policies {
         })
     }
 
+    /// What policies see of each resource in `uris` (a token's audience).
+    pub async fn resources(&self, uris: &[String]) -> Result<Vec<ResourceFacts>, ServiceError> {
+        let mut resources = Vec::with_capacity(uris.len());
+        for uri in uris {
+            resources.push(self.resource(uri).await?);
+        }
+        Ok(resources)
+    }
+
     /// Decides every resource of an issuance: allowed only if each is.
     pub fn decide_all(
         &self,
@@ -309,6 +318,24 @@ fn decide_uncached(
         }
     }
     denied.unwrap_or(allowed)
+}
+
+/// What policies see of a client: its registration, and how it proved
+/// itself this time (`method`, `attested_id`).
+pub(crate) fn client_facts(
+    client_id: &str,
+    method: custos_protocol::metadata::AuthMethod,
+    attested_id: Option<&str>,
+    metadata: &custos_protocol::metadata::ClientMetadata,
+) -> custos_policy::ClientFacts {
+    custos_policy::ClientFacts {
+        client_id: client_id.to_owned(),
+        auth_method: method.as_str().to_owned(),
+        uses_static_secret: method.uses_secret(),
+        attested_id: attested_id.unwrap_or_default().to_owned(),
+        owner: metadata.owner.clone().unwrap_or_default(),
+        tags: metadata.tags.clone(),
+    }
 }
 
 fn merge(into: &mut Decision, from: Decision) {

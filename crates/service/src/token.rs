@@ -235,24 +235,17 @@ impl TokenEndpoint {
         issuance: &Issuance,
         form: &FormParams,
     ) -> Result<Arc<custos_policy::Decision>, ServiceError> {
-        let method = claimed.auth_method.unwrap_or(client.method);
-        let metadata = client.metadata();
-        let facts = custos_policy::ClientFacts {
-            client_id: client.client_id().to_owned(),
-            auth_method: method.as_str().to_owned(),
-            uses_static_secret: method.uses_secret(),
-            attested_id: claimed.attested_id.clone().unwrap_or_default(),
-            owner: metadata.owner.clone().unwrap_or_default(),
-            tags: metadata.tags.clone(),
-        };
+        let facts = crate::policy::client_facts(
+            client.client_id(),
+            claimed.auth_method.unwrap_or(client.method),
+            claimed.attested_id.as_deref(),
+            client.metadata(),
+        );
         let grant = form
             .get("grant_type")
             .and_then(custos_policy::Grant::from_grant_type)
             .ok_or_else(|| crate::error::internal("a grant the policy schema does not name"))?;
-        let mut resources = Vec::with_capacity(issuance.grant.audience.len());
-        for uri in &issuance.grant.audience {
-            resources.push(self.policies.resource(uri).await?);
-        }
+        let resources = self.policies.resources(&issuance.grant.audience).await?;
         let (delegation_depth, actors) = delegation_chain(issuance.act.as_ref());
         let context = custos_policy::ContextFacts {
             scopes: issuance.grant.scopes.clone(),

@@ -10,26 +10,26 @@
 //! live 60 s, are bound to the client, the redirect URI, the PKCE challenge
 //! and the DPoP key, and are stored hashed.
 
+mod answer;
 pub mod browser;
 pub mod par;
 
-use crate::audit::{bounded, Auditor, MAX_FIELD};
+use crate::audit::{bounded, Auditor};
 use crate::brake::Brake;
 use crate::clients::ClientDirectory;
-use crate::crypto::{random_token, sha256, MasterKey};
+use crate::crypto::{random_token, MasterKey};
 use crate::error::internal;
 use crate::request::RequestContext;
 use browser::{csrf_matches, csrf_token, open, seal, Session};
 use custos_governance::{event_type, Outcome};
 use custos_protocol::authorize::{
-    client_and_redirect, error_redirect, resolve_redirect_uri, success_redirect, validate,
-    AuthorizationRequest,
+    client_and_redirect, error_redirect, resolve_redirect_uri, validate, AuthorizationRequest,
 };
 use custos_protocol::form::FormParams;
 use custos_protocol::metadata::ClientMetadata;
 use custos_protocol::scope::parse_scope;
 use custos_protocol::{ErrorCode, OAuthError};
-use custos_store::{AuthorizationCodeRecord, ConsentRecord, Store};
+use custos_store::{ConsentRecord, Store};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -665,157 +665,6 @@ impl AuthorizationEndpoint {
             }
         };
         Ok(consent)
-    }
-
-    /// A code bound to the client, redirect URI, PKCE challenge and DPoP
-    /// key, stored hashed; a 303 to the client with it.
-    async fn issue_code(
-        &self,
-        pending: &Pending,
-        client: &ClientMetadata,
-        session: &Session,
-        ctx: &RequestContext,
-        remembered: bool,
-    ) -> AuthorizeOutcome {
-        // Request-time policy (CONTRACT.md): a denial is an access_denied
-        // redirect; the token endpoint decides again at redemption.
-        match self.policy_allows(pending, client, session).await {
-            Ok(decision) if decision.allowed => {}
-            Ok(decision) => {
-                let error = OAuthError::new(
-                    custos_protocol::ErrorCode::AccessDenied,
-                    format!("request-time policy: {}", decision.reason()),
-                );
-                return self.refuse_to_client(pending, error, ctx).await;
-            }
-            Err(e) => {
-                internal(e);
-                return AuthorizeOutcome::Error(OAuthError::server_error("try again"));
-            }
-        }
-        let code = random_token(32);
-        let now = ctx.now();
-        let record = AuthorizationCodeRecord {
-            code_hash: sha256(&code),
-            client_id: pending.client_id.clone(),
-            redirect_uri: pending.redirect_uri.clone(),
-            code_challenge: pending.code_challenge.clone(),
-            subject: session.sub.clone(),
-            scope: pending.scopes.join(" "),
-            resources: pending.resources.clone(),
-            dpop_jkt: pending.dpop_jkt.clone(),
-            authorization_details: None,
-            created_at: now,
-            expires_at: now + CODE_LIFETIME,
-            consumed_at: None,
-            grant_id: None,
-        };
-        if let Err(e) = self.store.insert_code(&record).await {
-            internal(e);
-            return AuthorizeOutcome::Error(OAuthError::server_error("try again"));
-        }
-        let mut event = self
-            .audit
-            .event(event_type::CODE_ISSUED, Outcome::Success, ctx);
-        event.client_id = Some(pending.client_id.clone());
-        event.scope = Some(record.scope.clone());
-        event.resource = (!record.resources.is_empty()).then(|| record.resources.join(" "));
-        event.reason = Some(format!(
-            "user {}{}",
-            bounded(&session.sub, 64),
-            if remembered {
-                "; consent remembered"
-            } else {
-                ""
-            }
-        ));
-        self.audit.record(event).await;
-        AuthorizeOutcome::Redirect(success_redirect(
-            &pending.redirect_uri,
-            &code,
-            pending.state.as_deref(),
-            &self.issuer,
-        ))
-    }
-
-    /// The policy decision on issuing a code for `pending` (action
-    /// `authorization_code`; the client as registered, since it has not
-    /// authenticated here).
-    async fn policy_allows(
-        &self,
-        pending: &Pending,
-        client: &ClientMetadata,
-        session: &Session,
-    ) -> Result<Arc<custos_policy::Decision>, crate::error::ServiceError> {
-        let method = client.token_endpoint_auth_method;
-        let facts = custos_policy::ClientFacts {
-            client_id: pending.client_id.clone(),
-            auth_method: method.as_str().to_owned(),
-            uses_static_secret: method.uses_secret(),
-            attested_id: String::new(),
-            owner: client.owner.clone().unwrap_or_default(),
-            tags: client.tags.clone(),
-        };
-        let targets = if pending.resources.is_empty() {
-            vec![self.issuer.clone()]
-        } else {
-            pending.resources.clone()
-        };
-        let mut resources = Vec::with_capacity(targets.len());
-        for uri in &targets {
-            resources.push(self.policies.resource(uri).await?);
-        }
-        let context = custos_policy::ContextFacts {
-            scopes: pending.scopes.clone(),
-            sender_constrained: pending.dpop_jkt.is_some(),
-            delegation_depth: 0,
-            actors: Vec::new(),
-            subject: session.sub.clone(),
-        };
-        Ok(self.policies.decide_all(
-            &facts,
-            custos_policy::Grant::AuthorizationCode,
-            &resources,
-            &context,
-        ))
-    }
-
-    async fn refuse_to_client(
-        &self,
-        pending: &Pending,
-        error: OAuthError,
-        ctx: &RequestContext,
-    ) -> AuthorizeOutcome {
-        self.audit_refusal(Some(&pending.client_id), true, &error, ctx)
-            .await;
-        AuthorizeOutcome::Redirect(error_redirect(
-            &pending.redirect_uri,
-            &error,
-            pending.state.as_deref(),
-            &self.issuer,
-        ))
-    }
-
-    /// `known`: the client was loaded (a made-up client_id is cut short and
-    /// collapsed with the others).
-    async fn audit_refusal(
-        &self,
-        client_id: Option<&str>,
-        known: bool,
-        error: &OAuthError,
-        ctx: &RequestContext,
-    ) {
-        let mut event = self
-            .audit
-            .event(event_type::AUTHORIZATION_REFUSED, Outcome::Failure, ctx);
-        event.client_id = client_id.map(|c| bounded(c, 64));
-        event.reason = Some(bounded(&error.to_string(), MAX_FIELD));
-        let claimed = crate::client_auth::ClaimedClient {
-            client_id: event.client_id.clone(),
-            known,
-            ..Default::default()
-        };
-        self.audit.record_unauthenticated(event, &claimed).await;
     }
 }
 
