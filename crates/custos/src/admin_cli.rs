@@ -108,6 +108,10 @@ pub enum ResourceVerb {
         /// A tag policies see, e.g. `sensitive` (repeatable).
         #[arg(long = "tag")]
         tags: Vec<String>,
+        /// An RFC 9396 authorization details type of this resource, as
+        /// `NAME=SCHEMA_FILE` (a JSON Schema of one entry; repeatable).
+        #[arg(long = "details-type", value_name = "NAME=SCHEMA_FILE")]
+        detail_types: Vec<String>,
     },
     List,
 }
@@ -206,12 +210,32 @@ pub async fn run(args: AdminArgs) -> Result<(), String> {
             Some(json!({"username": username, "password": password})),
         ),
         Noun::Resources {
-            verb: ResourceVerb::Create { uri, scopes, tags },
-        } => (
-            Method::POST,
-            "/admin/resources".into(),
-            Some(json!({"uri": uri, "scopes": scopes, "tags": tags})),
-        ),
+            verb:
+                ResourceVerb::Create {
+                    uri,
+                    scopes,
+                    tags,
+                    detail_types,
+                },
+        } => {
+            let mut types = Vec::with_capacity(detail_types.len());
+            for spec in detail_types {
+                let (name, file) = spec
+                    .split_once('=')
+                    .ok_or_else(|| format!("--details-type {spec}: expected NAME=SCHEMA_FILE"))?;
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("--details-type {name}: {file}: {e}"))?;
+                let schema: Value = serde_json::from_str(&text)
+                    .map_err(|e| format!("--details-type {name}: {file} is not JSON: {e}"))?;
+                types.push(json!({"type": name, "schema": schema}));
+            }
+            (
+                Method::POST,
+                "/admin/resources".into(),
+                Some(json!({"uri": uri, "scopes": scopes, "tags": tags,
+                            "authorization_details_types": types})),
+            )
+        }
         Noun::Policies {
             verb: PolicyVerb::Create { id, file, cedar },
         } => {

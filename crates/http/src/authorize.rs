@@ -97,7 +97,8 @@ fn respond(state: &AppState, answer: AuthorizeAnswer) -> Response {
             StatusCode::OK,
             "consent.html",
             json!({"assets": assets, "action": action, "client": page.client, "username": page.username,
-                   "scopes": page.scopes, "resources": page.resources, "pending": page.pending,
+                   "scopes": page.scopes, "resources": page.resources,
+                   "authorization_details": page.authorization_details, "pending": page.pending,
                    "csrf": page.csrf}),
         ),
         AuthorizeOutcome::Redirect(location) => match HeaderValue::from_str(&location) {

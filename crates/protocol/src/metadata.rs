@@ -186,6 +186,12 @@ pub struct ClientMetadata {
     /// custos extension (governance): days between reviews of the client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_interval: Option<u32>,
+    /// RFC 9396 §10.2: the authorization details types the client uses.
+    /// A token request (client credentials, where no person consents) may
+    /// carry only these; at the authorization endpoint, when listed, only
+    /// these may be asked of the person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub authorization_details_types: Vec<String>,
     /// How the client's platform proves it (mTLS subject, SPIFFE ID,
     /// federated credentials) and whether its tokens are bound to its
     /// certificate.
@@ -256,6 +262,7 @@ struct RawMetadata {
     owner: Option<String>,
     tags: Option<Vec<String>>,
     review_interval: Option<u32>,
+    authorization_details_types: Option<Vec<String>>,
     #[serde(flatten)]
     attestation: attestation::RawAttestation,
 }
@@ -487,6 +494,22 @@ pub fn validate_registration(
             "review_interval: 1 to 3650 days",
         ));
     }
+    let authorization_details_types = raw.authorization_details_types.unwrap_or_default();
+    if authorization_details_types.len() > MAX_AUTHORIZATION_DETAILS_TYPES {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "authorization_details_types: at most {MAX_AUTHORIZATION_DETAILS_TYPES} types"
+        )));
+    }
+    if let Some(bad) = authorization_details_types
+        .iter()
+        .find(|t| !crate::rar::types::is_type_name(t))
+    {
+        return Err(OAuthError::invalid_client_metadata(format!(
+            "authorization_details_types: '{}' is not a type name (1 to 128 printable ASCII characters, no spaces)",
+            crate::error::echo(bad, 64)
+        )));
+    }
+    let authorization_details_types = dedup(authorization_details_types);
 
     Ok(ClientMetadata {
         redirect_uris,
@@ -515,9 +538,13 @@ pub fn validate_registration(
         owner: raw.owner,
         tags,
         review_interval: raw.review_interval,
+        authorization_details_types,
         attestation,
     })
 }
+
+/// Most authorization details types a client may list.
+pub const MAX_AUTHORIZATION_DETAILS_TYPES: usize = 32;
 
 /// Most tags a client or resource carries.
 pub const MAX_TAGS: usize = 32;

@@ -103,6 +103,30 @@ impl AuthorizationDetails {
         out
     }
 
+    /// The entries for the resources in `audience` only, each entry's
+    /// `locations` cut to those in `audience`; an entry left with none is
+    /// dropped, as is one without `locations` (a token for fewer resources
+    /// carries the details of those resources only: RFC 9396 §6, never
+    /// wider).
+    pub fn restricted_to(&self, audience: &[String]) -> AuthorizationDetails {
+        let mut out = Vec::with_capacity(self.0.len());
+        for entry in &self.0 {
+            let kept: Vec<Value> = string_array(entry, LOCATIONS)
+                .filter(|l| audience.iter().any(|a| a == l))
+                .map(|l| Value::String(l.to_owned()))
+                .collect();
+            if kept.is_empty() {
+                continue;
+            }
+            let mut entry = entry.clone();
+            if let Some(object) = entry.as_object_mut() {
+                object.insert(LOCATIONS.to_owned(), Value::Array(kept));
+            }
+            out.push(entry);
+        }
+        AuthorizationDetails(out)
+    }
+
     /// The JSON array, for a claim, a response member or storage.
     pub fn to_value(&self) -> Value {
         Value::Array(self.0.clone())
@@ -585,6 +609,36 @@ pub(crate) mod tests {
         assert!(serde_json::from_str::<AuthorizationDetails>(r#"{"type":"x"}"#).is_err());
         assert!(serde_json::from_str::<AuthorizationDetails>(r#"[{"actions":[]}]"#).is_err());
         assert!(AuthorizationDetails::from_value(json!([1])).is_err());
+    }
+
+    /// RFC 9396 §6 applied to a token for fewer resources: only the
+    /// entries of those resources stay, their `locations` cut to them.
+    #[test]
+    fn rfc9396_6_restricted_to_the_audience_keeps_only_its_entries() {
+        let details = AuthorizationDetails::from_value(json!([
+            {"type": "payment_initiation", "locations": [BANK], "actions": ["status"]},
+            {"type": "file_access", "locations": [FILES]},
+            {"type": "both", "locations": [BANK, FILES]},
+            {"type": "nowhere"}
+        ]))
+        .unwrap();
+        let kept = details.restricted_to(&[BANK.to_owned()]);
+        assert_eq!(
+            kept.to_value(),
+            json!([
+                {"type": "payment_initiation", "locations": [BANK], "actions": ["status"]},
+                {"type": "both", "locations": [BANK]}
+            ])
+        );
+        assert!(details
+            .restricted_to(&["https://elsewhere.example/".to_owned()])
+            .is_empty());
+        assert_eq!(
+            details
+                .restricted_to(&[BANK.to_owned(), FILES.to_owned()])
+                .len(),
+            3
+        );
     }
 
     proptest::proptest! {

@@ -16,11 +16,8 @@ use crate::trusted_issuers::TrustedIssuers;
 use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
 use argon2::Argon2;
 use custos_governance::{event_type, AuditEvent, EventFilter, Outcome};
-use custos_protocol::grant::is_resource_indicator;
-use custos_protocol::metadata::dedup;
-use custos_protocol::scope::is_scope_token;
 use custos_protocol::OAuthError;
-use custos_store::{InitialAccessTokenRecord, ResourceRecord, Store, StoreError, UserRecord};
+use custos_store::{InitialAccessTokenRecord, Store, StoreError, UserRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -42,6 +39,7 @@ pub struct Admin {
     /// URLs on loopback or private addresses are accepted (insecure).
     allow_private_urls: bool,
     policies: Arc<crate::policy::Policies>,
+    detail_types: Arc<crate::detail_types::DetailTypes>,
 }
 
 /// What the admin use cases are configured with.
@@ -52,9 +50,11 @@ pub(crate) struct AdminSettings {
     /// URLs on loopback or private addresses are accepted (insecure).
     pub allow_private_urls: bool,
     pub policies: Arc<crate::policy::Policies>,
+    pub detail_types: Arc<crate::detail_types::DetailTypes>,
 }
 
 mod policies;
+mod resources;
 mod trusted_issuers;
 
 /// Policy refusals the inventory shows per client.
@@ -81,6 +81,7 @@ impl Admin {
             trusted_issuers: settings.trusted_issuers,
             allow_private_urls: settings.allow_private_urls,
             policies: settings.policies,
+            detail_types: settings.detail_types,
         }
     }
 
@@ -165,72 +166,6 @@ impl Admin {
         event.reason = Some(format!("user {username}"));
         self.audit.record(event).await;
         Ok(json!({"username": username, "created_at": now}))
-    }
-
-    /// `POST /admin/resources`: a protected resource (RFC 8707 target).
-    pub async fn create_resource(
-        &self,
-        body: &[u8],
-        ctx: &RequestContext,
-    ) -> Result<Value, ServiceError> {
-        #[derive(Deserialize)]
-        struct NewResource {
-            uri: String,
-            #[serde(default)]
-            scopes: Vec<String>,
-            #[serde(default)]
-            tags: Vec<String>,
-        }
-        let resource: NewResource = parse_body(body)?;
-        let tags = custos_protocol::metadata::validate_tags(resource.tags)
-            .map_err(|message| OAuthError::invalid_request(format!("tags: {message}")))?;
-        if !is_resource_indicator(&resource.uri) {
-            return Err(OAuthError::invalid_request(
-                "uri must be an absolute URI without a fragment (RFC 8707 §2)",
-            )
-            .into());
-        }
-        if let Some(bad) = resource.scopes.iter().find(|s| !is_scope_token(s)) {
-            return Err(OAuthError::invalid_request(format!(
-                "'{}' is not a valid scope token (RFC 6749 §3.3)",
-                bad.escape_debug()
-            ))
-            .into());
-        }
-        let scopes = dedup(resource.scopes);
-        let now = ctx.now();
-        let record = ResourceRecord {
-            uri: resource.uri,
-            scopes,
-            tags,
-            created_at: now,
-        };
-        self.store
-            .insert_resource(&record)
-            .await
-            .map_err(conflict_as("this resource is already registered"))?;
-        let mut event = self
-            .audit
-            .event(event_type::RESOURCE_CREATED, Outcome::Success, ctx);
-        event.resource = Some(record.uri.clone());
-        event.scope = Some(record.scopes.join(" "));
-        self.audit.record(event).await;
-        Ok(
-            json!({"uri": record.uri, "scopes": record.scopes, "tags": record.tags, "created_at": now}),
-        )
-    }
-
-    /// `GET /admin/resources`.
-    pub async fn list_resources(&self) -> Result<Value, ServiceError> {
-        let resources = self.store.list_resources().await.map_err(internal)?;
-        Ok(Value::Array(
-            resources
-                .into_iter()
-                .map(|r| {
-                    json!({"uri": r.uri, "scopes": r.scopes, "tags": r.tags, "created_at": r.created_at})
-                })
-                .collect(),
-        ))
     }
 
     /// `POST /admin/initial-access-tokens`: `{"expires_in"?, "description"?}`.

@@ -24,6 +24,7 @@ mod client_cache;
 mod clients;
 pub mod clock;
 pub mod crypto;
+pub mod detail_types;
 pub mod dpop;
 pub mod error;
 mod federation;
@@ -204,6 +205,7 @@ pub struct Service {
     clock: Arc<dyn Clock>,
     audit: Auditor,
     discovery: Arc<serde_json::Value>,
+    detail_types: Arc<detail_types::DetailTypes>,
     audit_retention_days: u32,
     issuer: String,
 }
@@ -250,6 +252,7 @@ impl Service {
         )
         .await
         .map_err(StartError::Policy)?;
+        let detail_types = Arc::new(detail_types::DetailTypes::start(store.clone()).await?);
         let (sink, writer) = AuditSink::start(store.clone());
         let audit = Auditor::new(sink);
         let issuer = config.issuer.clone();
@@ -308,6 +311,7 @@ impl Service {
                     max_delegation_depth: config.max_delegation_depth as usize,
                 },
             },
+            detail_types.clone(),
         );
         let dpop = Arc::new(dpop::DpopChecker::new(
             store.clone(),
@@ -346,14 +350,18 @@ impl Service {
                 store.clone(),
                 master.clone(),
                 audit.clone(),
-                config.require_par,
-                policies.clone(),
+                authorize::AuthorizeRules {
+                    require_par: config.require_par,
+                    policies: policies.clone(),
+                    detail_types: detail_types.clone(),
+                },
             ),
             par: authorize::par::PushedAuthorization::new(
                 authenticator.clone(),
                 master.clone(),
                 dpop.clone(),
                 audit.clone(),
+                detail_types.clone(),
             ),
             token: TokenEndpoint::new(
                 issuer.clone(),
@@ -393,6 +401,7 @@ impl Service {
                     trusted_issuers: trusted_issuers.clone(),
                     allow_private_urls: config.allow_private_jwks_uri,
                     policies,
+                    detail_types: detail_types.clone(),
                 },
             ),
             keys,
@@ -400,6 +409,7 @@ impl Service {
             clock,
             audit,
             discovery,
+            detail_types,
             audit_retention_days: config.audit_retention_days,
             issuer,
         };
@@ -419,7 +429,11 @@ impl Service {
     /// The RFC 8414 metadata document (what the grant and client
     /// authentication tables serve).
     pub fn discovery_document(&self) -> Arc<serde_json::Value> {
-        self.discovery.clone()
+        // RFC 9396 §10: the registered types, as this replica knows them
+        // (types registered elsewhere arrive with the next refresh).
+        let mut doc = (*self.discovery).clone();
+        doc["authorization_details_types_supported"] = self.detail_types.names().into();
+        Arc::new(doc)
     }
 
     /// The published JWK Set.
@@ -433,7 +447,10 @@ impl Service {
     pub async fn refresh(&self) -> Result<(), ServiceError> {
         let now_ms = self.clock.now_ms();
         self.audit.close_refusal_windows(now_ms).await;
-        self.keys.refresh(now_ms.div_euclid(1000)).await
+        let keys = self.keys.refresh(now_ms.div_euclid(1000)).await;
+        // Authorization details types registered by other replicas.
+        let types = self.detail_types.reload().await;
+        keys.and(types)
     }
 
     /// Deletes expired replay records, revocations and initial access

@@ -103,12 +103,21 @@ pub trait SigningKeyRepo: Send + Sync {
 
 #[async_trait]
 pub trait ResourceRepo: Send + Sync {
-    /// `Conflict` if the uri exists.
-    async fn insert_resource(&self, resource: &ResourceRecord) -> StoreResult<()>;
+    /// Inserts the resource and the authorization details types registered
+    /// with it (their `resource` is ignored: it is this one) in one
+    /// transaction. `Conflict` if the uri exists or a type name is taken
+    /// (by any resource); then nothing is inserted.
+    async fn insert_resource(
+        &self,
+        resource: &ResourceRecord,
+        detail_types: &[DetailTypeRecord],
+    ) -> StoreResult<()>;
     /// The resource with exactly this uri; `None` if unknown.
     async fn get_resource(&self, uri: &str) -> StoreResult<Option<ResourceRecord>>;
     /// Every resource, ordered by created_at then uri.
     async fn list_resources(&self) -> StoreResult<Vec<ResourceRecord>>;
+    /// Every registered authorization details type, ordered by name.
+    async fn list_detail_types(&self) -> StoreResult<Vec<DetailTypeRecord>>;
 }
 
 #[async_trait]

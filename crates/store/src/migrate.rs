@@ -59,6 +59,11 @@ const SQLITE: &[Migration] = &[
         name: "policies",
         sql: include_str!("../migrations/sqlite/0006_policies.sql"),
     },
+    Migration {
+        version: 7,
+        name: "authorization_details",
+        sql: include_str!("../migrations/sqlite/0007_authorization_details.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -91,6 +96,11 @@ const POSTGRES: &[Migration] = &[
         version: 6,
         name: "policies",
         sql: include_str!("../migrations/postgres/0006_policies.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "authorization_details",
+        sql: include_str!("../migrations/postgres/0007_authorization_details.sql"),
     },
 ];
 

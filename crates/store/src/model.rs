@@ -92,6 +92,17 @@ pub struct ResourceRecord {
     pub created_at: i64,
 }
 
+/// An authorization details type (RFC 9396 §2), registered with the one
+/// resource it belongs to. The name is unique on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetailTypeRecord {
+    pub type_name: String,
+    /// The resource's URI.
+    pub resource: String,
+    /// The JSON Schema of one entry, as JSON text; not interpreted here.
+    pub schema_json: String,
+}
+
 /// A request-time policy record (CONTRACT.md: `POST /admin/policies`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyRecord {
@@ -171,6 +182,9 @@ pub struct GrantRecord {
     pub expires_at: i64,
     pub revoked_at: Option<i64>,
     pub revoked_reason: Option<String>,
+    /// RFC 9396 `authorization_details` the person authorized, as JSON
+    /// text; not interpreted here.
+    pub authorization_details: Option<String>,
 }
 
 /// The reason [`GrantRepo::rotate_refresh_token`](crate::GrantRepo::rotate_refresh_token)

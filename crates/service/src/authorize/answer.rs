@@ -53,7 +53,10 @@ impl AuthorizationEndpoint {
             scope: pending.scopes.join(" "),
             resources: pending.resources.clone(),
             dpop_jkt: pending.dpop_jkt.clone(),
-            authorization_details: None,
+            authorization_details: pending
+                .authorization_details
+                .as_ref()
+                .map(|d| d.to_value().to_string()),
             created_at: now,
             expires_at: now + CODE_LIFETIME,
             consumed_at: None,

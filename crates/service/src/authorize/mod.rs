@@ -18,6 +18,7 @@ use crate::audit::{bounded, Auditor};
 use crate::brake::Brake;
 use crate::clients::ClientDirectory;
 use crate::crypto::{random_token, MasterKey};
+use crate::detail_types::DetailTypes;
 use crate::error::internal;
 use crate::request::RequestContext;
 use browser::{csrf_matches, csrf_token, open, seal, Session};
@@ -27,6 +28,7 @@ use custos_protocol::authorize::{
 };
 use custos_protocol::form::FormParams;
 use custos_protocol::metadata::ClientMetadata;
+use custos_protocol::rar::AuthorizationDetails;
 use custos_protocol::scope::parse_scope;
 use custos_protocol::{ErrorCode, OAuthError};
 use custos_store::{ConsentRecord, Store};
@@ -55,6 +57,9 @@ struct Pending {
     code_challenge: String,
     resources: Vec<String>,
     dpop_jkt: Option<String>,
+    /// RFC 9396, checked against the registered types.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authorization_details: Option<AuthorizationDetails>,
 }
 
 /// The client as the person's pages show it.
@@ -81,6 +86,8 @@ pub struct ConsentPage {
     pub username: String,
     pub scopes: Vec<String>,
     pub resources: Vec<String>,
+    /// RFC 9396 §3: each authorization details entry in words.
+    pub authorization_details: Vec<String>,
     pub pending: String,
     pub csrf: String,
 }
@@ -125,6 +132,16 @@ pub struct AuthorizationEndpoint {
     /// Password checks running at once, at most.
     password_checks: Arc<tokio::sync::Semaphore>,
     policies: Arc<crate::policy::Policies>,
+    detail_types: Arc<DetailTypes>,
+}
+
+/// What decides a request besides the client: server-wide settings,
+/// policies and the registered authorization details types.
+pub(crate) struct AuthorizeRules {
+    /// Every authorization request must be pushed (RFC 9126 §5).
+    pub require_par: bool,
+    pub policies: Arc<crate::policy::Policies>,
+    pub detail_types: Arc<DetailTypes>,
 }
 
 /// What a password check found.
@@ -152,9 +169,13 @@ impl AuthorizationEndpoint {
         store: Arc<dyn Store>,
         master: Arc<MasterKey>,
         audit: Auditor,
-        require_par: bool,
-        policies: Arc<crate::policy::Policies>,
+        rules: AuthorizeRules,
     ) -> Self {
+        let AuthorizeRules {
+            require_par,
+            policies,
+            detail_types,
+        } = rules;
         AuthorizationEndpoint {
             issuer,
             clients,
@@ -164,6 +185,7 @@ impl AuthorizationEndpoint {
             logins: Brake::default(),
             require_par,
             policies,
+            detail_types,
             password_checks: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
@@ -202,7 +224,7 @@ impl AuthorizationEndpoint {
             Ok(found) => found,
             Err(outcome) => return AuthorizeAnswer::just(outcome),
         };
-        let pending = Pending {
+        let mut pending = Pending {
             rid: random_token(16),
             exp: ctx.now() + PENDING_LIFETIME,
             client_id: request.client_id,
@@ -216,7 +238,32 @@ impl AuthorizationEndpoint {
             code_challenge: request.code_challenge,
             resources: request.resources,
             dpop_jkt: request.dpop_jkt,
+            authorization_details: None,
         };
+        // RFC 9396 §2: checked against the registered types; each entry's
+        // location is a resource the code (and its tokens) is for.
+        if let Some(raw) = form.get("authorization_details") {
+            match self.detail_types.parse(raw).await {
+                Ok(details) => {
+                    for location in details.resources() {
+                        if !pending.resources.contains(&location) {
+                            pending.resources.push(location);
+                        }
+                    }
+                    pending.authorization_details = Some(details);
+                }
+                Err(crate::ServiceError::OAuth(error)) => {
+                    return AuthorizeAnswer::just(
+                        self.refuse_to_client(&pending, error, ctx).await,
+                    );
+                }
+                Err(_) => {
+                    return AuthorizeAnswer::just(AuthorizeOutcome::Error(
+                        OAuthError::server_error("try again"),
+                    ))
+                }
+            }
+        }
         if let Err(error) = self.check_resources(&pending).await {
             return AuthorizeAnswer::just(self.refuse_to_client(&pending, error, ctx).await);
         }
@@ -554,9 +601,11 @@ impl AuthorizationEndpoint {
         ctx: &RequestContext,
     ) -> AuthorizeOutcome {
         // Consent is remembered for scopes only: a request naming resources
-        // (RFC 8707) is always shown, so a consent for one API never
-        // silently covers another.
+        // (RFC 8707) or authorization details (RFC 9396) is always shown, so
+        // a consent for one API or transaction never silently covers
+        // another.
         let remembered = pending.resources.is_empty()
+            && pending.authorization_details.is_none()
             && match self
                 .store
                 .consents_of(&session.sub, &pending.client_id)
@@ -576,6 +625,11 @@ impl AuthorizationEndpoint {
             username: session.sub.clone(),
             scopes: pending.scopes.clone(),
             resources: pending.resources.clone(),
+            authorization_details: pending
+                .authorization_details
+                .as_ref()
+                .map(custos_protocol::rar::describe)
+                .unwrap_or_default(),
             pending: seal(&self.master, "pending", pending),
             csrf: csrf_token(&self.master, &pending.rid, Some(&session.sid)),
         })
@@ -637,7 +691,7 @@ impl AuthorizationEndpoint {
         ctx: &RequestContext,
     ) -> Result<ConsentRecord, custos_store::StoreError> {
         let mut scopes = pending.scopes.clone();
-        let consent = if pending.resources.is_empty() {
+        let consent = if pending.resources.is_empty() && pending.authorization_details.is_none() {
             for earlier in self
                 .store
                 .consents_of(&session.sub, &pending.client_id)

@@ -13,6 +13,7 @@
 use crate::audit::Auditor;
 use crate::client_auth::{Authenticator, ClaimedClient, Presented};
 use crate::crypto::MasterKey;
+use crate::detail_types::DetailTypes;
 use crate::dpop::DpopChecker;
 use crate::error::{internal, ServiceError};
 use crate::request::{ClientProof, RequestContext};
@@ -54,6 +55,7 @@ pub struct PushedAuthorization {
     master: Arc<MasterKey>,
     dpop: Arc<DpopChecker>,
     audit: Auditor,
+    detail_types: Arc<DetailTypes>,
 }
 
 impl PushedAuthorization {
@@ -62,12 +64,14 @@ impl PushedAuthorization {
         master: Arc<MasterKey>,
         dpop: Arc<DpopChecker>,
         audit: Auditor,
+        detail_types: Arc<DetailTypes>,
     ) -> Self {
         PushedAuthorization {
             authenticator,
             master,
             dpop,
             audit,
+            detail_types,
         }
     }
 
@@ -125,6 +129,11 @@ impl PushedAuthorization {
         )
         .map_err(|e| OAuthError::new(custos_protocol::ErrorCode::InvalidRequest, e.description))?;
         validate(form, client.metadata(), redirect_uri)?;
+        // RFC 9396 §2 at push time (the authorization endpoint checks it
+        // again when the request is used: types cannot change meanwhile).
+        if let Some(raw) = form.get("authorization_details") {
+            self.detail_types.parse(raw).await?;
+        }
         // RFC 9449 §10.1: a DPoP proof at the PAR endpoint binds the code
         // to its key, as `dpop_jkt` would.
         let mut params = form.encode_except(&CLIENT_AUTHENTICATION);

@@ -7,9 +7,10 @@
 //! first produced (RFC 9700 §4.14, OAuth 2.1 §4.1.3): the grant it started,
 //! so its refresh tokens stop working and its access tokens are inactive.
 
-use super::{GrantHandler, GrantRequest, Issuance};
+use super::{claim_of, requested_details, GrantHandler, GrantRequest, Issuance};
 use crate::audit::Auditor;
 use crate::crypto::{random_token, sha256};
+use crate::detail_types::{stored_details, DetailTypes};
 use crate::error::{internal, ServiceError};
 use async_trait::async_trait;
 use custos_governance::{event_type, Outcome};
@@ -24,14 +25,21 @@ pub(crate) struct AuthorizationCode {
     store: Arc<dyn Store>,
     default_audience: String,
     audit: Auditor,
+    detail_types: Arc<DetailTypes>,
 }
 
 impl AuthorizationCode {
-    pub fn new(store: Arc<dyn Store>, issuer: &str, audit: Auditor) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        issuer: &str,
+        audit: Auditor,
+        detail_types: Arc<DetailTypes>,
+    ) -> Self {
         AuthorizationCode {
             store,
             default_audience: issuer.to_owned(),
             audit,
+            detail_types,
         }
     }
 }
@@ -107,6 +115,13 @@ impl GrantHandler for AuthorizationCode {
             &self.default_audience,
             now,
         )?;
+        // RFC 9396 §6.1: the token request may narrow what the person
+        // authorized, never widen it.
+        let granted = stored_details(code.authorization_details.as_deref())?.unwrap_or_default();
+        let issued = self
+            .detail_types
+            .narrow(requested_details(request.form), &granted)
+            .await?;
         let family = GrantRecord {
             grant_id: grant_id.clone(),
             client_id: code.client_id.clone(),
@@ -123,10 +138,12 @@ impl GrantHandler for AuthorizationCode {
             expires_at: now + i64::from(metadata.refresh_token_absolute_lifetime),
             revoked_at: None,
             revoked_reason: None,
+            authorization_details: code.authorization_details.clone(),
         };
         self.store.insert_grant(&family).await.map_err(internal)?;
         let mut issuance = Issuance::new(grant);
         issuance.grant_id = Some(grant_id.clone());
+        issuance.authorization_details = claim_of(&issued);
         if metadata.allows_grant(GRANT_REFRESH_TOKEN) {
             let token = random_token(32);
             let record = RefreshTokenRecord {

@@ -136,6 +136,12 @@ impl GrantHandler for JwtBearer {
 
     async fn issue(&self, request: &GrantRequest<'_>) -> Result<Issuance, ServiceError> {
         let parsed = parse(request.form)?;
+        if super::requested_details(request.form).is_some() {
+            return Err(custos_protocol::rar::invalid_authorization_details(
+                "authorization_details is not supported with the JWT bearer grant; use client credentials or token exchange",
+            )
+            .into());
+        }
         let identity = self
             .verifier
             .verify(

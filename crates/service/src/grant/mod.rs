@@ -18,6 +18,7 @@ use crate::attested_clients::AttestedClients;
 use crate::audit::Auditor;
 use crate::client_auth::{ClaimedClient, Presented, VerifiedClient};
 use crate::clients::ClientDirectory;
+use crate::detail_types::DetailTypes;
 use crate::dpop::BoundKey;
 use crate::error::ServiceError;
 use crate::federation::FederatedVerifier;
@@ -146,21 +147,25 @@ impl GrantTable {
         audit: Auditor,
         federation: FederationParts,
         exchange: ExchangeParts,
+        detail_types: Arc<DetailTypes>,
     ) -> Self {
         let handlers: Vec<Box<dyn GrantHandler>> = vec![
             Box::new(client_credentials::ClientCredentials::new(
                 store.clone(),
                 issuer,
+                detail_types.clone(),
             )),
             Box::new(authorization_code::AuthorizationCode::new(
                 store.clone(),
                 issuer,
                 audit.clone(),
+                detail_types.clone(),
             )),
             Box::new(refresh_token::RefreshToken::new(
                 store.clone(),
                 issuer,
                 audit,
+                detail_types.clone(),
             )),
             Box::new(jwt_bearer::JwtBearer::new(
                 store.clone(),
@@ -169,7 +174,12 @@ impl GrantTable {
                 federation.verifier,
                 issuer,
             )),
-            Box::new(token_exchange::TokenExchange::new(store, issuer, exchange)),
+            Box::new(token_exchange::TokenExchange::new(
+                store,
+                issuer,
+                exchange,
+                detail_types,
+            )),
         ];
         GrantTable { handlers }
     }
@@ -187,6 +197,18 @@ impl GrantTable {
             .map(|h| h.as_ref())
             .ok_or_else(|| unsupported_grant_type(grant_type, &self.grant_types()))
     }
+}
+
+/// `authorization_details` of a token request, if any (RFC 9396 §6).
+pub(crate) fn requested_details(form: &FormParams) -> Option<&str> {
+    form.get("authorization_details")
+}
+
+/// Details as a token carries them: none when empty.
+pub(crate) fn claim_of(
+    details: &custos_protocol::rar::AuthorizationDetails,
+) -> Option<serde_json::Value> {
+    (!details.is_empty()).then(|| details.to_value())
 }
 
 /// The registered resources among `uris`; unknown ones are left out (the

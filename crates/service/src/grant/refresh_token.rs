@@ -5,15 +5,17 @@
 //! refresh never widens scope or resources, and a family bound to a DPoP
 //! key needs a proof with that key.
 
-use super::{GrantHandler, GrantRequest, Issuance};
+use super::{claim_of, requested_details, GrantHandler, GrantRequest, Issuance};
 use crate::audit::Auditor;
 use crate::crypto::{random_token, sha256};
+use crate::detail_types::DetailTypes;
 use crate::error::{internal, ServiceError};
 use async_trait::async_trait;
 use custos_governance::{event_type, Outcome};
 use custos_protocol::grant::refresh_token::{decide, parse, FamilyFacts};
 use custos_protocol::grant::Grant;
 use custos_protocol::names::GRANT_REFRESH_TOKEN;
+use custos_protocol::rar::AuthorizationDetails;
 use custos_protocol::scope::parse_scope;
 use custos_protocol::OAuthError;
 use custos_store::{RefreshTokenRecord, Rotation, RotationCheck, Store};
@@ -24,21 +26,30 @@ pub(crate) struct RefreshToken {
     store: Arc<dyn Store>,
     default_audience: String,
     audit: Auditor,
+    detail_types: Arc<DetailTypes>,
 }
 
 impl RefreshToken {
-    pub fn new(store: Arc<dyn Store>, issuer: &str, audit: Auditor) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        issuer: &str,
+        audit: Auditor,
+        detail_types: Arc<DetailTypes>,
+    ) -> Self {
         RefreshToken {
             store,
             default_audience: issuer.to_owned(),
             audit,
+            detail_types,
         }
     }
 }
 
 /// What the decision taken inside the rotation said.
 struct Decided {
-    decision: Result<Grant, OAuthError>,
+    /// The grant, and the authorization details to issue (RFC 9396 §6:
+    /// the family's, or fewer).
+    decision: Result<(Grant, AuthorizationDetails), OAuthError>,
     /// The DPoP key the family was bound to, if any.
     family_jkt: Option<String>,
 }
@@ -59,6 +70,11 @@ impl GrantHandler for RefreshToken {
         let client_id = request.client.client_id().to_owned();
         let hash = sha256(&parsed.refresh_token);
         let metadata = request.client.metadata();
+        let asked_details = requested_details(request.form).map(str::to_owned);
+        if let Some(raw) = &asked_details {
+            // Types registered on another replica are known from here on.
+            self.detail_types.parse(raw).await?;
+        }
         // Decided inside the rotation, on the family as it is then: a
         // request that would widen the grant does not use the token up,
         // and no read is needed before rotating.
@@ -69,6 +85,7 @@ impl GrantHandler for RefreshToken {
             let client_id = client_id.clone();
             let proof_jkt = request.dpop.map(|b| b.jkt.clone());
             let default_audience = self.default_audience.clone();
+            let detail_types = self.detail_types.clone();
             Arc::new(move |_token, family| {
                 let metadata = &loaded.metadata;
                 // A client narrowed since the person consented gets no more
@@ -92,7 +109,17 @@ impl GrantHandler for RefreshToken {
                     metadata,
                     proof_jkt.as_deref(),
                     &default_audience,
-                );
+                )
+                .and_then(|grant| {
+                    let granted = family
+                        .authorization_details
+                        .as_deref()
+                        .and_then(|text| serde_json::from_str(text).ok())
+                        .and_then(|value| AuthorizationDetails::from_value(value).ok())
+                        .unwrap_or_default();
+                    let details = detail_types.narrow_now(asked_details.as_deref(), &granted)?;
+                    Ok((grant, details))
+                });
                 let accepted = decision.is_ok();
                 *decided.lock().unwrap_or_else(|e| e.into_inner()) = Some(Decided {
                     decision,
@@ -128,7 +155,7 @@ impl GrantHandler for RefreshToken {
         match rotation {
             Rotation::Rotated { grant_id, .. } => {
                 let Some(Decided {
-                    decision: Ok(grant),
+                    decision: Ok((grant, details)),
                     family_jkt,
                 }) = decided
                 else {
@@ -145,6 +172,7 @@ impl GrantHandler for RefreshToken {
                         .map_err(internal)?;
                 }
                 let mut issuance = Issuance::new(grant);
+                issuance.authorization_details = claim_of(&details);
                 issuance.refresh_token = Some(next);
                 issuance.grant_id = Some(grant_id);
                 Ok(issuance)

@@ -9,7 +9,11 @@
 //! endpoint binds it to the request's DPoP key or client certificate, as
 //! for every grant.
 
-use super::{load_resources, ExchangeParts, GrantHandler, GrantRequest, Issuance};
+use super::{
+    claim_of, load_resources, requested_details, ExchangeParts, GrantHandler, GrantRequest,
+    Issuance,
+};
+use crate::detail_types::DetailTypes;
 use crate::error::{internal, ServiceError};
 use crate::token_state::is_live;
 use async_trait::async_trait;
@@ -21,6 +25,7 @@ use custos_protocol::grant::token_exchange::{
     check_client, decide, parse, ExchangeFacts, KeyProof, PresentedToken, TokenFacts,
 };
 use custos_protocol::names::GRANT_TOKEN_EXCHANGE;
+use custos_protocol::rar::AuthorizationDetails;
 use custos_protocol::x509::thumbprint_s256;
 use custos_protocol::OAuthError;
 use custos_store::Store;
@@ -33,15 +38,22 @@ pub(crate) struct TokenExchange {
     /// issuer identifier or token endpoint.
     own_audiences: Vec<String>,
     parts: ExchangeParts,
+    detail_types: Arc<DetailTypes>,
 }
 
 impl TokenExchange {
-    pub fn new(store: Arc<dyn Store>, issuer: &str, parts: ExchangeParts) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        issuer: &str,
+        parts: ExchangeParts,
+        detail_types: Arc<DetailTypes>,
+    ) -> Self {
         TokenExchange {
             store,
             issuer: issuer.to_owned(),
             own_audiences: vec![issuer.to_owned(), parts.token_endpoint.clone()],
             parts,
+            detail_types,
         }
     }
 
@@ -180,7 +192,21 @@ impl GrantHandler for TokenExchange {
         )?;
         let mut issuance = Issuance::new(exchange.grant);
         issuance.act = exchange.act;
-        issuance.authorization_details = exchange.authorization_details;
+        // RFC 9396 §6: the subject token's details, or fewer when the
+        // request names some, and only for the resources the new token is
+        // for.
+        let granted = exchange
+            .authorization_details
+            .map(AuthorizationDetails::from_value)
+            .transpose()
+            .map_err(internal)?
+            .unwrap_or_default();
+        let details = self
+            .detail_types
+            .narrow(requested_details(request.form), &granted)
+            .await?
+            .restricted_to(&issuance.grant.audience);
+        issuance.authorization_details = claim_of(&details);
         issuance.grant_id = exchange.grant_id;
         issuance.task_id = exchange.task_id;
         issuance.issued_token_type = Some(exchange.issued_token_type);

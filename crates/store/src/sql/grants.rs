@@ -34,7 +34,7 @@ macro_rules! code_columns {
 macro_rules! grant_columns {
     () => {
         "grant_id, client_id, subject, scope, resources_json, dpop_jkt, \
-         created_at, expires_at, revoked_at, revoked_reason"
+         created_at, expires_at, revoked_at, revoked_reason, authorization_details_json"
     };
 }
 
@@ -58,7 +58,8 @@ macro_rules! family_columns {
          (SELECT g.created_at FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_created_at, \
          (SELECT g.expires_at FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS g_expires_at, \
          (SELECT g.revoked_at FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS revoked_at, \
-         (SELECT g.revoked_reason FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS revoked_reason"
+         (SELECT g.revoked_reason FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS revoked_reason, \
+         (SELECT g.authorization_details_json FROM custos_grants g WHERE g.grant_id = custos_refresh_tokens.grant_id) AS authorization_details_json"
     };
 }
 
@@ -110,6 +111,7 @@ fn grant_from_row(row: &AnyRow) -> StoreResult<GrantRecord> {
         expires_at: col(row, "expires_at")?,
         revoked_at: col(row, "revoked_at")?,
         revoked_reason: col(row, "revoked_reason")?,
+        authorization_details: col(row, "authorization_details_json")?,
     })
 }
 
@@ -139,6 +141,7 @@ fn joined_grant(row: &AnyRow, grant_id: &str) -> StoreResult<GrantRecord> {
         expires_at: col(row, "g_expires_at")?,
         revoked_at: col(row, "revoked_at")?,
         revoked_reason: col(row, "revoked_reason")?,
+        authorization_details: col(row, "authorization_details_json")?,
     })
 }
 
@@ -263,7 +266,7 @@ impl GrantRepo for SqlStore {
         let sql = concat!(
             "INSERT INTO custos_grants (",
             grant_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         );
         sqlx::query(sql)
             .bind(grant.grant_id.as_str())
@@ -276,6 +279,7 @@ impl GrantRepo for SqlStore {
             .bind(grant.expires_at)
             .bind(grant.revoked_at)
             .bind(grant.revoked_reason.as_deref())
+            .bind(grant.authorization_details.as_deref())
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
@@ -375,7 +379,8 @@ impl GrantRepo for SqlStore {
         let sql = "SELECT t.token_hash, t.grant_id, t.client_id, t.scope, t.created_at, \
              t.expires_at, t.used_at, g.client_id AS g_client_id, g.subject AS g_subject, \
              g.scope AS g_scope, g.resources_json, g.dpop_jkt, g.created_at AS g_created_at, \
-             g.expires_at AS g_expires_at, g.revoked_at, g.revoked_reason \
+             g.expires_at AS g_expires_at, g.revoked_at, g.revoked_reason, \
+             g.authorization_details_json \
              FROM custos_refresh_tokens t JOIN custos_grants g ON g.grant_id = t.grant_id \
              WHERE t.token_hash = $1";
         let Some(row) = sqlx::query(sql)

@@ -1,11 +1,14 @@
-//! `ResourceRepo`: protected resources in `custos_resources`; the scope and
-//! tag lists are stored as JSON arrays in `scopes_json` and `tags_json`.
+//! `ResourceRepo`: protected resources in `custos_resources` (the scope and
+//! tag lists stored as JSON arrays in `scopes_json` and `tags_json`) and
+//! their RFC 9396 authorization details types in
+//! `custos_authorization_detail_types` (the type name its primary key, so
+//! two resources can never claim one name, across replicas).
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 
 use super::{col, db_err, SqlStore};
-use crate::{ResourceRecord, ResourceRepo, StoreError, StoreResult};
+use crate::{DetailTypeRecord, ResourceRecord, ResourceRepo, StoreError, StoreResult};
 
 fn from_row(row: &AnyRow) -> StoreResult<ResourceRecord> {
     let uri: String = col(row, "uri")?;
@@ -23,13 +26,28 @@ fn from_row(row: &AnyRow) -> StoreResult<ResourceRecord> {
     })
 }
 
+fn detail_type_from_row(row: &AnyRow) -> StoreResult<DetailTypeRecord> {
+    Ok(DetailTypeRecord {
+        type_name: col(row, "type_name")?,
+        resource: col(row, "resource_uri")?,
+        schema_json: col(row, "schema_json")?,
+    })
+}
+
+const DETAIL_TYPE_COLUMNS: &str = "type_name, resource_uri, schema_json";
+
 #[async_trait]
 impl ResourceRepo for SqlStore {
-    async fn insert_resource(&self, resource: &ResourceRecord) -> StoreResult<()> {
+    async fn insert_resource(
+        &self,
+        resource: &ResourceRecord,
+        detail_types: &[DetailTypeRecord],
+    ) -> StoreResult<()> {
         let scopes_json = serde_json::to_string(&resource.scopes)
             .map_err(|e| StoreError::Database(format!("cannot encode scopes: {e}")))?;
         let tags_json = serde_json::to_string(&resource.tags)
             .map_err(|e| StoreError::Database(format!("cannot encode tags: {e}")))?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query(
             "INSERT INTO custos_resources (uri, scopes_json, tags_json, created_at) \
              VALUES ($1, $2, $3, $4)",
@@ -38,9 +56,23 @@ impl ResourceRepo for SqlStore {
         .bind(scopes_json)
         .bind(tags_json)
         .bind(resource.created_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db_err)?;
+        for detail_type in detail_types {
+            sqlx::query(
+                "INSERT INTO custos_authorization_detail_types \
+                 (type_name, resource_uri, schema_json, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(detail_type.type_name.as_str())
+            .bind(resource.uri.as_str())
+            .bind(detail_type.schema_json.as_str())
+            .bind(resource.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
         Ok(())
     }
 
@@ -68,6 +100,19 @@ impl ResourceRepo for SqlStore {
         .map_err(db_err)?
         .iter()
         .map(from_row)
+        .collect()
+    }
+
+    async fn list_detail_types(&self) -> StoreResult<Vec<DetailTypeRecord>> {
+        sqlx::query(&format!(
+            "SELECT {DETAIL_TYPE_COLUMNS} FROM custos_authorization_detail_types \
+             ORDER BY type_name"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(detail_type_from_row)
         .collect()
     }
 }

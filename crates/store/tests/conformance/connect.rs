@@ -127,6 +127,7 @@ async fn upgrade_from_version_1(db: EmptyDb) {
         expires_at: 90,
         revoked_at: None,
         revoked_reason: None,
+        authorization_details: None,
     };
     store.insert_grant(&grant).await.unwrap();
     assert_eq!(store.get_grant("g").await.unwrap(), Some(grant));
@@ -147,7 +148,7 @@ async fn upgrade_from_version_1(db: EmptyDb) {
             .collect();
     raw.close().await.unwrap();
     db.remove().await;
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -33,6 +33,10 @@ pub(crate) fn grant(id: &str, client_id: &str, created_at: i64, expires_at: i64)
         expires_at,
         revoked_at: None,
         revoked_reason: None,
+        authorization_details: Some(
+            r#"[{"type":"payment_initiation","locations":["https://api.example/"],"amount":"1€"}]"#
+                .into(),
+        ),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Resources, users and initial access tokens.
 
-use custos_store::{InitialAccessTokenRecord, ResourceRecord, StoreError, UserRecord};
+use custos_store::{
+    DetailTypeRecord, InitialAccessTokenRecord, ResourceRecord, StoreError, UserRecord,
+};
 
 use crate::harness::TestDb;
 
@@ -20,8 +22,12 @@ async fn resources(db: TestDb) {
         tags: vec![],
         created_at: 10,
     };
-    s.insert_resource(&api).await.unwrap();
-    s.insert_resource(&bare).await.unwrap();
+    let api_types = vec![
+        detail_type("account_information", "https://api.example/"),
+        detail_type("payment_initiation", "https://api.example/"),
+    ];
+    s.insert_resource(&api, &api_types).await.unwrap();
+    s.insert_resource(&bare, &[]).await.unwrap();
     assert_eq!(s.get_resource(&api.uri).await.unwrap(), Some(api.clone()));
     assert_eq!(s.get_resource(&bare.uri).await.unwrap(), Some(bare.clone()));
     assert_eq!(s.list_resources().await.unwrap(), vec![bare, api.clone()]);
@@ -31,10 +37,47 @@ async fn resources(db: TestDb) {
         ..api.clone()
     };
     assert!(matches!(
-        s.insert_resource(&clash).await,
+        s.insert_resource(&clash, &[]).await,
         Err(StoreError::Conflict)
     ));
-    assert_eq!(s.get_resource(&api.uri).await.unwrap(), Some(api));
+    assert_eq!(s.get_resource(&api.uri).await.unwrap(), Some(api.clone()));
+    assert_eq!(s.list_detail_types().await.unwrap(), api_types);
+}
+
+fn detail_type(name: &str, resource: &str) -> DetailTypeRecord {
+    DetailTypeRecord {
+        type_name: name.into(),
+        resource: resource.into(),
+        schema_json: r#"{"type":"object","properties":{"type":{"const":"x"}}}"#.into(),
+    }
+}
+
+/// A type name belongs to one resource: a second resource claiming it is a
+/// conflict, and then nothing of that resource is stored.
+async fn detail_type_names_are_unique(db: TestDb) {
+    let s = db.store;
+    let first = ResourceRecord {
+        uri: "https://one.example/".into(),
+        scopes: vec![],
+        tags: vec![],
+        created_at: 1,
+    };
+    let first_types = vec![detail_type("payment_initiation", "https://one.example/")];
+    s.insert_resource(&first, &first_types).await.unwrap();
+    let second = ResourceRecord {
+        uri: "https://two.example/".into(),
+        ..first.clone()
+    };
+    let second_types = vec![
+        detail_type("account_information", "https://two.example/"),
+        detail_type("payment_initiation", "https://two.example/"),
+    ];
+    assert!(matches!(
+        s.insert_resource(&second, &second_types).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.get_resource(&second.uri).await.unwrap(), None);
+    assert_eq!(s.list_detail_types().await.unwrap(), first_types);
 }
 
 async fn users(db: TestDb) {
@@ -93,7 +136,12 @@ async fn initial_access_tokens(db: TestDb) {
     ));
 }
 
-conformance!(resources, users, initial_access_tokens);
+conformance!(
+    resources,
+    detail_type_names_are_unique,
+    users,
+    initial_access_tokens
+);
 
 mod trusted_issuers {
     use custos_store::{StoreError, TrustedIssuerRecord};
