@@ -84,6 +84,11 @@ pub struct AccessTokenClaims {
     /// makes this one inactive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ancestry: Option<Vec<String>>,
+    /// custos (token exchange): the clients the tokens of `ancestry` were
+    /// issued to, each once; disabling any of them makes this one
+    /// inactive, as it does their own tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ancestry_clients: Option<Vec<String>>,
 }
 
 /// The `client_auth` claim: the client authentication method used and the
@@ -125,6 +130,7 @@ impl AccessTokenClaims {
             client_auth: None,
             task_id: None,
             ancestry: None,
+            ancestry_clients: None,
         }
     }
 }

@@ -95,6 +95,7 @@ mod tests {
             client_auth: None,
             task_id: None,
             ancestry: None,
+            ancestry_clients: None,
         }
     }
 

@@ -66,6 +66,7 @@ fn claims(jti: String) -> AccessTokenClaims {
         client_auth: None,
         task_id: None,
         ancestry: None,
+        ancestry_clients: None,
     }
 }
 

@@ -76,16 +76,6 @@ impl ClientDirectory {
         Ok(Some((record, metadata)))
     }
 
-    /// Whether `client_id` exists and is enabled, read from the store.
-    pub async fn is_enabled(&self, client_id: &str) -> Result<bool, ServiceError> {
-        Ok(self
-            .store
-            .get_client(client_id)
-            .await
-            .map_err(internal)?
-            .is_some_and(|c| c.disabled_at.is_none()))
-    }
-
     pub async fn insert(&self, record: &ClientRecord) -> Result<(), ServiceError> {
         self.store.insert_client(record).await.map_err(internal)?;
         self.cache.invalidate(&record.client_id);

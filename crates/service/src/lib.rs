@@ -303,7 +303,6 @@ impl Service {
             },
             grant::ExchangeParts {
                 keys: keys.clone(),
-                clients: clients.clone(),
                 trusted: trusted_issuers.clone(),
                 token_endpoint: format!("{issuer}{}", paths::TOKEN),
                 leeway: config.clock_leeway,
@@ -375,7 +374,6 @@ impl Service {
             token_state: TokenState::new(
                 issuer.clone(),
                 authenticator,
-                clients.clone(),
                 store.clone(),
                 keys.clone(),
                 audit.clone(),

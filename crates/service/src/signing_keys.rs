@@ -6,7 +6,7 @@
 use crate::crypto::{KeyError, MasterKey};
 use crate::error::{internal, ServiceError};
 use crate::keyring::{generate_key, KeyInfo, KeyRing, SigningAlg, MAX_TOKEN_LIFETIME};
-use custos_protocol::access_token::VerificationKey;
+use custos_protocol::access_token::{verify_access_token, AccessTokenClaims, VerificationKey};
 use custos_store::{SigningKeyRecord, Store, StoreError};
 use serde::Serialize;
 use std::sync::Arc;
@@ -18,7 +18,16 @@ pub struct SigningKeys {
     alg: SigningAlg,
     /// Seconds between publishing a new key and signing with it.
     activation_delay: i64,
+    /// Access tokens of this server verified lately, by SHA-256 of the
+    /// token, with the `kid` that verified them.
+    verified: moka::sync::Cache<[u8; 32], Arc<(String, AccessTokenClaims)>>,
 }
+
+/// How long a verified access token is remembered (at most: never past
+/// its `exp`, never once its key is no longer published).
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most verified access tokens remembered.
+const VERIFIED_CAPACITY: u64 = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStartError {
@@ -49,7 +58,47 @@ impl SigningKeys {
             ring,
             alg,
             activation_delay,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
         })
+    }
+
+    /// An access token of this server, if its signature verifies with a
+    /// published key, its `iss` is `issuer` and it is unexpired at `now`
+    /// (whether it is still active is the store's question).
+    ///
+    /// A token verified before is remembered by its SHA-256 for up to
+    /// [`VERIFIED_TTL`], so that an agent exchanging one token for many
+    /// tasks, or a resource server introspecting the token of every call,
+    /// pays for the signature once; a remembered token still needs its
+    /// key published and `exp` after `now`.
+    pub fn verify_access_token(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: i64,
+    ) -> Option<AccessTokenClaims> {
+        let keys = self.verification_keys();
+        let digest: [u8; 32] =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+                .as_ref()
+                .try_into()
+                .ok()?;
+        if let Some(known) = self.verified.get(&digest) {
+            let (kid, claims) = known.as_ref();
+            return (claims.exp > now
+                && claims.iss == issuer
+                && keys.iter().any(|k| &k.kid == kid))
+            .then(|| claims.clone());
+        }
+        let claims = verify_access_token(token, &keys, issuer, now)?;
+        if let Some(kid) = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid) {
+            self.verified
+                .insert(digest, Arc::new((kid, claims.clone())));
+        }
+        Some(claims)
     }
 
     pub fn alg(&self) -> SigningAlg {

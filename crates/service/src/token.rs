@@ -279,6 +279,7 @@ impl TokenEndpoint {
         claims.grant_id = issuance.grant_id.clone();
         claims.task_id = issuance.task_id.clone();
         claims.ancestry = issuance.ancestry.clone();
+        claims.ancestry_clients = issuance.ancestry_clients.clone();
         // The client's own attestation, else the identity the grant
         // verified (a federated token standing for the client: its method
         // is federated_jwt whatever else the client presented).

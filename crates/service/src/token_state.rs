@@ -8,12 +8,11 @@
 
 use crate::audit::{bounded, Auditor, MAX_FIELD};
 use crate::client_auth::{Authenticator, ClaimedClient, Presented, VerifiedClient};
-use crate::clients::ClientDirectory;
 use crate::error::{internal, ServiceError};
 use crate::request::{ClientProof, RequestContext};
 use crate::signing_keys::SigningKeys;
 use custos_governance::{event_type, Outcome};
-use custos_protocol::access_token::{verify_access_token, AccessTokenClaims};
+use custos_protocol::access_token::AccessTokenClaims;
 use custos_protocol::form::FormParams;
 use custos_protocol::introspection::IntrospectionResponse;
 use custos_protocol::OAuthError;
@@ -23,7 +22,6 @@ use std::sync::Arc;
 pub struct TokenState {
     issuer: String,
     authenticator: Arc<Authenticator>,
-    clients: Arc<ClientDirectory>,
     store: Arc<dyn Store>,
     keys: Arc<SigningKeys>,
     audit: Auditor,
@@ -33,7 +31,6 @@ impl TokenState {
     pub(crate) fn new(
         issuer: String,
         authenticator: Arc<Authenticator>,
-        clients: Arc<ClientDirectory>,
         store: Arc<dyn Store>,
         keys: Arc<SigningKeys>,
         audit: Auditor,
@@ -41,7 +38,6 @@ impl TokenState {
         TokenState {
             issuer,
             authenticator,
-            clients,
             store,
             keys,
             audit,
@@ -82,12 +78,10 @@ impl TokenState {
             .authenticate(form, proof, ctx, event_type::TOKEN_REVOKED)
             .await?;
         let token = form.require("token")?;
-        let Some(claims) = verify_access_token(
-            token,
-            &self.keys.verification_keys(),
-            &self.issuer,
-            ctx.now(),
-        ) else {
+        let Some(claims) = self
+            .keys
+            .verify_access_token(token, &self.issuer, ctx.now())
+        else {
             return self.revoke_refresh_token(token, &client, ctx).await;
         };
         if claims.client_id != client.client_id() {
@@ -165,15 +159,13 @@ impl TokenState {
         token: &str,
         ctx: &RequestContext,
     ) -> Result<Option<AccessTokenClaims>, ServiceError> {
-        let Some(claims) = verify_access_token(
-            token,
-            &self.keys.verification_keys(),
-            &self.issuer,
-            ctx.now(),
-        ) else {
+        let Some(claims) = self
+            .keys
+            .verify_access_token(token, &self.issuer, ctx.now())
+        else {
             return Ok(None);
         };
-        let live = is_live(self.store.as_ref(), &self.clients, &claims).await?;
+        let live = is_live(self.store.as_ref(), &claims).await?;
         Ok(live.then_some(claims))
     }
 
@@ -206,30 +198,27 @@ impl TokenState {
 
 /// Whether a verified access token of this server is still live: its `jti`
 /// not revoked, nor any token it was exchanged from (`ancestry`, RFC 8693),
-/// its authorization (if any) not revoked, and its client still enabled —
-/// read from the store, never a cache. Introspection and token exchange
-/// ask the same question.
+/// its authorization (if any) not revoked, and its client and the clients
+/// of its ancestry (`ancestry_clients`) still enabled — one read from the
+/// store, never a cache. Introspection and token exchange ask the same
+/// question.
 pub(crate) async fn is_live(
     store: &dyn Store,
-    clients: &ClientDirectory,
     claims: &AccessTokenClaims,
 ) -> Result<bool, ServiceError> {
-    let ancestry = claims.ancestry.as_deref().unwrap_or_default();
-    // As long as the exchange's limit allows (a signed token of ours).
-    for jti in std::iter::once(&claims.jti).chain(ancestry) {
-        if store.is_token_revoked(jti).await.map_err(internal)? {
-            return Ok(false);
-        }
+    let mut jtis: Vec<String> =
+        Vec::with_capacity(1 + claims.ancestry.as_ref().map_or(0, Vec::len));
+    jtis.push(claims.jti.clone());
+    jtis.extend(claims.ancestry.iter().flatten().cloned());
+    let mut clients: Vec<String> = vec![claims.client_id.clone()];
+    clients.extend(claims.ancestry_clients.iter().flatten().cloned());
+    if jtis.len() > custos_store::MAX_LINEAGE || clients.len() > custos_store::MAX_LINEAGE {
+        // Longer than any exchange of this server makes.
+        return Ok(false);
     }
-    if let Some(grant_id) = &claims.grant_id {
-        let live = store
-            .get_grant(grant_id)
-            .await
-            .map_err(internal)?
-            .is_some_and(|g| g.revoked_at.is_none());
-        if !live {
-            return Ok(false);
-        }
-    }
-    clients.is_enabled(&claims.client_id).await
+    let revoked = store
+        .is_lineage_revoked(&jtis, claims.grant_id.as_deref(), &clients)
+        .await
+        .map_err(internal)?;
+    Ok(!revoked)
 }

@@ -191,7 +191,22 @@ pub trait RevocationRepo: Send + Sync {
     /// Whether `jti` has been revoked. A revocation is remembered at least
     /// until its `expires_at` (it goes at the first `prune_expired` after).
     async fn is_token_revoked(&self, jti: &str) -> StoreResult<bool>;
+    /// In one read: whether any of `jtis` is revoked, `grant_id` (when
+    /// given) is unknown or revoked, or any of `clients` is unknown or
+    /// disabled — whether a token with this lineage (its own `jti`, those
+    /// it was exchanged from, its refresh family, the clients they were
+    /// issued to) has been revoked. At most [`MAX_LINEAGE`] `jtis` and
+    /// as many `clients`.
+    async fn is_lineage_revoked(
+        &self,
+        jtis: &[String],
+        grant_id: Option<&str>,
+        clients: &[String],
+    ) -> StoreResult<bool>;
 }
+
+/// Most `jti`s (and clients) [`RevocationRepo::is_lineage_revoked`] takes.
+pub const MAX_LINEAGE: usize = 64;
 
 #[async_trait]
 pub trait CodeRepo: Send + Sync {

@@ -241,6 +241,8 @@ pub enum Origin {
         grant_id: Option<String>,
         /// The tokens it was itself exchanged from, nearest first.
         ancestry: Vec<String>,
+        /// The clients those tokens were issued to.
+        ancestry_clients: Vec<String>,
         authorization_details: Option<Value>,
     },
     /// A JWT of a trusted OIDC issuer, verified with its keys.
@@ -291,6 +293,7 @@ impl TokenFacts {
                 jti: claims.jti.clone(),
                 grant_id: claims.grant_id.clone(),
                 ancestry: claims.ancestry.clone().unwrap_or_default(),
+                ancestry_clients: claims.ancestry_clients.clone().unwrap_or_default(),
                 authorization_details: claims.authorization_details.clone(),
             },
         }
@@ -416,6 +419,8 @@ pub struct Exchange {
     /// The subject token's `jti` and its own ancestry (tokens of this
     /// server only), nearest first.
     pub ancestry: Vec<String>,
+    /// The clients of the tokens in `ancestry`, each once.
+    pub ancestry_clients: Vec<String>,
     pub task_id: Option<String>,
     /// `issued_token_type` (§2.2.1): the requested type.
     pub issued_token_type: &'static str,
@@ -562,20 +567,30 @@ pub fn decide(
         .filter(|l| *l > 0)
         .ok_or_else(|| OAuthError::invalid_request("the subject or actor token has expired"))?;
 
-    let (ancestry, grant_id, authorization_details) = match &subject.origin {
+    let (ancestry, ancestry_clients, grant_id, authorization_details) = match &subject.origin {
         Origin::Custos {
             jti,
             grant_id,
             ancestry,
+            ancestry_clients,
             authorization_details,
-        } => (
-            std::iter::once(jti.clone())
-                .chain(ancestry.iter().cloned())
-                .collect::<Vec<_>>(),
-            grant_id.clone(),
-            authorization_details.clone(),
-        ),
-        Origin::Trusted => (Vec::new(), None, None),
+        } => {
+            let mut clients: Vec<String> = Vec::with_capacity(ancestry_clients.len() + 1);
+            for client in subject.client_id.iter().chain(ancestry_clients) {
+                if !clients.contains(client) {
+                    clients.push(client.clone());
+                }
+            }
+            (
+                std::iter::once(jti.clone())
+                    .chain(ancestry.iter().cloned())
+                    .collect::<Vec<_>>(),
+                clients,
+                grant_id.clone(),
+                authorization_details.clone(),
+            )
+        }
+        Origin::Trusted => (Vec::new(), Vec::new(), None, None),
     };
     let max_ancestry = facts.config.max_ancestry();
     if ancestry.len() > max_ancestry {
@@ -595,6 +610,7 @@ pub fn decide(
         authorization_details,
         grant_id,
         ancestry,
+        ancestry_clients,
         task_id: request.task_id.clone(),
         issued_token_type: request.requested_token_type.uri(),
     })

@@ -70,6 +70,9 @@ pub(crate) struct Issuance {
     /// custos: the tokens this one is exchanged from, nearest first
     /// (`ancestry`: revoking any of them makes this one inactive).
     pub ancestry: Option<Vec<String>>,
+    /// custos: the clients of the tokens in `ancestry` (disabling any makes
+    /// this one inactive).
+    pub ancestry_clients: Option<Vec<String>>,
 }
 
 impl Issuance {
@@ -85,6 +88,7 @@ impl Issuance {
             issued_token_type: None,
             task_id: None,
             ancestry: None,
+            ancestry_clients: None,
         }
     }
 }
@@ -121,12 +125,11 @@ pub(crate) struct FederationParts {
     pub verifier: Arc<FederatedVerifier>,
 }
 
-/// What the token exchange grant needs besides the store: this server's
-/// keys and clients (to verify its own tokens and whether they are still
-/// active) and the trusted issuers (to verify theirs).
+/// What the token exchange grant needs besides the store (which says
+/// whether its own tokens are still active): this server's keys (to verify
+/// its own tokens) and the trusted issuers (to verify theirs).
 pub(crate) struct ExchangeParts {
     pub keys: Arc<SigningKeys>,
-    pub clients: Arc<ClientDirectory>,
     pub trusted: Arc<TrustedIssuers>,
     /// This server's token endpoint: a trusted issuer's token may name it
     /// (or the issuer) as its audience.

@@ -17,7 +17,6 @@ use crate::detail_types::DetailTypes;
 use crate::error::{internal, ServiceError};
 use crate::token_state::is_live;
 use async_trait::async_trait;
-use custos_protocol::access_token::verify_access_token;
 use custos_protocol::federation::{
     unverified_issuer_and_subject, verify_workload_jwt, TrustedIssuerConfig, WorkloadJwtRules,
 };
@@ -70,9 +69,12 @@ impl TokenExchange {
             ServiceError::from(OAuthError::invalid_request(format!("{which}: {reason}")))
         };
         let token = presented.token.as_str();
-        let keys = self.parts.keys.verification_keys();
-        if let Some(claims) = verify_access_token(token, &keys, &self.issuer, now) {
-            if !is_live(self.store.as_ref(), &self.parts.clients, &claims).await? {
+        if let Some(claims) = self
+            .parts
+            .keys
+            .verify_access_token(token, &self.issuer, now)
+        {
+            if !is_live(self.store.as_ref(), &claims).await? {
                 return Err(refuse(
                     "the token is no longer active (it, a token it was exchanged from or its authorization was revoked, or its client is disabled)",
                 ));
@@ -211,6 +213,8 @@ impl GrantHandler for TokenExchange {
         issuance.task_id = exchange.task_id;
         issuance.issued_token_type = Some(exchange.issued_token_type);
         issuance.ancestry = (!exchange.ancestry.is_empty()).then_some(exchange.ancestry);
+        issuance.ancestry_clients =
+            (!exchange.ancestry_clients.is_empty()).then_some(exchange.ancestry_clients);
         Ok(issuance)
     }
 }

@@ -206,4 +206,72 @@ impl RevocationRepo for SqlStore {
             .map_err(db_err)?;
         Ok(row.is_some())
     }
+
+    async fn is_lineage_revoked(
+        &self,
+        jtis: &[String],
+        grant_id: Option<&str>,
+        clients: &[String],
+    ) -> StoreResult<bool> {
+        if jtis.len() > crate::MAX_LINEAGE || clients.len() > crate::MAX_LINEAGE {
+            return Err(StoreError::Database(format!(
+                "a lineage of more than {} tokens or clients",
+                crate::MAX_LINEAGE
+            )));
+        }
+        let mut next = 0;
+        let mut placeholders = |n: usize| {
+            let list: Vec<String> = (next + 1..=next + n).map(|i| format!("${i}")).collect();
+            next += n;
+            list.join(", ")
+        };
+        let zero = "CAST(0 AS BIGINT)";
+        let revoked = if jtis.is_empty() {
+            zero.to_owned()
+        } else {
+            format!(
+                "(SELECT COUNT(*) FROM custos_revoked_tokens WHERE jti IN ({}))",
+                placeholders(jtis.len())
+            )
+        };
+        let dead_grant = match grant_id {
+            Some(_) => format!(
+                "(SELECT CAST(1 AS BIGINT) - COUNT(*) FROM custos_grants \
+                 WHERE grant_id = {} AND revoked_at IS NULL)",
+                placeholders(1)
+            ),
+            None => zero.to_owned(),
+        };
+        let mut distinct: Vec<&str> = clients.iter().map(String::as_str).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let dead_clients = if distinct.is_empty() {
+            zero.to_owned()
+        } else {
+            format!(
+                "(SELECT CAST({} AS BIGINT) - COUNT(*) FROM custos_clients \
+                 WHERE client_id IN ({}) AND disabled_at IS NULL)",
+                distinct.len(),
+                placeholders(distinct.len())
+            )
+        };
+        let sql = format!(
+            "SELECT {revoked} AS revoked, {dead_grant} AS dead_grant, {dead_clients} AS dead_clients"
+        );
+        let mut query = sqlx::query(&sql);
+        for jti in jtis {
+            query = query.bind(jti.as_str());
+        }
+        if let Some(grant_id) = grant_id {
+            query = query.bind(grant_id);
+        }
+        for client in &distinct {
+            query = query.bind(*client);
+        }
+        let row = query.fetch_one(&self.pool).await.map_err(db_err)?;
+        let revoked: i64 = col(&row, "revoked")?;
+        let dead_grant: i64 = col(&row, "dead_grant")?;
+        let dead_clients: i64 = col(&row, "dead_clients")?;
+        Ok(revoked > 0 || dead_grant > 0 || dead_clients > 0)
+    }
 }

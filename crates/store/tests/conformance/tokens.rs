@@ -177,10 +177,75 @@ async fn jti_many_keys_at_once(db: TestDb) {
     assert!(s.record_jti_once("other", "k1", 1_000, 10).await.unwrap());
 }
 
+/// One read answers for a token's whole lineage: its own `jti`, those it
+/// was exchanged from, and its refresh family.
+async fn lineage_revocation(db: TestDb) {
+    let s = db.store;
+    let lineage: Vec<String> = ["t3", "t2", "t1"].map(String::from).to_vec();
+    assert!(!s.is_lineage_revoked(&lineage, None, &[]).await.unwrap());
+    assert!(!s.is_lineage_revoked(&[], None, &[]).await.unwrap());
+    // An unknown family counts as revoked (its tokens cannot be checked).
+    assert!(s
+        .is_lineage_revoked(&lineage, Some("g1"), &[])
+        .await
+        .unwrap());
+    s.insert_grant(&crate::grants::grant("g1", "c1", 0, 10_000))
+        .await
+        .unwrap();
+    assert!(!s
+        .is_lineage_revoked(&lineage, Some("g1"), &[])
+        .await
+        .unwrap());
+    assert!(!s.is_lineage_revoked(&[], Some("g1"), &[]).await.unwrap());
+    s.revoke_token(&RevokedToken {
+        jti: "t1".into(),
+        client_id: "c1".into(),
+        revoked_at: 100,
+        expires_at: 400,
+    })
+    .await
+    .unwrap();
+    assert!(s.is_lineage_revoked(&lineage, None, &[]).await.unwrap());
+    assert!(s
+        .is_lineage_revoked(&lineage[2..], Some("g1"), &[])
+        .await
+        .unwrap());
+    assert!(!s
+        .is_lineage_revoked(&lineage[..2], Some("g1"), &[])
+        .await
+        .unwrap());
+    s.revoke_grant("g1", 200, "test").await.unwrap();
+    assert!(s
+        .is_lineage_revoked(&lineage[..2], Some("g1"), &[])
+        .await
+        .unwrap());
+    let too_long: Vec<String> = (0..=custos_store::MAX_LINEAGE)
+        .map(|i| i.to_string())
+        .collect();
+    assert!(s.is_lineage_revoked(&too_long, None, &[]).await.is_err());
+
+    // The clients the lineage was issued to: each must exist and be
+    // enabled (named twice or not).
+    let two: Vec<String> = ["a", "b", "a"].map(String::from).to_vec();
+    assert!(s.is_lineage_revoked(&[], None, &two).await.unwrap());
+    for id in ["a", "b"] {
+        s.insert_client(&crate::clients::client(id, 10))
+            .await
+            .unwrap();
+    }
+    assert!(!s.is_lineage_revoked(&[], None, &two).await.unwrap());
+    let mut b = s.get_client("b").await.unwrap().unwrap();
+    b.disabled_at = Some(20);
+    assert!(s.update_client(&b).await.unwrap());
+    assert!(s.is_lineage_revoked(&[], None, &two).await.unwrap());
+    assert!(!s.is_lineage_revoked(&[], None, &two[..1]).await.unwrap());
+}
+
 conformance!(
     jti_single_use,
     jti_concurrent,
     jti_many_keys_at_once,
     revocation,
+    lineage_revocation,
     prune_expired
 );

@@ -56,6 +56,7 @@ fn person_token() -> TokenFacts {
             jti: "jti-person".into(),
             grant_id: Some("family-1".into()),
             ancestry: vec![],
+            ancestry_clients: vec![],
             authorization_details: Some(json!([{"type": "payment", "amount": 5}])),
         },
     }
@@ -71,6 +72,7 @@ fn client_token(client_id: &str) -> TokenFacts {
             jti: format!("jti-{client_id}"),
             grant_id: None,
             ancestry: vec![],
+            ancestry_clients: vec![],
             authorization_details: None,
         },
         ..person_token()
@@ -679,14 +681,27 @@ fn authorization_details_grant_id_and_ancestry_are_carried() {
     );
     assert_eq!(exchange.grant_id.as_deref(), Some("family-1"));
     assert_eq!(exchange.ancestry, vec!["jti-person"]);
-    if let Origin::Custos { ancestry, .. } = &mut subject.origin {
+    let first_client = subject.client_id.clone().unwrap();
+    assert_eq!(exchange.ancestry_clients, vec![first_client.clone()]);
+    if let Origin::Custos {
+        ancestry,
+        ancestry_clients,
+        ..
+    } = &mut subject.origin
+    {
         *ancestry = vec!["jti-b".into(), "jti-a".into()];
+        *ancestry_clients = vec!["b".into(), first_client.clone()];
     }
     let exchange = decide(&request(""), &facts("agent", &client, &subject, &resources)).unwrap();
     assert_eq!(
         exchange.ancestry,
         vec!["jti-person", "jti-b", "jti-a"],
         "nearest first"
+    );
+    assert_eq!(
+        exchange.ancestry_clients,
+        vec![first_client, "b".to_owned()],
+        "each client once: disabling any of them deactivates the exchanged token"
     );
 }
 
@@ -857,6 +872,7 @@ fn a_custos_access_tokens_facts() {
             jti: "j1".into(),
             grant_id: Some("g".into()),
             ancestry: vec!["j0".into()],
+            ancestry_clients: vec![],
             authorization_details: None
         }
     );
