@@ -14,6 +14,7 @@ mod clients;
 mod consents;
 mod grants;
 mod keys;
+mod lineage_batch;
 mod policies;
 mod resources;
 mod tokens;
@@ -71,6 +72,8 @@ pub(crate) struct SqlStore {
 pub(crate) struct Queues {
     pub(crate) rotations: write_queue::WriteQueue<grants::RotationBatch>,
     pub(crate) jti: write_queue::WriteQueue<tokens::JtiBatch>,
+    /// Not a write: the lineage reads of many requests in one `SELECT`.
+    pub(crate) lineage: write_queue::WriteQueue<lineage_batch::LineageBatch>,
 }
 
 impl SqlStore {
@@ -155,6 +158,7 @@ impl SqlStore {
             store.queues = Some(std::sync::Arc::new(Queues {
                 rotations: write_queue::WriteQueue::start(store.clone()),
                 jti: write_queue::WriteQueue::start(store.clone()),
+                lineage: write_queue::WriteQueue::start(store.clone()),
             }));
         }
         Ok(store)

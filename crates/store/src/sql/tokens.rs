@@ -219,6 +219,16 @@ impl RevocationRepo for SqlStore {
                 crate::MAX_LINEAGE
             )));
         }
+        if let Some(queues) = &self.queues {
+            return queues
+                .lineage
+                .submit(super::lineage_batch::LineageJob {
+                    jtis: jtis.to_vec(),
+                    grant_id: grant_id.map(str::to_owned),
+                    clients: clients.to_vec(),
+                })
+                .await;
+        }
         let mut next = 0;
         let mut placeholders = |n: usize| {
             let list: Vec<String> = (next + 1..=next + n).map(|i| format!("${i}")).collect();

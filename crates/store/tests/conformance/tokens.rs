@@ -241,8 +241,52 @@ async fn lineage_revocation(db: TestDb) {
     assert!(!s.is_lineage_revoked(&[], None, &two[..1]).await.unwrap());
 }
 
+/// Many lineages asked at once (SQLite answers them in groups): each gets
+/// its own answer.
+async fn lineages_at_once(db: TestDb) {
+    let s: Arc<dyn Store> = db.store;
+    s.insert_client(&crate::clients::client("on", 10))
+        .await
+        .unwrap();
+    s.insert_grant(&crate::grants::grant("live", "on", 0, 10_000))
+        .await
+        .unwrap();
+    for i in (0..200).step_by(3) {
+        s.revoke_token(&RevokedToken {
+            jti: format!("j{i}"),
+            client_id: "on".into(),
+            revoked_at: 1,
+            expires_at: 400,
+        })
+        .await
+        .unwrap();
+    }
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let jtis = vec![format!("j{i}"), format!("k{i}")];
+                let grant = match i % 5 {
+                    0 => Some("gone"),
+                    1 | 2 => Some("live"),
+                    _ => None,
+                };
+                let clients = vec![if i % 7 == 0 { "off" } else { "on" }.to_owned()];
+                let expected = i % 3 == 0 || i % 5 == 0 || i % 7 == 0;
+                let got = s.is_lineage_revoked(&jtis, grant, &clients).await.unwrap();
+                (i, got, expected)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, got, expected) = task.await.unwrap();
+        assert_eq!(got, expected, "lineage {i}");
+    }
+}
+
 conformance!(
     jti_single_use,
+    lineages_at_once,
     jti_concurrent,
     jti_many_keys_at_once,
     revocation,
