@@ -108,6 +108,20 @@ pub struct RawSettings {
     /// only the operator's `permit` policies allow anything.
     #[arg(long, env = "CUSTOS_POLICY_DEFAULT_PERMIT", num_args = 0..=1, default_missing_value = "true")]
     pub policy_default_permit: Option<bool>,
+    /// Resolve `https://` client ids by their Client ID Metadata Document
+    /// (true; how MCP clients arrive).
+    #[arg(long, env = "CUSTOS_CLIENT_ID_METADATA_DOCUMENTS", num_args = 0..=1, default_missing_value = "true")]
+    pub client_id_metadata_documents: Option<bool>,
+    /// Hosts whose client ID metadata documents are accepted (comma
+    /// separated; `*.example.com` for every host below); empty: any host
+    /// not denied. Listed hosts may also use client credentials and token
+    /// exchange.
+    #[arg(long, env = "CUSTOS_CIMD_ALLOWED_HOSTS")]
+    pub cimd_allowed_hosts: Option<String>,
+    /// Hosts whose client ID metadata documents are refused (comma
+    /// separated, as above); wins over the allow-list.
+    #[arg(long, env = "CUSTOS_CIMD_DENIED_HOSTS")]
+    pub cimd_denied_hosts: Option<String>,
 }
 
 impl RawSettings {
@@ -144,6 +158,11 @@ impl RawSettings {
             policies: self.policies.or(file.policies),
             max_delegation_depth: self.max_delegation_depth.or(file.max_delegation_depth),
             policy_default_permit: self.policy_default_permit.or(file.policy_default_permit),
+            client_id_metadata_documents: self
+                .client_id_metadata_documents
+                .or(file.client_id_metadata_documents),
+            cimd_allowed_hosts: self.cimd_allowed_hosts.or(file.cimd_allowed_hosts),
+            cimd_denied_hosts: self.cimd_denied_hosts.or(file.cimd_denied_hosts),
         }
     }
 }
@@ -167,6 +186,8 @@ impl RawSettings {
             signing_alg: text(self.signing_alg),
             trusted_proxies: text(self.trusted_proxies),
             log_format: text(self.log_format),
+            cimd_allowed_hosts: text(self.cimd_allowed_hosts),
+            cimd_denied_hosts: text(self.cimd_denied_hosts),
             ..self
         }
     }
@@ -248,6 +269,8 @@ pub struct Settings {
     pub policy_files: Vec<(String, String)>,
     pub max_delegation_depth: u32,
     pub policy_default_permit: bool,
+    /// Client ID Metadata Documents: `None` when off, else the host lists.
+    pub client_id_metadata_documents: Option<custos_protocol::cimd::HostRules>,
 }
 
 impl Settings {
@@ -353,6 +376,26 @@ impl Settings {
             return Err("CUSTOS_DATABASE_MAX_CONNECTIONS: must be between 1 and 1000".into());
         }
 
+        let host_list = |value: Option<&str>| -> Vec<String> {
+            value
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let client_id_metadata_documents = if raw.client_id_metadata_documents.unwrap_or(true) {
+            let allowed = host_list(raw.cimd_allowed_hosts.as_deref());
+            let denied = host_list(raw.cimd_denied_hosts.as_deref());
+            Some(
+                custos_protocol::cimd::HostRules::new(allowed, denied).map_err(|e| {
+                    format!("CUSTOS_CIMD_ALLOWED_HOSTS / CUSTOS_CIMD_DENIED_HOSTS: {e}")
+                })?,
+            )
+        } else {
+            None
+        };
         let trusted_proxies = TrustedProxies::parse(raw.trusted_proxies.as_deref().unwrap_or(""))
             .map_err(|e| format!("CUSTOS_TRUSTED_PROXIES: {e}"))?;
         let client_cache_ttl = raw.client_cache_ttl.unwrap_or(2);
@@ -420,6 +463,7 @@ impl Settings {
             policy_files,
             max_delegation_depth,
             policy_default_permit: raw.policy_default_permit.unwrap_or(true),
+            client_id_metadata_documents,
         })
     }
 }

@@ -2,6 +2,7 @@
 
 mod admin_cli;
 mod config;
+mod document_fetch;
 mod issuer_fetch;
 mod jwks_fetch;
 mod serve;

@@ -36,6 +36,9 @@ pub struct Capabilities<'a> {
     pub require_par: bool,
     /// The server asks for TLS client certificates (RFC 8705).
     pub mtls: bool,
+    /// `https://` client ids are resolved by their metadata documents
+    /// (draft-ietf-oauth-client-id-metadata-document §5).
+    pub client_id_metadata_documents: bool,
 }
 
 /// The metadata document (RFC 8414 §2).
@@ -47,6 +50,7 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
         auth_methods,
         require_par,
         mtls,
+        client_id_metadata_documents,
     } = capabilities;
     let endpoint = |path: &str| format!("{issuer}{path}");
     // Introspection needs a confidential client (RFC 7662 §2.1).
@@ -78,7 +82,14 @@ pub fn authorization_server_metadata(capabilities: &Capabilities<'_>) -> Value {
         "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_SIGNING_ALGS,
         "access_token_signing_alg_values_supported": [signing_alg],
         "dpop_signing_alg_values_supported": crate::dpop::DPOP_SIGNING_ALGS,
+        "client_id_metadata_document_supported": client_id_metadata_documents,
     });
+    if grant_types.contains(&crate::names::GRANT_JWT_BEARER) {
+        // MCP enterprise-managed authorization: ID-JAGs at the JWT bearer
+        // grant (draft-ietf-oauth-identity-assertion-authz-grant).
+        doc["authorization_grant_profiles_supported"] =
+            json!([crate::grant::id_jag::ID_JAG_PROFILE]);
+    }
     if *mtls {
         // RFC 8705 §3.3, §5: certificate-bound tokens; every endpoint takes
         // client certificates on the same listener, so the aliases are the
@@ -108,6 +119,7 @@ mod tests {
             auth_methods: &["client_secret_basic", "private_key_jwt"],
             require_par: false,
             mtls: false,
+            client_id_metadata_documents: true,
         });
         assert_eq!(doc["issuer"], "https://as.example");
         assert_eq!(doc["token_endpoint"], "https://as.example/token");
@@ -134,6 +146,7 @@ mod mtls_tests {
             auth_methods: &["tls_client_auth", "private_key_jwt"],
             require_par: false,
             mtls,
+            client_id_metadata_documents: false,
         })
     }
 

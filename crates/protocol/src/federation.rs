@@ -255,6 +255,28 @@ pub fn verify_workload_jwt(
     keys: &[Jwk],
     rules: &WorkloadJwtRules<'_>,
 ) -> Result<WorkloadToken, String> {
+    // Tokens of other kinds (access tokens, DPoP proofs, ID-JAGs) are not
+    // workload identity tokens, whoever signed them.
+    verify_typed_jwt(token, keys, rules, |typ| match typ {
+        Some(typ) if !typ.eq_ignore_ascii_case("JWT") && !typ.eq_ignore_ascii_case("JOSE") => {
+            Err(format!(
+                "a token of type '{}' is not a workload identity token",
+                crate::error::echo(typ, 40)
+            ))
+        }
+        _ => Ok(()),
+    })
+}
+
+/// A trusted issuer's JWT whose header `typ` passes `check_typ` (RFC 8725
+/// §3.11: explicit typing keeps one kind of token from being used as
+/// another): signature with `keys`, then the claims as `rules` say.
+pub(crate) fn verify_typed_jwt(
+    token: &str,
+    keys: &[Jwk],
+    rules: &WorkloadJwtRules<'_>,
+    check_typ: impl Fn(Option<&str>) -> Result<(), String>,
+) -> Result<WorkloadToken, String> {
     if token.len() > MAX_WORKLOAD_JWT {
         return Err(format!("the token is longer than {MAX_WORKLOAD_JWT} bytes"));
     }
@@ -263,16 +285,7 @@ pub fn verify_workload_jwt(
     if !ALGORITHMS.contains(&header.alg) {
         return Err("the token must be signed with an asymmetric algorithm (ES256, RS256, PS256, EdDSA, ...)".into());
     }
-    // Tokens of other kinds (access tokens, DPoP proofs, ID-JAGs) are not
-    // workload identity tokens, whoever signed them.
-    if let Some(typ) = header.typ.as_deref() {
-        if !typ.eq_ignore_ascii_case("JWT") && !typ.eq_ignore_ascii_case("JOSE") {
-            return Err(format!(
-                "a token of type '{}' is not a workload identity token",
-                crate::error::echo(typ, 40)
-            ));
-        }
-    }
+    check_typ(header.typ.as_deref())?;
     let candidates: Vec<&Jwk> = keys
         .iter()
         .filter(|k| match (&header.kid, &k.common.key_id) {

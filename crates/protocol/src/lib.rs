@@ -14,6 +14,7 @@
 pub mod access_token;
 pub mod address;
 pub mod authorize;
+pub mod cimd;
 pub mod client_auth;
 pub mod discovery;
 pub mod dpop;

@@ -260,6 +260,12 @@ impl Admin {
                 "attestation": attestation_summary(&metadata),
                 "policies": mentioning.get(&client.client_id).cloned().unwrap_or_default(),
                 "last_policy_denials": denials,
+                // draft-ietf-oauth-client-id-metadata-document: where the
+                // client's metadata comes from, and when it was last
+                // fetched (and stored: the document it was last issued
+                // something under).
+                "client_id_metadata_document": custos_protocol::cimd::is_document_client_id_or_http(&client.client_id)
+                    .then(|| json!({"url": client.client_id, "last_fetched_at": client.updated_at})),
             }));
         }
         Ok(Value::Array(out))

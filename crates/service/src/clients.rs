@@ -3,12 +3,13 @@
 //! conditional update, and the one place stored metadata is decoded.
 
 use crate::client_cache::{Cached, ClientCache, LoadedClient};
+use crate::client_documents::ClientDocuments;
 use crate::clock::Clock;
 use crate::error::{internal, ServiceError};
 use custos_protocol::metadata::ClientMetadata;
 use custos_store::{ClientRecord, Store};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub(crate) struct ClientDirectory {
@@ -18,6 +19,11 @@ pub(crate) struct ClientDirectory {
     /// Counts this replica's client writes, so what is built from every
     /// client (the attested-identity index) sees them at once.
     changes: Arc<AtomicU64>,
+    /// Clients that arrive by Client ID Metadata Document (unset: none).
+    documents: OnceLock<Arc<ClientDocuments>>,
+    /// Document clients this replica has stored, with the `fetched_at` of
+    /// the document it stored: one write per fetched document.
+    remembered: moka::sync::Cache<String, i64>,
 }
 
 /// Decodes a client's stored metadata (validated when it was written).
@@ -32,7 +38,108 @@ impl ClientDirectory {
             cache: ClientCache::new(cache_ttl),
             clock,
             changes: Arc::new(AtomicU64::new(0)),
+            documents: OnceLock::new(),
+            remembered: moka::sync::Cache::new(10_000),
         }
+    }
+
+    /// Resolves `https://` client ids by their metadata documents from now
+    /// on (set once, at start).
+    pub fn accept_documents(&self, documents: Arc<ClientDocuments>) {
+        let _ = self.documents.set(documents);
+    }
+
+    /// The document resolver, if `client_id` is one of its URLs.
+    fn documents_for(&self, client_id: &str) -> Option<&Arc<ClientDocuments>> {
+        self.documents.get().filter(|d| d.handles(client_id))
+    }
+
+    /// A document client: its document (fetched unless held) as metadata,
+    /// with what the store knows of it (disabled by the operator; when it
+    /// was first stored), if anything.
+    async fn load_document(
+        &self,
+        documents: &ClientDocuments,
+        client_id: &str,
+    ) -> Result<(ClientRecord, ClientMetadata), ServiceError> {
+        let document = documents
+            .resolve(client_id, self.clock.now_ms().div_euclid(1000))
+            .await?;
+        let stored = self.store.get_client(client_id).await.map_err(internal)?;
+        let record = ClientRecord {
+            client_id: client_id.to_owned(),
+            metadata_json: serde_json::to_string(&document.metadata).map_err(internal)?,
+            secret_hash: None,
+            secret_created_at: None,
+            previous_secret_hash: None,
+            previous_secret_expires_at: None,
+            registration_token_hash: None,
+            created_at: stored
+                .as_ref()
+                .map_or(document.fetched_at, |s| s.created_at),
+            updated_at: document.fetched_at,
+            disabled_at: stored.as_ref().and_then(|s| s.disabled_at),
+            version: stored.as_ref().map_or(0, |s| s.version),
+        };
+        Ok((record, document.metadata.clone()))
+    }
+
+    /// After something was issued to a document client (a code, a token):
+    /// stores it, or its newer document, so that the inventory lists it,
+    /// its tokens can be checked and the operator can disable it. Once per
+    /// fetched document on this replica; nothing for other clients.
+    pub async fn remember_document_client(&self, client_id: &str) -> Result<(), ServiceError> {
+        let Some(documents) = self.documents_for(client_id) else {
+            return Ok(());
+        };
+        let Some(document) = documents.held(client_id).await else {
+            return Ok(());
+        };
+        if self.remembered.get(client_id) == Some(document.fetched_at) {
+            return Ok(());
+        }
+        let metadata_json = serde_json::to_string(&document.metadata).map_err(internal)?;
+        match self.store.get_client(client_id).await.map_err(internal)? {
+            None => {
+                let record = ClientRecord {
+                    client_id: client_id.to_owned(),
+                    metadata_json,
+                    secret_hash: None,
+                    secret_created_at: None,
+                    previous_secret_hash: None,
+                    previous_secret_expires_at: None,
+                    registration_token_hash: None,
+                    created_at: document.fetched_at,
+                    updated_at: document.fetched_at,
+                    disabled_at: None,
+                    version: 1,
+                };
+                match self.store.insert_client(&record).await {
+                    // Another replica stored it first: as good.
+                    Ok(()) | Err(custos_store::StoreError::Conflict) => {}
+                    Err(e) => return Err(internal(e)),
+                }
+            }
+            Some(stored)
+                if stored.metadata_json != metadata_json
+                    || stored.updated_at < document.fetched_at =>
+            {
+                let record = ClientRecord {
+                    metadata_json,
+                    updated_at: document.fetched_at.max(stored.updated_at),
+                    ..stored
+                };
+                // A lost race means another replica wrote a document as
+                // fresh: as good.
+                self.store.update_client(&record).await.map_err(internal)?;
+            }
+            Some(_) => {}
+        }
+        self.cache.invalidate(client_id);
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.remembered
+            .insert(client_id.to_owned(), document.fetched_at);
+        Ok(())
     }
 
     /// The count of client writes on this replica, bumped after each.
@@ -49,6 +156,12 @@ impl ClientDirectory {
     /// what it found (an unknown id is remembered as unknown).
     pub async fn load(&self, client_id: &str) -> Result<Option<Arc<LoadedClient>>, ServiceError> {
         let now_ms = self.clock.now_ms();
+        if let Some(documents) = self.documents_for(client_id) {
+            let (record, metadata) = self.load_document(documents, client_id).await?;
+            let loaded = Arc::new(LoadedClient::new(record, metadata, now_ms));
+            self.cache.put(client_id, Some(&loaded), now_ms);
+            return Ok(Some(loaded));
+        }
         let Some(record) = self.store.get_client(client_id).await.map_err(internal)? else {
             self.cache.put(client_id, None, now_ms);
             return Ok(None);
@@ -66,6 +179,10 @@ impl ClientDirectory {
         &self,
         client_id: &str,
     ) -> Result<Option<(ClientRecord, ClientMetadata)>, ServiceError> {
+        if let Some(documents) = self.documents_for(client_id) {
+            let (record, metadata) = self.load_document(documents, client_id).await?;
+            return Ok(record.disabled_at.is_none().then_some((record, metadata)));
+        }
         let Some(record) = self.store.get_client(client_id).await.map_err(internal)? else {
             return Ok(None);
         };

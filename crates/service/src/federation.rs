@@ -11,6 +11,7 @@ use crate::trusted_issuers::TrustedIssuers;
 use custos_protocol::federation::{
     unverified_issuer_and_subject, verify_workload_jwt, TrustedIssuerConfig, WorkloadJwtRules,
 };
+use custos_protocol::grant::id_jag::{verify_id_jag, IdJag};
 use custos_protocol::metadata::FederatedCredential;
 use custos_store::Store;
 use serde_json::Value;
@@ -142,6 +143,60 @@ impl FederatedVerifier {
             iss,
             sub: verified.sub,
         })
+    }
+}
+
+impl FederatedVerifier {
+    /// Verifies an ID-JAG (MCP enterprise-managed authorization): from a
+    /// trusted OIDC issuer, `aud` this server's issuer identifier, its
+    /// `jti` used once (always: it is a grant, not a workload's standing
+    /// credential). The error is the reason to give.
+    pub async fn verify_id_jag(&self, token: &str, now: i64) -> Result<IdJag, String> {
+        let (iss, _) = unverified_issuer_and_subject(token)?;
+        let iss = iss.ok_or("the ID-JAG has no iss")?;
+        let config = self
+            .trusted
+            .get(&iss)
+            .await
+            .map_err(|_| "the ID-JAG's issuer could not be looked up".to_owned())?
+            .ok_or("the ID-JAG's issuer is not a trusted issuer of this server")?;
+        let TrustedIssuerConfig::Oidc {
+            max_token_lifetime, ..
+        } = config.as_ref()
+        else {
+            return Err(
+                "the ID-JAG's issuer is a SPIFFE trust domain, not an identity provider".into(),
+            );
+        };
+        let audiences = [self.own_audiences[0].clone()];
+        let rules = WorkloadJwtRules {
+            issuer: Some(&iss),
+            audiences: &audiences,
+            only_these_audiences: false,
+            now,
+            leeway: self.leeway,
+            max_lifetime: i64::from(*max_token_lifetime),
+        };
+        let mut keys = self.trusted.oidc_keys(&config, false).await?;
+        let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
+        if kid.is_some_and(|kid| keys.find(&kid).is_none()) {
+            keys = self.trusted.oidc_keys(&config, true).await?;
+        }
+        let jag = verify_id_jag(token, &keys.keys, &rules)?;
+        let first = self
+            .store
+            .record_jti_once(
+                &format!("id-jag:{iss}"),
+                &jag.jti,
+                jag.exp + self.leeway,
+                now,
+            )
+            .await
+            .map_err(|_| "the ID-JAG's single use could not be recorded".to_owned())?;
+        if !first {
+            return Err("this ID-JAG was already used (its jti is single use)".into());
+        }
+        Ok(jag)
     }
 }
 

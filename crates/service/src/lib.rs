@@ -21,6 +21,7 @@ pub mod authorize;
 mod brake;
 pub mod client_auth;
 mod client_cache;
+pub mod client_documents;
 mod clients;
 pub mod clock;
 pub mod crypto;
@@ -111,6 +112,24 @@ pub struct ServiceConfig {
     /// Keep the default policy `default.permit-registered`; without it only
     /// the operator's `permit` policies allow anything.
     pub policy_default_permit: bool,
+    /// Client ID Metadata Documents: how they are fetched and which hosts
+    /// may serve them; `None`: `https://` client ids are unknown clients.
+    pub client_documents: Option<ClientDocumentsConfig>,
+}
+
+/// How client ID metadata documents are fetched, and from which hosts.
+#[derive(Clone)]
+pub struct ClientDocumentsConfig {
+    pub fetcher: Arc<dyn client_documents::DocumentFetcher>,
+    pub hosts: custos_protocol::cimd::HostRules,
+}
+
+impl std::fmt::Debug for ClientDocumentsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientDocumentsConfig")
+            .field("hosts", &self.hosts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The fetcher of trusted issuers' keys (see [`trusted_issuers`]).
@@ -158,6 +177,7 @@ impl ServiceConfig {
             policy_files: Vec::new(),
             max_delegation_depth: custos_policy::DEFAULT_MAX_DELEGATION_DEPTH,
             policy_default_permit: true,
+            client_documents: None,
         }
     }
 }
@@ -329,6 +349,7 @@ impl Service {
             auth_methods: &advertised_methods,
             require_par: config.require_par,
             mtls: config.mtls.is_some(),
+            client_id_metadata_documents: config.client_documents.is_some(),
         }));
         let mut registrable = grant_types.clone();
         for grant in AUTHORIZATION_ENDPOINT_GRANTS {
@@ -341,6 +362,16 @@ impl Service {
             grant_types: registrable,
             auth_methods,
         };
+        if let Some(documents) = &config.client_documents {
+            clients.accept_documents(Arc::new(client_documents::ClientDocuments::new(
+                documents.fetcher.clone(),
+                client_documents::DocumentSettings {
+                    hosts: documents.hosts.clone(),
+                    development: config.allow_private_jwks_uri,
+                },
+                &rules,
+            )));
+        }
 
         let service = Service {
             authorize: AuthorizationEndpoint::new(

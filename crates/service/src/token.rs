@@ -222,6 +222,12 @@ impl TokenEndpoint {
             )
             .into());
         }
+        // A client that arrived by its metadata document is stored once
+        // something is issued to it (inventory, liveness, disabling).
+        self.authenticator
+            .clients()
+            .remember_document_client(client.client_id())
+            .await?;
         let response = self.sign(&client, &issuance, ctx)?;
         Ok((response, issuance))
     }

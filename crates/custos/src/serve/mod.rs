@@ -92,6 +92,15 @@ pub async fn run(mut settings: Settings) -> Result<(), String> {
         crate::issuer_fetch::HttpIssuerKeySource::new(settings.allow_private_urls)
             .map_err(|e| format!("HTTP client: {e}"))?,
     )));
+    if let Some(hosts) = &settings.client_id_metadata_documents {
+        config.client_documents = Some(custos_service::ClientDocumentsConfig {
+            fetcher: Arc::new(
+                crate::document_fetch::HttpDocumentFetcher::new(settings.allow_private_urls)
+                    .map_err(|e| format!("HTTP client: {e}"))?,
+            ),
+            hosts: hosts.clone(),
+        });
+    }
     let fetcher = HttpJwksFetcher::new(settings.allow_private_urls)
         .map_err(|e| format!("HTTP client: {e}"))?;
     let (service, audit_writer) = Service::start(

@@ -8,6 +8,7 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod id_jag;
 pub mod jwt_bearer;
 pub mod refresh_token;
 pub mod token_exchange;

@@ -62,6 +62,16 @@ impl AuthorizationEndpoint {
             consumed_at: None,
             grant_id: None,
         };
+        // A client that arrived by its metadata document is stored once a
+        // person has authorized it.
+        if let Err(e) = self
+            .clients
+            .remember_document_client(&pending.client_id)
+            .await
+        {
+            internal(e);
+            return AuthorizeOutcome::Error(OAuthError::server_error("try again"));
+        }
         if let Err(e) = self.store.insert_code(&record).await {
             internal(e);
             return AuthorizeOutcome::Error(OAuthError::server_error("try again"));

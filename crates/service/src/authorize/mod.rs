@@ -69,6 +69,8 @@ pub struct ClientView {
     pub name: String,
     pub uri: Option<String>,
     pub contacts: Vec<String>,
+    /// The host a client ID metadata document came from.
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -364,6 +366,18 @@ impl AuthorizationEndpoint {
                 self.audit_refusal(Some(&sent.client_id), false, &error, ctx)
                     .await;
                 return Err(page(error));
+            }
+            // A client ID metadata document that could not be used.
+            Err(crate::ServiceError::OAuth(error)) => {
+                self.audit_refusal(Some(&sent.client_id), false, &error, ctx)
+                    .await;
+                return Err(page(error));
+            }
+            Err(crate::ServiceError::Throttled { description, .. }) => {
+                return Err(page(OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    description,
+                )))
             }
             Err(_) => return Err(page(OAuthError::server_error("try again"))),
         };
@@ -753,6 +767,9 @@ fn client_view(client_id: &str, client: &ClientMetadata) -> ClientView {
             .unwrap_or_else(|| client_id.to_owned()),
         uri: client.client_uri.clone(),
         contacts: client.contacts.clone(),
+        // draft-ietf-oauth-client-id-metadata-document §6.4: the host of a
+        // document client_id, shown prominently.
+        host: custos_protocol::cimd::document_host(client_id),
     }
 }
 

@@ -139,6 +139,11 @@ pub(crate) struct AttestationParts {
 }
 
 impl Authenticator {
+    /// The client directory it reads clients from.
+    pub(crate) fn clients(&self) -> &ClientDirectory {
+        &self.clients
+    }
+
     pub(crate) fn new(
         clients: Arc<ClientDirectory>,
         store: Arc<dyn Store>,

@@ -16,6 +16,7 @@ use crate::federation::FederatedVerifier;
 use crate::request::RequestContext;
 use async_trait::async_trait;
 use custos_protocol::federation::unverified_issuer_and_subject;
+use custos_protocol::grant::id_jag::is_id_jag;
 use custos_protocol::grant::jwt_bearer::{decide, parse};
 use custos_protocol::metadata::AuthMethod;
 use custos_protocol::names::GRANT_JWT_BEARER;
@@ -49,6 +50,33 @@ impl JwtBearer {
     }
 }
 
+impl JwtBearer {
+    /// MCP enterprise-managed authorization: an enterprise identity
+    /// provider's ID-JAG for one of its people, redeemed by the client it
+    /// names.
+    async fn redeem_id_jag(
+        &self,
+        request: &GrantRequest<'_>,
+        parsed: &custos_protocol::grant::jwt_bearer::JwtBearerRequest,
+    ) -> Result<Issuance, ServiceError> {
+        let jag = self
+            .verifier
+            .verify_id_jag(&parsed.assertion, request.ctx.now())
+            .await
+            .map_err(|reason| OAuthError::invalid_grant(format!("assertion: {reason}")))?;
+        let resources =
+            load_resources(self.store.as_ref(), std::slice::from_ref(&jag.resource)).await?;
+        let grant = custos_protocol::grant::id_jag::decide(
+            parsed,
+            &jag,
+            request.client.client_id(),
+            request.client.metadata(),
+            &resources,
+        )?;
+        Ok(Issuance::new(grant))
+    }
+}
+
 #[async_trait]
 impl GrantHandler for JwtBearer {
     fn grant_type(&self) -> &'static str {
@@ -70,6 +98,11 @@ impl GrantHandler for JwtBearer {
             return Ok(None);
         }
         let parsed = parse(form)?;
+        // An ID-JAG names the client it was issued to, which authenticates
+        // as itself (a public client is refused by the decision).
+        if is_id_jag(&parsed.assertion) {
+            return Ok(None);
+        }
         let (iss, sub) = unverified_issuer_and_subject(&parsed.assertion)
             .map_err(|reason| OAuthError::invalid_grant(format!("assertion: {reason}")))?;
         let iss = iss.ok_or_else(|| OAuthError::invalid_grant("the assertion has no iss"))?;
@@ -141,6 +174,9 @@ impl GrantHandler for JwtBearer {
                 "authorization_details is not supported with the JWT bearer grant; use client credentials or token exchange",
             )
             .into());
+        }
+        if is_id_jag(&parsed.assertion) {
+            return self.redeem_id_jag(request, &parsed).await;
         }
         let identity = self
             .verifier

@@ -1,0 +1,271 @@
+//! Clients that arrive by Client ID Metadata Document
+//! (draft-ietf-oauth-client-id-metadata-document; how MCP clients arrive):
+//! a `client_id` that is an https URL is resolved by fetching the document
+//! there, through the binary's [`DocumentFetcher`] (https, public
+//! addresses, no redirects, 5 KiB, a few seconds).
+//!
+//! - A valid document is kept as long as its cache headers say, within
+//!   1 minute and 1 day (`protocol::cimd::cache_lifetime`); an error or an
+//!   invalid document is never kept (§4.4) — the per-host brake below
+//!   bounds what retrying costs.
+//! - One fetch per URL however many requests wait on it (moka's
+//!   `try_get_with` runs one loader per key and shares its result).
+//! - The operator's host lists (`CUSTOS_CIMD_ALLOWED_HOSTS`,
+//!   `CUSTOS_CIMD_DENIED_HOSTS`) are checked before any fetch; at most
+//!   [`FETCHES_PER_HOST_PER_MINUTE`] fetches per host and
+//!   [`CONCURRENT_FETCHES`] at once.
+//! - What a document may ask for: the authorization code flow (with
+//!   refresh tokens) and the JWT bearer grant (an enterprise's identity
+//!   assertion, MCP's enterprise-managed authorization); a host on the
+//!   allow-list may also use client credentials and token exchange.
+//!
+//! Nothing is stored for a document client until something is issued to
+//! it (`ClientDirectory::remember_document_client`): a caller without
+//! credentials can make custos fetch (braked), never store.
+
+use crate::error::ServiceError;
+use async_trait::async_trait;
+use custos_protocol::cimd::{
+    cache_lifetime, check_client_id_url, validate_document, HostRules, MAX_DOCUMENT_BYTES,
+};
+use custos_protocol::metadata::{ClientMetadata, RegistrationRules};
+use custos_protocol::names::{GRANT_AUTHORIZATION_CODE, GRANT_JWT_BEARER, GRANT_REFRESH_TOKEN};
+use custos_protocol::OAuthError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Fetches of one host's documents in a minute, at most.
+pub const FETCHES_PER_HOST_PER_MINUTE: u32 = 20;
+/// Document fetches under way at once, at most.
+pub const CONCURRENT_FETCHES: usize = 16;
+/// Documents held, at most (each at most 5 KiB of JSON).
+const CACHE_CAPACITY: u64 = 10_000;
+
+/// A fetched document, as the wire gave it.
+#[derive(Debug, Clone)]
+pub struct FetchedDocument {
+    /// At most `protocol::cimd::MAX_DOCUMENT_BYTES`.
+    pub body: Vec<u8>,
+    /// The response's `Cache-Control` and `Age` headers.
+    pub cache_control: Option<String>,
+    pub age: Option<String>,
+}
+
+/// GETs a client ID metadata document: 200 only, no redirects, at most
+/// [`MAX_DOCUMENT_BYTES`], bounded in time, public addresses only (unless
+/// the operator allows private ones). `Err` says why, for the person or
+/// client to read.
+#[async_trait]
+pub trait DocumentFetcher: Send + Sync {
+    async fn fetch(&self, url: &str) -> Result<FetchedDocument, String>;
+}
+
+/// What document clients are allowed, from the server's settings.
+#[derive(Debug, Clone)]
+pub struct DocumentSettings {
+    pub hosts: HostRules,
+    /// `CUSTOS_ALLOW_PRIVATE_URLS`: http and addresses as `client_id`.
+    pub development: bool,
+}
+
+/// A resolved document client.
+#[derive(Debug)]
+pub struct DocumentClient {
+    pub metadata: ClientMetadata,
+    /// When its document was fetched (Unix seconds, the service clock).
+    pub fetched_at: i64,
+}
+
+pub struct ClientDocuments {
+    fetcher: Arc<dyn DocumentFetcher>,
+    settings: DocumentSettings,
+    /// Registration rules for hosts not on the allow-list, and for those
+    /// on it.
+    rules: RegistrationRules,
+    listed_rules: RegistrationRules,
+    held: moka::future::Cache<String, Arc<HeldDocument>>,
+    /// Fetches per host in the current minute.
+    per_host: moka::sync::Cache<String, Arc<std::sync::Mutex<(Instant, u32)>>>,
+    fetching: tokio::sync::Semaphore,
+}
+
+struct HeldDocument {
+    client: Arc<DocumentClient>,
+    keep_for: Duration,
+}
+
+struct KeepForLifetime;
+
+impl moka::Expiry<String, Arc<HeldDocument>> for KeepForLifetime {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        value: &Arc<HeldDocument>,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.keep_for)
+    }
+}
+
+impl ClientDocuments {
+    /// `rules`: what registration accepts on this server (grant types,
+    /// methods, `jwks_uri` addresses).
+    pub fn new(
+        fetcher: Arc<dyn DocumentFetcher>,
+        settings: DocumentSettings,
+        rules: &RegistrationRules,
+    ) -> Self {
+        let unlisted = RegistrationRules {
+            grant_types: rules
+                .grant_types
+                .iter()
+                .copied()
+                .filter(|g| {
+                    [
+                        GRANT_AUTHORIZATION_CODE,
+                        GRANT_REFRESH_TOKEN,
+                        GRANT_JWT_BEARER,
+                    ]
+                    .contains(g)
+                })
+                .collect(),
+            ..rules.clone()
+        };
+        ClientDocuments {
+            fetcher,
+            settings,
+            rules: unlisted,
+            listed_rules: rules.clone(),
+            held: moka::future::Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .expire_after(KeepForLifetime)
+                .build(),
+            per_host: moka::sync::Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_idle(Duration::from_secs(120))
+                .build(),
+            fetching: tokio::sync::Semaphore::new(CONCURRENT_FETCHES),
+        }
+    }
+
+    /// Whether `client_id` is to be resolved here rather than read from
+    /// the registrations.
+    pub fn handles(&self, client_id: &str) -> bool {
+        if self.settings.development {
+            custos_protocol::cimd::is_document_client_id_or_http(client_id)
+        } else {
+            custos_protocol::cimd::is_document_client_id(client_id)
+        }
+    }
+
+    /// The document client `client_id` stands for, fetched now unless a
+    /// valid document is held. `now` is the service clock (Unix seconds).
+    /// Refusals are `invalid_client` (or `invalid_request` for a URL that
+    /// cannot be one), saying why.
+    pub async fn resolve(
+        &self,
+        client_id: &str,
+        now: i64,
+    ) -> Result<Arc<DocumentClient>, ServiceError> {
+        let url = check_client_id_url(client_id, self.settings.development)?;
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        if !self.settings.hosts.permits(&host) {
+            return Err(OAuthError::invalid_client(format!(
+                "clients from {host} are not accepted by this server"
+            ))
+            .into());
+        }
+        let listed = self.settings.hosts.lists(&host);
+        let held = self
+            .held
+            .try_get_with_by_ref(client_id, self.load(client_id, &host, listed, now))
+            .await
+            .map_err(|e: Arc<ServiceError>| (*e).clone())?;
+        Ok(held.client.clone())
+    }
+
+    /// The document held for `client_id`, if any (no fetch).
+    pub async fn held(&self, client_id: &str) -> Option<Arc<DocumentClient>> {
+        self.held.get(client_id).await.map(|h| h.client.clone())
+    }
+
+    async fn load(
+        &self,
+        client_id: &str,
+        host: &str,
+        listed: bool,
+        now: i64,
+    ) -> Result<Arc<HeldDocument>, ServiceError> {
+        self.brake(host)?;
+        let _permit = tokio::time::timeout(Duration::from_secs(2), self.fetching.acquire())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        let fetched = self.fetcher.fetch(client_id).await.map_err(|reason| {
+            OAuthError::invalid_client(format!(
+                "the client ID metadata document could not be fetched: {}",
+                custos_protocol::error::echo(&reason, 200)
+            ))
+        })?;
+        if fetched.body.len() > MAX_DOCUMENT_BYTES {
+            return Err(OAuthError::invalid_client(format!(
+                "the client ID metadata document is larger than {MAX_DOCUMENT_BYTES} bytes"
+            ))
+            .into());
+        }
+        let rules = if listed {
+            &self.listed_rules
+        } else {
+            &self.rules
+        };
+        let metadata = validate_document(client_id, &fetched.body, rules)?;
+        Ok(Arc::new(HeldDocument {
+            client: Arc::new(DocumentClient {
+                metadata,
+                fetched_at: now,
+            }),
+            keep_for: cache_lifetime(fetched.cache_control.as_deref(), fetched.age.as_deref()),
+        }))
+    }
+
+    /// Counts a fetch of `host`; refuses past the per-minute limit.
+    fn brake(&self, host: &str) -> Result<(), ServiceError> {
+        let window = self.per_host.get_with_by_ref(host, || {
+            Arc::new(std::sync::Mutex::new((Instant::now(), 0)))
+        });
+        let mut window = window.lock().unwrap_or_else(|e| e.into_inner());
+        if window.0.elapsed() >= Duration::from_secs(60) {
+            *window = (Instant::now(), 0);
+        }
+        if window.1 >= FETCHES_PER_HOST_PER_MINUTE {
+            let retry_after = 60u64.saturating_sub(window.0.elapsed().as_secs()).max(1);
+            return Err(ServiceError::Throttled {
+                retry_after,
+                description: format!(
+                    "too many client ID metadata documents fetched from {host} this minute; try again in {retry_after} s"
+                ),
+            });
+        }
+        window.1 += 1;
+        Ok(())
+    }
+}
+
+fn busy() -> ServiceError {
+    OAuthError::new(
+        custos_protocol::ErrorCode::TemporarilyUnavailable,
+        "too many client ID metadata documents are being fetched; try again in a moment",
+    )
+    .into()
+}
+
+/// Refuses every fetch: documents are not fetched (CIMD off, or tests that
+/// never use it).
+pub struct NoDocumentFetching;
+
+#[async_trait]
+impl DocumentFetcher for NoDocumentFetching {
+    async fn fetch(&self, _url: &str) -> Result<FetchedDocument, String> {
+        Err("this server does not fetch client ID metadata documents".into())
+    }
+}
