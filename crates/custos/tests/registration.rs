@@ -445,7 +445,76 @@ async fn rfc7592_self_management_never_widens(db: Database) {
     assert!(!serde_json::to_string(&refused).unwrap().contains(&rat));
 }
 
+/// Dynamic registration stays for older clients (MCP deprecates it): with
+/// an initial access token, redirect URIs keep one shape (at most 10, the
+/// https ones on one host) and a network registers at most 10 clients a
+/// minute; the admin token is not limited.
+async fn registration_with_an_initial_access_token_is_limited(db: Database) {
+    let server = Server::start(&db).await;
+    let endpoint = server.endpoint("registration_endpoint").await;
+    let (_, body) = server
+        .admin(
+            Method::POST,
+            "/admin/initial-access-tokens",
+            Some(json!({"expires_in": 600})),
+        )
+        .await;
+    let iat = body["initial_access_token"].as_str().unwrap().to_owned();
+    let register = |metadata: serde_json::Value, bearer: String| {
+        let http = server.http.clone();
+        let endpoint = endpoint.clone();
+        async move {
+            let response = http
+                .post(&endpoint)
+                .bearer_auth(bearer)
+                .json(&metadata)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    let two_sites =
+        json!({"redirect_uris": ["https://app.example/cb", "https://phish.example/cb"]});
+    let (status, refusal) = register(two_sites.clone(), iat.clone()).await;
+    assert_eq!(status, 400, "{refusal}");
+    assert_eq!(refusal["error"], "invalid_redirect_uri");
+    let many: Vec<String> = (0..11)
+        .map(|i| format!("https://app.example/cb{i}"))
+        .collect();
+    let (status, refusal) = register(json!({"redirect_uris": many}), iat.clone()).await;
+    assert_eq!(status, 400, "{refusal}");
+    // One site, loopback and a native scheme: fine.
+    let fine = json!({"redirect_uris": ["https://app.example/cb", "https://APP.example/other",
+                                        "http://127.0.0.1/cb", "com.example.app:/cb"]});
+    let (status, body) = register(fine.clone(), iat.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    // The admin token registers what it wants.
+    let (status, body) = register(two_sites, ADMIN_TOKEN.to_owned()).await;
+    assert_eq!(status, 201, "{body}");
+    for _ in 1..10 {
+        let (status, body) = register(fine.clone(), iat.clone()).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, refusal) = register(fine.clone(), iat.clone()).await;
+    assert_eq!(status, 429, "{refusal}");
+    assert!(refusal["error_description"]
+        .as_str()
+        .unwrap()
+        .contains("too many"));
+    let (status, _) = register(fine, ADMIN_TOKEN.to_owned()).await;
+    assert_eq!(status, 201);
+}
+
 on_both_engines!(
+    registration_with_an_initial_access_token_is_limited,
     rfc7592_self_management_never_widens,
     rfc7591_3_2_1_response_carries_credentials_once,
     rfc7591_registration_requires_an_initial_access_token,

@@ -13,6 +13,15 @@ use url::{Host, Url};
 /// Longest redirect URI accepted.
 pub const MAX_REDIRECT_URI_LENGTH: usize = 2000;
 
+/// The host of an `https` URI (lower-case, as the URL parser writes it);
+/// `None` for any other URI.
+pub fn https_host(uri: &str) -> Option<String> {
+    Url::parse(uri)
+        .ok()
+        .filter(|u| u.scheme() == "https")
+        .and_then(|u| u.host_str().map(str::to_owned))
+}
+
 /// Checks a redirect URI offered at registration.
 pub fn validate_redirect_uri(uri: &str) -> Result<(), OAuthError> {
     let bad = |why: &str| OAuthError::invalid_redirect_uri(format!("redirect URI {why}"));

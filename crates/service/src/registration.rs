@@ -33,6 +33,39 @@ pub struct Registration {
     guard: Arc<BearerGuard>,
     rules: RegistrationRules,
     audit: Auditor,
+    /// Registrations with an initial access token, per source network and
+    /// minute (MCP deprecates dynamic registration; it stays for older
+    /// clients, braked).
+    registrations: crate::brake::Brake,
+}
+
+/// Redirect URIs a client registered with an initial access token may
+/// have (the admin token: `protocol::metadata::MAX_REDIRECT_URIS`).
+pub const MAX_SELF_REGISTERED_REDIRECT_URIS: usize = 10;
+
+/// The shape of a self-registered client's redirect URIs: at most
+/// [`MAX_SELF_REGISTERED_REDIRECT_URIS`], and the https ones on one host —
+/// a client registered by anyone holding an initial access token cannot
+/// collect landing pages on many sites.
+fn check_redirect_shape(metadata: &ClientMetadata) -> Result<(), OAuthError> {
+    if metadata.redirect_uris.len() > MAX_SELF_REGISTERED_REDIRECT_URIS {
+        return Err(OAuthError::invalid_redirect_uri(format!(
+            "at most {MAX_SELF_REGISTERED_REDIRECT_URIS} redirect_uris without the admin token"
+        )));
+    }
+    let mut hosts: Vec<String> = metadata
+        .redirect_uris
+        .iter()
+        .filter_map(|u| custos_protocol::redirect::https_host(u))
+        .collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    if hosts.len() > 1 {
+        return Err(OAuthError::invalid_redirect_uri(
+            "the https redirect_uris must all be on one host without the admin token",
+        ));
+    }
+    Ok(())
 }
 
 impl Registration {
@@ -53,6 +86,7 @@ impl Registration {
             guard,
             rules,
             audit,
+            registrations: crate::brake::Brake::default(),
         }
     }
 
@@ -105,6 +139,16 @@ impl Registration {
             .await?;
         let metadata = validate_registration(&parse_json(body)?, &self.rules)?;
         if !admin {
+            check_redirect_shape(&metadata)?;
+            let key = format!("register:{}", crate::authorize::network_of(ctx.source()));
+            if let Some(retry_after) = self.registrations.attempt(&key, ctx.now()) {
+                return Err(ServiceError::Throttled {
+                    retry_after,
+                    description: format!(
+                        "too many clients registered from this network; try again in {retry_after} s"
+                    ),
+                });
+            }
             if let Some(field) = metadata.attestation.identity_fields().first() {
                 return Err(OAuthError::invalid_client_metadata(format!(
                     "{field} names a workload identity that authenticates the client; only the admin token may register one (an initial access token could otherwise claim another workload's identity)"

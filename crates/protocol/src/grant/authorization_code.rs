@@ -27,6 +27,9 @@ pub struct AuthorizationCodeRequest {
     /// As sent in the token request, if at all.
     pub redirect_uri: Option<String>,
     pub code_verifier: String,
+    /// RFC 8707 `resource` of the token request: one or more of the
+    /// authorization request's, or none (all of them).
+    pub resources: Vec<String>,
 }
 
 /// §4.1.3: `code` and `code_verifier` required (`invalid_request`); `code`
@@ -44,6 +47,7 @@ pub fn parse(form: &FormParams) -> Result<AuthorizationCodeRequest, OAuthError> 
         code: code.to_owned(),
         redirect_uri: form.get("redirect_uri").map(str::to_owned),
         code_verifier: code_verifier.to_owned(),
+        resources: super::parse_resources(form)?,
     })
 }
 
@@ -147,7 +151,22 @@ pub fn decide(
             }
         }
     }
-    let audience = if facts.resources.is_empty() {
+    // RFC 8707 §2.2 (and MCP: the token request's resource must match
+    // the authorization's): a resource named here must be one the person
+    // authorized; the token is then for those only.
+    if let Some(other) = request
+        .resources
+        .iter()
+        .find(|r| !facts.resources.contains(r))
+    {
+        return Err(OAuthError::invalid_target(format!(
+            "resource '{}' was not part of the authorization request (RFC 8707 section 2.2)",
+            crate::error::echo(other, 200)
+        )));
+    }
+    let audience = if !request.resources.is_empty() {
+        request.resources.clone()
+    } else if facts.resources.is_empty() {
         vec![default_audience.to_owned()]
     } else {
         facts.resources.clone()
@@ -207,6 +226,7 @@ mod tests {
             code: "the-code".into(),
             redirect_uri: redirect_uri.map(str::to_owned),
             code_verifier: verifier.into(),
+            resources: vec![],
         }
     }
 
@@ -233,6 +253,7 @@ mod tests {
                     code: "abc".into(),
                     redirect_uri: Some(CB.into()),
                     code_verifier: "v".into(),
+                    resources: vec![],
                 }),
             ),
             (
@@ -241,6 +262,7 @@ mod tests {
                     code: "abc".into(),
                     redirect_uri: None,
                     code_verifier: "v".into(),
+                    resources: vec![],
                 }),
             ),
             ("code_verifier=v", Err(ErrorCode::InvalidRequest)),
@@ -269,6 +291,35 @@ mod tests {
                 audience: vec![AS.into()],
                 lifetime: 600,
             }
+        );
+    }
+
+    /// RFC 8707 §2.2 (MCP: the token request's resource must match the
+    /// authorization's): narrower or refused, never another.
+    #[test]
+    fn rfc8707_2_2_token_request_resource_must_be_one_authorized() {
+        let facts = CodeFacts {
+            resources: vec!["https://api.example".into(), "https://b.example".into()],
+            ..facts()
+        };
+        let narrower = AuthorizationCodeRequest {
+            resources: vec!["https://b.example".into()],
+            ..ok()
+        };
+        let grant = decide_with(&narrower, &facts, &client(&[CB]), None, NOW).unwrap();
+        assert_eq!(grant.audience, vec!["https://b.example".to_owned()]);
+        let other = AuthorizationCodeRequest {
+            resources: vec!["https://c.example".into()],
+            ..ok()
+        };
+        assert_eq!(
+            decide_with(&other, &facts, &client(&[CB]), None, NOW),
+            Err(ErrorCode::InvalidTarget)
+        );
+        // Nothing authorized for a resource: naming one is refused.
+        assert_eq!(
+            decide_with(&other, &self::facts(), &client(&[CB]), None, NOW),
+            Err(ErrorCode::InvalidTarget)
         );
     }
 
@@ -439,6 +490,7 @@ mod tests {
                 code,
                 redirect_uri: redirect_uri.map(str::to_owned),
                 code_verifier: verifier.clone(),
+                resources: vec![],
             };
             let facts = CodeFacts { dpop_jkt: bound.then_some(JKT), ..facts() };
             if let Ok(grant) = decide_with(&request, &facts, &client(&[CB]), proof, now) {

@@ -154,7 +154,7 @@ struct PasswordCheck {
 
 /// The network a source address stands for when braking: an IPv4
 /// address, or an IPv6 /64 (one host usually holds a whole /64).
-fn network_of(source: &str) -> String {
+pub(crate) fn network_of(source: &str) -> String {
     match source.parse::<std::net::IpAddr>() {
         Ok(std::net::IpAddr::V6(v6)) => {
             let s = v6.segments();

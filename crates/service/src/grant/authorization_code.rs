@@ -121,7 +121,8 @@ impl GrantHandler for AuthorizationCode {
         let issued = self
             .detail_types
             .narrow(requested_details(request.form), &granted)
-            .await?;
+            .await?
+            .restricted_to(&grant.audience);
         let family = GrantRecord {
             grant_id: grant_id.clone(),
             client_id: code.client_id.clone(),
