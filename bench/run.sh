@@ -4,7 +4,7 @@
 #
 #   bash bench/run.sh [--scenario cc|refresh|dpop|exchange] [--duration N] [--warmup N]
 #                     [--connections "16 64 256"] [--threads N] [--peer]
-#                     [--policies N]
+#                     [--policies N] [--cimd]
 #
 # Scenarios (--scenario, default cc):
 #   cc       client_credentials, client_secret_basic, ES256 JWT access tokens
@@ -22,6 +22,12 @@
 #            before the run, is exchanged by agent C on every request, so
 #            each answer carries act {C, act {B}} (bench/cc.lua with a fixed
 #            BODY). custos only.
+#
+# --cimd (with --scenario refresh): the public client is a Client ID
+# Metadata Document client (its document served on loopback by python3's
+# http.server, custos with CUSTOS_ALLOW_PRIVATE_URLS=true) instead of a
+# registered one — what a cached document client costs at the token
+# endpoint.
 #
 # --policies N loads N generated Cedar policies (CUSTOS_POLICIES) besides
 # the default set, none of which denies the benchmark's client: forbids on
@@ -53,6 +59,7 @@ THREADS=2
 PEER=0
 SCENARIO=cc
 POLICIES=0
+CIMD=0
 
 usage() {
   sed -n '2,34p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
@@ -67,6 +74,7 @@ while [ $# -gt 0 ]; do
     --peer) PEER=1; shift ;;
     --scenario) SCENARIO=${2:?--scenario needs a value}; shift 2 ;;
     --policies) POLICIES=${2:?--policies needs a value}; shift 2 ;;
+    --cimd) CIMD=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) echo "run.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -86,6 +94,10 @@ case "$SCENARIO" in
   cc | refresh | dpop | exchange) ;;
   *) echo "run.sh: --scenario is cc, refresh, dpop or exchange" >&2; exit 2 ;;
 esac
+if [ "$CIMD" = 1 ] && [ "$SCENARIO" != refresh ]; then
+  echo "run.sh: --cimd goes with --scenario refresh" >&2
+  exit 2
+fi
 if [ "$SCENARIO" = dpop ] && { [ "$DURATION" -gt 40 ] || [ "$WARMUP" -gt 40 ]; }; then
   # Proofs are made before each run and custos accepts one for 60 s after its iat.
   echo "run.sh: --scenario dpop needs --duration and --warmup of at most 40 s" >&2
@@ -503,7 +515,9 @@ if [ "$POLICIES" -gt 0 ]; then
   POLICY_ENV=(CUSTOS_POLICIES="$WORK/policies")
   say "policies: the default set + $POLICIES generated (CUSTOS_POLICIES)"
 fi
-env "${POLICY_ENV[@]}" CUSTOS_LISTEN="127.0.0.1:$PORT" \
+CIMD_ENV=()
+[ "$CIMD" = 1 ] && CIMD_ENV=(CUSTOS_ALLOW_PRIVATE_URLS=true)
+env "${POLICY_ENV[@]}" "${CIMD_ENV[@]}" CUSTOS_LISTEN="127.0.0.1:$PORT" \
   CUSTOS_DATABASE_URL="sqlite://$WORK/custos/custos.db" \
   CUSTOS_ADMIN_TOKEN="$ADMIN_TOKEN" \
   CUSTOS_LOG=warn \
@@ -595,6 +609,18 @@ case "$SCENARIO" in
       die "client registration failed"
     PUBLIC_ID=$(json_str client_id <<<"$CLIENT")
     [ -n "$PUBLIC_ID" ] || die "registration answered without a client_id: $CLIENT"
+    if [ "$CIMD" = 1 ]; then
+      DOC_PORT=$(free_port)
+      PUBLIC_ID="http://127.0.0.1:$DOC_PORT/client.json"
+      mkdir -p "$WORK/documents"
+      printf '{"client_id":"%s","token_endpoint_auth_method":"none","grant_types":["authorization_code","refresh_token"],"redirect_uris":["%s"],"scope":"read write","client_name":"bench"}\n' \
+        "$PUBLIC_ID" "$REDIRECT_URI" >"$WORK/documents/client.json"
+      python3 -m http.server "$DOC_PORT" --bind 127.0.0.1 --directory "$WORK/documents" \
+        >"$WORK/documents.log" 2>&1 &
+      PIDS+=($!)
+      wait_http "$PUBLIC_ID" "$!" "$WORK/documents.log"
+      say "client: a Client ID Metadata Document client ($PUBLIC_ID)"
+    fi
     export CLIENT_ID="$PUBLIC_ID"
     check_refresh custos "$TOKEN_URL"
     ;;

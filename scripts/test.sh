@@ -5,7 +5,7 @@
 # scripts/start-postgres.sh (Debian packages) when none is configured.
 #
 #   bash scripts/test.sh            # everything
-#   SKIP_INTEROP=1 bash scripts/test.sh
+#   SKIP_INTEROP=1 bash scripts/test.sh      (also SKIP_BROWSER, SKIP_MCP)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,3 +23,5 @@ if [ "${SKIP_INTEROP:-0}" != 1 ] && [ -f tests/interop/run.sh ]; then
   bash tests/interop/run.sh
 fi
 if [ "${SKIP_BROWSER:-0}" != 1 ] && [ -f tests/browser/run.sh ]; then bash tests/browser/run.sh; fi
+# The official MCP TypeScript SDK against custos (tests/mcp/README.md).
+if [ "${SKIP_MCP:-0}" != 1 ] && [ -f tests/mcp/run.sh ]; then bash tests/mcp/run.sh; fi
