@@ -36,10 +36,16 @@ use std::time::{Duration, Instant};
 
 /// Fetches of one host's documents in a minute, at most.
 pub const FETCHES_PER_HOST_PER_MINUTE: u32 = 20;
+/// Fetches of all hosts in a minute, at most (hosts are cheap to make:
+/// the per-host brake alone does not bound an attacker with a wildcard
+/// DNS name).
+pub const FETCHES_PER_MINUTE: u32 = 600;
 /// Document fetches under way at once, at most.
 pub const CONCURRENT_FETCHES: usize = 16;
-/// Documents held, at most (each at most 5 KiB of JSON).
-const CACHE_CAPACITY: u64 = 10_000;
+/// Bytes of documents held, at most (roughly: each at most 5 KiB of JSON).
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+/// Hosts whose fetch counts are held, at most.
+const HOSTS_TRACKED: u64 = 10_000;
 
 /// A fetched document, as the wire gave it.
 #[derive(Debug, Clone)]
@@ -86,12 +92,16 @@ pub struct ClientDocuments {
     held: moka::future::Cache<String, Arc<HeldDocument>>,
     /// Fetches per host in the current minute.
     per_host: moka::sync::Cache<String, Arc<std::sync::Mutex<(Instant, u32)>>>,
+    /// Fetches of every host in the current minute.
+    all_hosts: std::sync::Mutex<(Instant, u32)>,
     fetching: tokio::sync::Semaphore,
 }
 
 struct HeldDocument {
     client: Arc<DocumentClient>,
     keep_for: Duration,
+    /// Roughly the bytes it holds.
+    weight: u32,
 }
 
 struct KeepForLifetime;
@@ -137,13 +147,18 @@ impl ClientDocuments {
             rules: unlisted,
             listed_rules: rules.clone(),
             held: moka::future::Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
+                .max_capacity(CACHE_BYTES)
+                .weigher(|key: &String, held: &Arc<HeldDocument>| {
+                    held.weight
+                        .saturating_add(u32::try_from(key.len()).unwrap_or(u32::MAX))
+                })
                 .expire_after(KeepForLifetime)
                 .build(),
             per_host: moka::sync::Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
+                .max_capacity(HOSTS_TRACKED)
                 .time_to_idle(Duration::from_secs(120))
                 .build(),
+            all_hosts: std::sync::Mutex::new((Instant::now(), 0)),
             fetching: tokio::sync::Semaphore::new(CONCURRENT_FETCHES),
         }
     }
@@ -219,17 +234,31 @@ impl ClientDocuments {
             &self.rules
         };
         let metadata = validate_document(client_id, &fetched.body, rules)?;
+        // The parsed metadata is a few times the document's size.
+        let weight = u32::try_from(fetched.body.len() * 4 + 1024).unwrap_or(u32::MAX);
         Ok(Arc::new(HeldDocument {
             client: Arc::new(DocumentClient {
                 metadata,
                 fetched_at: now,
             }),
             keep_for: cache_lifetime(fetched.cache_control.as_deref(), fetched.age.as_deref()),
+            weight,
         }))
     }
 
-    /// Counts a fetch of `host`; refuses past the per-minute limit.
+    /// Counts a fetch of `host`; refuses past the per-host or the overall
+    /// per-minute limit (a refused fetch counts for neither, so a host
+    /// that is braked does not use up the others' share).
     fn brake(&self, host: &str) -> Result<(), ServiceError> {
+        let throttled = |start: Instant, what: String| {
+            let retry_after = 60u64.saturating_sub(start.elapsed().as_secs()).max(1);
+            ServiceError::Throttled {
+                retry_after,
+                description: format!(
+                    "too many client ID metadata documents fetched {what} this minute; try again in {retry_after} s"
+                ),
+            }
+        };
         let window = self.per_host.get_with_by_ref(host, || {
             Arc::new(std::sync::Mutex::new((Instant::now(), 0)))
         });
@@ -238,14 +267,16 @@ impl ClientDocuments {
             *window = (Instant::now(), 0);
         }
         if window.1 >= FETCHES_PER_HOST_PER_MINUTE {
-            let retry_after = 60u64.saturating_sub(window.0.elapsed().as_secs()).max(1);
-            return Err(ServiceError::Throttled {
-                retry_after,
-                description: format!(
-                    "too many client ID metadata documents fetched from {host} this minute; try again in {retry_after} s"
-                ),
-            });
+            return Err(throttled(window.0, format!("from {host}")));
         }
+        let mut all = self.all_hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if all.0.elapsed() >= Duration::from_secs(60) {
+            *all = (Instant::now(), 0);
+        }
+        if all.1 >= FETCHES_PER_MINUTE {
+            return Err(throttled(all.0, "from all hosts".into()));
+        }
+        all.1 += 1;
         window.1 += 1;
         Ok(())
     }
