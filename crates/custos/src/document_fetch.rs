@@ -44,7 +44,14 @@ fn is_json(content_type: &str) -> bool {
 #[async_trait]
 impl DocumentFetcher for HttpDocumentFetcher {
     async fn fetch(&self, url: &str) -> Result<FetchedDocument, String> {
-        let response = send_get(&self.client, url, self.allow_private, "client_id").await?;
+        // What went wrong connecting (which names resolve, which ports
+        // answer) is logged, not told: the caller has no credentials.
+        let response = send_get(&self.client, url, self.allow_private, "client_id")
+            .await
+            .map_err(|reason| {
+                tracing::info!(%url, %reason, "fetching a client ID metadata document failed");
+                "the request failed (no answer, or not from a public address)".to_owned()
+            })?;
         let status = response.status();
         if status.is_redirection() {
             return Err(format!(
@@ -64,14 +71,19 @@ impl DocumentFetcher for HttpDocumentFetcher {
         };
         let content_type = header(reqwest::header::CONTENT_TYPE).unwrap_or_default();
         if !is_json(&content_type) {
-            return Err(format!(
-                "content type '{}' is not JSON",
-                custos_protocol::error::echo(&content_type, 60)
-            ));
+            return Err("the content type is not JSON".into());
         }
         let cache_control = header(reqwest::header::CACHE_CONTROL);
         let age = header(reqwest::header::AGE);
-        let body = read_body(response, MAX_DOCUMENT_BYTES, "the document is").await?;
+        let body = read_body(response, MAX_DOCUMENT_BYTES, "the document is")
+            .await
+            .map_err(|reason| {
+                if reason.contains("larger than") {
+                    reason
+                } else {
+                    "reading the document failed".to_owned()
+                }
+            })?;
         Ok(FetchedDocument {
             body,
             cache_control,

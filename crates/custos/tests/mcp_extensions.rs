@@ -49,7 +49,10 @@ async fn mcp_enterprise_managed_authorization_id_jag(db: Database) {
         .unwrap()
         .contains(&json!(JWT_BEARER_GRANT)));
     let idp_key = ClientKey::generate("idp-1");
-    trust_oidc(&server, IDP, &idp_key, json!({})).await;
+    trust_oidc(&server, IDP, &idp_key, json!({"id_jag": true})).await;
+    // A workload-identity issuer (CI, Kubernetes) does not vouch for people.
+    let ci_key = ClientKey::generate("ci-1");
+    trust_oidc(&server, "https://ci.example", &ci_key, json!({})).await;
     let (status, body) = server
         .admin(
             Method::POST,
@@ -172,6 +175,24 @@ async fn mcp_enterprise_managed_authorization_id_jag(db: Database) {
     cases.push((
         "from an untrusted issuer",
         id_jag(&idp_key, &untrusted),
+        vec![],
+        400,
+        "invalid_grant",
+    ));
+    let mut from_ci = claims("j11");
+    from_ci["iss"] = json!("https://ci.example");
+    cases.push((
+        "from a workload issuer not trusted for ID-JAGs",
+        id_jag(&ci_key, &from_ci),
+        vec![],
+        400,
+        "invalid_grant",
+    ));
+    let mut two_audiences = claims("j12");
+    two_audiences["aud"] = json!([issuer_url(&server), "https://other-as.example"]);
+    cases.push((
+        "for this and another server",
+        id_jag(&idp_key, &two_audiences),
         vec![],
         400,
         "invalid_grant",

@@ -54,6 +54,11 @@ pub enum TrustedIssuerConfig {
         /// Opt-in: each token's `jti` is accepted once.
         #[serde(default)]
         single_use: bool,
+        /// Opt-in: an enterprise identity provider whose ID-JAGs (MCP
+        /// enterprise-managed authorization) custos redeems for its people.
+        /// Off, its tokens only ever authenticate workloads.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        id_jag: bool,
     },
     /// A SPIFFE trust domain: its bundle inline or from a bundle endpoint
     /// (https_web profile).
@@ -155,17 +160,20 @@ pub fn validate_trusted_issuer(
                         ))
                     })?,
             };
-            let single_use = match object.get("single_use") {
-                None | Some(Value::Null) => false,
-                Some(Value::Bool(b)) => *b,
-                Some(_) => return Err(bad("single_use must be true or false")),
+            let flag = |name: &str| match object.get(name) {
+                None | Some(Value::Null) => Ok(false),
+                Some(Value::Bool(b)) => Ok(*b),
+                Some(_) => Err(bad(format!("{name} must be true or false"))),
             };
+            let single_use = flag("single_use")?;
+            let id_jag = flag("id_jag")?;
             Ok(TrustedIssuerConfig::Oidc {
                 issuer,
                 jwks,
                 jwks_uri,
                 max_token_lifetime,
                 single_use,
+                id_jag,
             })
         }
         Some("spiffe") => {

@@ -20,7 +20,7 @@ mod describe;
 mod narrow;
 pub mod types;
 
-pub use describe::{describe, MAX_DESCRIPTION_CHARS};
+pub use describe::{describe, fits_on_consent_page, MAX_DESCRIPTION_CHARS};
 pub use narrow::{is_narrower_or_equal, narrow};
 pub use types::{validate_type_registration, AuthorizationDetailType, CompiledType};
 

@@ -433,8 +433,10 @@ impl Admin {
         ),
         ServiceError,
     > {
+        // The stored client: an operator disables a document client
+        // whatever its document says (or whether it can be fetched now).
         self.clients
-            .active(client_id)
+            .active_stored(client_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("no active client with this client_id"))
     }

@@ -26,6 +26,11 @@ pub(crate) struct ClientDirectory {
     remembered: moka::sync::Cache<String, i64>,
 }
 
+/// How long after its document was last fetched a stored document client
+/// may go on with that document when a fetch fails now, seconds (the
+/// longest a document may be kept anyway).
+pub(crate) const STORED_DOCUMENT_GRACE: i64 = 24 * 3600;
+
 /// Decodes a client's stored metadata (validated when it was written).
 pub(crate) fn decode_metadata(record: &ClientRecord) -> Result<ClientMetadata, ServiceError> {
     serde_json::from_str(&record.metadata_json).map_err(internal)
@@ -57,15 +62,39 @@ impl ClientDirectory {
     /// A document client: its document (fetched unless held) as metadata,
     /// with what the store knows of it (disabled by the operator; when it
     /// was first stored), if anything.
+    ///
+    /// Read from the store first: a client the operator disabled is
+    /// answered from its row, without fetching anything. A client stored
+    /// before (something was issued to it) whose document cannot be
+    /// fetched now — down, braked, busy — keeps its last stored document
+    /// for up to [`STORED_DOCUMENT_GRACE`] after that document was fetched,
+    /// so that a flood of bogus document URLs on its host cannot lock it
+    /// out.
     async fn load_document(
         &self,
         documents: &ClientDocuments,
         client_id: &str,
     ) -> Result<(ClientRecord, ClientMetadata), ServiceError> {
-        let document = documents
-            .resolve(client_id, self.clock.now_ms().div_euclid(1000))
-            .await?;
         let stored = self.store.get_client(client_id).await.map_err(internal)?;
+        if let Some(row) = stored.as_ref().filter(|r| r.disabled_at.is_some()) {
+            let metadata = decode_metadata(row)?;
+            return Ok((row.clone(), metadata));
+        }
+        let now = self.clock.now_ms().div_euclid(1000);
+        let document = match documents.resolve(client_id, now).await {
+            Ok(document) => document,
+            Err(error) => match stored.as_ref() {
+                Some(row)
+                    if now - row.updated_at < STORED_DOCUMENT_GRACE
+                        && !matches!(&error, ServiceError::OAuth(e) if e.code == custos_protocol::ErrorCode::InvalidRequest) =>
+                {
+                    tracing::warn!(client_id = %client_id, error = %error, "the client ID metadata document could not be used now; its last stored document stands in");
+                    let metadata = decode_metadata(row)?;
+                    return Ok((row.clone(), metadata));
+                }
+                _ => return Err(error),
+            },
+        };
         let record = ClientRecord {
             client_id: client_id.to_owned(),
             metadata_json: serde_json::to_string(&document.metadata).map_err(internal)?,
@@ -92,8 +121,24 @@ impl ClientDirectory {
         let Some(documents) = self.documents_for(client_id) else {
             return Ok(());
         };
-        let Some(document) = documents.held(client_id).await else {
-            return Ok(());
+        let document = match documents
+            .resolve(client_id, self.clock.now_ms().div_euclid(1000))
+            .await
+        {
+            Ok(document) => document,
+            // Authenticated from its last stored document (its document
+            // cannot be fetched now): stored already.
+            Err(_)
+                if self
+                    .store
+                    .get_client(client_id)
+                    .await
+                    .map_err(internal)?
+                    .is_some() =>
+            {
+                return Ok(())
+            }
+            Err(error) => return Err(error),
         };
         if self.remembered.get(client_id) == Some(document.fetched_at) {
             return Ok(());
@@ -170,6 +215,22 @@ impl ClientDirectory {
         let loaded = Arc::new(LoadedClient::new(record, metadata, now_ms));
         self.cache.put(client_id, Some(&loaded), now_ms);
         Ok(Some(loaded))
+    }
+
+    /// An enabled client as the store has it (never the cache, never a
+    /// document fetch): what the operator manages.
+    pub async fn active_stored(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<(ClientRecord, ClientMetadata)>, ServiceError> {
+        let Some(record) = self.store.get_client(client_id).await.map_err(internal)? else {
+            return Ok(None);
+        };
+        if record.disabled_at.is_some() {
+            return Ok(None);
+        }
+        let metadata = decode_metadata(&record)?;
+        Ok(Some((record, metadata)))
     }
 
     /// An enabled client read from the store (never the cache): for

@@ -148,9 +148,9 @@ impl FederatedVerifier {
 
 impl FederatedVerifier {
     /// Verifies an ID-JAG (MCP enterprise-managed authorization): from a
-    /// trusted OIDC issuer, `aud` this server's issuer identifier, its
-    /// `jti` used once (always: it is a grant, not a workload's standing
-    /// credential). The error is the reason to give.
+    /// trusted OIDC issuer registered for ID-JAGs, `aud` this server's
+    /// issuer identifier and nothing else. The error is the reason to give;
+    /// [`use_id_jag`](Self::use_id_jag) then records its single use.
     pub async fn verify_id_jag(&self, token: &str, now: i64) -> Result<IdJag, String> {
         let (iss, _) = unverified_issuer_and_subject(token)?;
         let iss = iss.ok_or("the ID-JAG has no iss")?;
@@ -161,18 +161,24 @@ impl FederatedVerifier {
             .map_err(|_| "the ID-JAG's issuer could not be looked up".to_owned())?
             .ok_or("the ID-JAG's issuer is not a trusted issuer of this server")?;
         let TrustedIssuerConfig::Oidc {
-            max_token_lifetime, ..
+            max_token_lifetime,
+            id_jag: true,
+            ..
         } = config.as_ref()
         else {
+            // A workload-identity issuer (Kubernetes, CI) must not vouch
+            // for people: only issuers registered with `id_jag: true`.
             return Err(
-                "the ID-JAG's issuer is a SPIFFE trust domain, not an identity provider".into(),
+                "the ID-JAG's issuer is not trusted for ID-JAGs (its registration needs id_jag: true)"
+                    .into(),
             );
         };
         let audiences = [self.own_audiences[0].clone()];
         let rules = WorkloadJwtRules {
             issuer: Some(&iss),
             audiences: &audiences,
-            only_these_audiences: false,
+            // `aud` is this server alone: one ID-JAG, one redemption.
+            only_these_audiences: true,
             now,
             leeway: self.leeway,
             max_lifetime: i64::from(*max_token_lifetime),
@@ -182,11 +188,16 @@ impl FederatedVerifier {
         if kid.is_some_and(|kid| keys.find(&kid).is_none()) {
             keys = self.trusted.oidc_keys(&config, true).await?;
         }
-        let jag = verify_id_jag(token, &keys.keys, &rules)?;
+        verify_id_jag(token, &keys.keys, &rules)
+    }
+
+    /// Records an ID-JAG's `jti`, once the grant was decided for the client
+    /// it names (someone else presenting it cannot use it up).
+    pub async fn use_id_jag(&self, jag: &IdJag, now: i64) -> Result<(), String> {
         let first = self
             .store
             .record_jti_once(
-                &format!("id-jag:{iss}"),
+                &format!("id-jag:{}", jag.iss),
                 &jag.jti,
                 jag.exp + self.leeway,
                 now,
@@ -196,7 +207,7 @@ impl FederatedVerifier {
         if !first {
             return Err("this ID-JAG was already used (its jti is single use)".into());
         }
-        Ok(jag)
+        Ok(())
     }
 }
 

@@ -34,6 +34,8 @@ fn cimd_3_client_id_urls() {
         ("https://[::1]/c", "address"),
         ("HTTPS://APP.example.com/c", "normal form"),
         ("https://app.example.com:443/c", "normal form"),
+        ("https://app.example.com./c", "trailing dot"),
+        ("https://app..example.com/c", "empty labels"),
         ("https:/app.example.com/c", "normal form"),
         ("not a url", "not a URL"),
     ] {

@@ -262,6 +262,7 @@ fn trusted_issuers_are_validated() {
         TrustedIssuerConfig::Oidc {
             max_token_lifetime: DEFAULT_MAX_TOKEN_LIFETIME,
             single_use: false,
+            id_jag: false,
             ..
         }
     ));
@@ -271,6 +272,7 @@ fn trusted_issuers_are_validated() {
         json!({"kind": "oidc", "issuer": "https://a.example", "jwks_uri": "https://a.example/k", "jwks": {"keys": []}}),
         json!({"kind": "oidc", "issuer": "https://a.example", "max_token_lifetime": 0}),
         json!({"kind": "oidc", "issuer": "https://a.example", "single_use": "yes"}),
+        json!({"kind": "oidc", "issuer": "https://a.example", "id_jag": 1}),
         json!({"kind": "spiffe", "trust_domain": "Example.org", "bundle_endpoint_url": "https://b.example"}),
         json!({"kind": "spiffe", "trust_domain": "example.org"}),
         json!({"kind": "spiffe", "trust_domain": "example.org", "bundle": {"keys": "no"}}),

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// Longest line [`describe`] returns, in characters (the last one `…` when
 /// cut).
-pub const MAX_DESCRIPTION_CHARS: usize = 300;
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 
 /// One line of plain text per entry (the page template escapes it), e.g.
 /// `payment_initiation at https://bank.example/: actions initiate, status;
@@ -18,7 +18,23 @@ pub const MAX_DESCRIPTION_CHARS: usize = 300;
 /// they are). Control characters are dropped; lines longer than
 /// [`MAX_DESCRIPTION_CHARS`] are cut and end in `…`.
 pub fn describe(details: &AuthorizationDetails) -> Vec<String> {
-    details.entries().iter().map(describe_entry).collect()
+    details
+        .entries()
+        .iter()
+        .map(|e| bounded(&describe_entry(e)))
+        .collect()
+}
+
+/// Whether every entry can be shown whole: a person must never consent to
+/// what was cut from the page (the token would carry it all).
+pub fn fits_on_consent_page(details: &AuthorizationDetails) -> bool {
+    details.entries().iter().all(|entry| {
+        describe_entry(entry)
+            .chars()
+            .filter(|c| !c.is_control() && !is_invisible_format(*c))
+            .count()
+            <= MAX_DESCRIPTION_CHARS
+    })
 }
 
 fn describe_entry(entry: &Value) -> String {
@@ -57,7 +73,7 @@ fn describe_entry(entry: &Value) -> String {
         line.push_str(": ");
         line.push_str(&parts.join("; "));
     }
-    bounded(&line)
+    line
 }
 
 /// A string as it is, anything else as compact JSON.
@@ -68,8 +84,25 @@ fn plain(value: &Value) -> String {
     }
 }
 
+/// Invisible formatting characters (Unicode category Cf) that can reorder
+/// or hide what a person reads: bidi embeddings, overrides and isolates,
+/// zero-width characters, the soft hyphen, the BOM.
+fn is_invisible_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{206F}'
+        | '\u{FEFF}'
+        | '\u{FFF9}'..='\u{FFFB}')
+}
+
 fn bounded(line: &str) -> String {
-    let clean: Vec<char> = line.chars().filter(|c| !c.is_control()).collect();
+    let clean: Vec<char> = line
+        .chars()
+        .filter(|c| !c.is_control() && !is_invisible_format(*c))
+        .collect();
     if clean.len() <= MAX_DESCRIPTION_CHARS {
         return clean.into_iter().collect();
     }
@@ -122,10 +155,27 @@ mod tests {
         );
     }
 
+    /// Nothing cut from the page may be consented to.
+    #[test]
+    fn rfc9396_3_what_cannot_be_shown_whole_does_not_fit() {
+        let short = parse(
+            r#"[{"type":"account_information","note":"x"}]"#,
+            &registry(),
+        )
+        .unwrap();
+        assert!(fits_on_consent_page(&short));
+        let long = format!(
+            r#"[{{"type":"account_information","note":"{}"}}]"#,
+            "a".repeat(MAX_DESCRIPTION_CHARS)
+        );
+        let long = parse(&long, &registry()).unwrap();
+        assert!(!fits_on_consent_page(&long));
+    }
+
     #[test]
     fn lines_are_bounded_and_plain() {
         let long = format!(
-            r#"[{{"type":"account_information","note":"a\u0007b\n{}"}}]"#,
+            r#"[{{"type":"account_information","note":"a\u0007\u202eb\n{}"}}]"#,
             "é".repeat(1000)
         );
         let details = parse(&long, &registry()).unwrap();
@@ -133,6 +183,7 @@ mod tests {
         assert_eq!(line.chars().count(), MAX_DESCRIPTION_CHARS);
         assert!(line.ends_with('…'));
         assert!(!line.chars().any(char::is_control));
+        assert!(!line.chars().any(is_invisible_format));
         assert!(line.contains("note ab"));
     }
 

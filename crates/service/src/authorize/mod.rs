@@ -246,6 +246,15 @@ impl AuthorizationEndpoint {
         // location is a resource the code (and its tokens) is for.
         if let Some(raw) = form.get("authorization_details") {
             match self.detail_types.parse(raw).await {
+                Ok(details) if !custos_protocol::rar::fits_on_consent_page(&details) => {
+                    let error = custos_protocol::rar::invalid_authorization_details(format!(
+                        "an authorization_details entry is too long to show to the person whole (at most {} characters in words)",
+                        custos_protocol::rar::MAX_DESCRIPTION_CHARS
+                    ));
+                    return AuthorizeAnswer::just(
+                        self.refuse_to_client(&pending, error, ctx).await,
+                    );
+                }
                 Ok(details) => {
                     for location in details.resources() {
                         if !pending.resources.contains(&location) {

@@ -73,6 +73,11 @@ impl JwtBearer {
             request.client.metadata(),
             &resources,
         )?;
+        // Used once (always: it is a grant, not a standing credential).
+        self.verifier
+            .use_id_jag(&jag, request.ctx.now())
+            .await
+            .map_err(|reason| OAuthError::invalid_grant(format!("assertion: {reason}")))?;
         Ok(Issuance::new(grant))
     }
 }

@@ -111,13 +111,22 @@ impl GrantHandler for RefreshToken {
                     &default_audience,
                 )
                 .and_then(|grant| {
-                    let granted = family
-                        .authorization_details
-                        .as_deref()
-                        .and_then(|text| serde_json::from_str(text).ok())
-                        .and_then(|value| AuthorizationDetails::from_value(value).ok())
-                        .unwrap_or_default();
-                    let details = detail_types.narrow_now(asked_details.as_deref(), &granted)?;
+                    // Stored details that no longer read are refused, never
+                    // dropped (a token must not say less than was checked).
+                    let granted = match family.authorization_details.as_deref() {
+                        None => AuthorizationDetails::default(),
+                        Some(text) => serde_json::from_str(text)
+                            .ok()
+                            .and_then(|value| AuthorizationDetails::from_value(value).ok())
+                            .ok_or_else(|| {
+                                OAuthError::server_error(
+                                    "the authorization details of this grant cannot be read",
+                                )
+                            })?,
+                    };
+                    let details = detail_types
+                        .narrow_now(asked_details.as_deref(), &granted)?
+                        .restricted_to(&grant.audience);
                     Ok((grant, details))
                 });
                 let accepted = decision.is_ok();
