@@ -484,6 +484,23 @@ async fn cimd_6_2_private_key_jwt_with_the_documents_keys(db: Database) {
     let (_, claims) = jwt_parts(body["access_token"].as_str().unwrap());
     assert_eq!(claims["client_id"], id);
     assert_eq!(claims["sub"], id);
+
+    // A client nobody vetted keeps its assertions short (each one's jti
+    // is stored until it expires): an hour-long one is refused.
+    let long = key.assertion(&json!({"iss": id, "sub": id, "aud": endpoint,
+        "iat": now(), "exp": now() + 3600, "jti": format!("long-{}", now_nanos())}));
+    let (status, _, body) = listed
+        .post_form(
+            &endpoint,
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", &long),
+            ],
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
 }
 
 fn now_nanos() -> u128 {

@@ -18,6 +18,10 @@ use custos_store::Store;
 use jsonwebtoken::jwk::JwkSet;
 use std::sync::Arc;
 
+/// The longest client assertion a Client ID Metadata Document client may
+/// present, seconds.
+const DOCUMENT_CLIENT_ASSERTION_LIFETIME: i64 = 300;
+
 /// Fetches a client's `jwks_uri`. The only network I/O client
 /// authentication needs; the binary provides it (bounded and cached).
 #[async_trait]
@@ -90,12 +94,23 @@ impl ClientAuthMethod for PrivateKeyJwt {
             self.settings.token_endpoint.clone(),
             request.proof.url.clone(),
         ];
+        // A client that made itself (by Client ID Metadata Document) keeps
+        // its assertions short: each one's `jti` is stored until it
+        // expires, and nobody vetted the client.
+        let max_lifetime =
+            if custos_protocol::cimd::is_document_client_id_or_http(&client.record.client_id) {
+                self.settings
+                    .max_lifetime
+                    .min(DOCUMENT_CLIENT_ASSERTION_LIFETIME)
+            } else {
+                self.settings.max_lifetime
+            };
         let rules = AssertionRules {
             client_id: &client.record.client_id,
             audiences: &audiences,
             now,
             leeway: self.settings.leeway,
-            max_lifetime: self.settings.max_lifetime,
+            max_lifetime,
         };
         let metadata = &client.metadata;
         let verified = match (&metadata.jwks, &metadata.jwks_uri) {
