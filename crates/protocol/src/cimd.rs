@@ -280,6 +280,23 @@ pub fn validate_document(
     })
 }
 
+/// §6.3 (changes in client metadata): what a document a client was stored
+/// under may not drop later — its authentication method's strength (a
+/// `private_key_jwt` client turning public would let whoever holds its
+/// refresh tokens, or its web host, act without its key) and
+/// `dpop_bound_access_tokens`. `Some(reason)` when `new` drops one.
+pub fn weakens(stored: &ClientMetadata, new: &ClientMetadata) -> Option<&'static str> {
+    if new.token_endpoint_auth_method.strength() < stored.token_endpoint_auth_method.strength() {
+        return Some(
+            "its document now uses a weaker token_endpoint_auth_method than when it was stored",
+        );
+    }
+    if stored.dpop_bound_access_tokens && !new.dpop_bound_access_tokens {
+        return Some("its document no longer asks for dpop_bound_access_tokens");
+    }
+    None
+}
+
 /// §4.4: how long a document may be kept, from its response's
 /// `Cache-Control` (`s-maxage`, else `max-age`; `no-store` and `no-cache`
 /// mean the least) and `Age`, within [`MIN_CACHE_LIFETIME`] and

@@ -95,6 +95,16 @@ impl ClientDirectory {
                 _ => return Err(error),
             },
         };
+        if let Some(row) = stored.as_ref() {
+            if let Some(reason) =
+                custos_protocol::cimd::weakens(&decode_metadata(row)?, &document.metadata)
+            {
+                return Err(custos_protocol::OAuthError::invalid_client(format!(
+                    "this client cannot be used: {reason}; ask the operator"
+                ))
+                .into());
+            }
+        }
         let record = ClientRecord {
             client_id: client_id.to_owned(),
             metadata_json: serde_json::to_string(&document.metadata).map_err(internal)?,

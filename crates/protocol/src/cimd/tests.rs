@@ -153,6 +153,26 @@ fn cimd_6_6_size_and_shape() {
 }
 
 #[test]
+fn cimd_6_3_a_document_may_not_weaken_a_stored_client() {
+    let keyed = validate_document(
+        ID,
+        &doc(json!({"token_endpoint_auth_method": "private_key_jwt",
+                    "jwks_uri": "https://app.example.com/jwks.json", "dpop_bound_access_tokens": true})),
+        &rules(),
+    )
+    .unwrap();
+    let public = validate_document(ID, &doc(json!({})), &rules()).unwrap();
+    assert!(weakens(&keyed, &public).is_some());
+    assert!(weakens(&public, &keyed).is_none());
+    assert!(weakens(&keyed, &keyed).is_none());
+    let unbound = ClientMetadata {
+        dpop_bound_access_tokens: false,
+        ..keyed.clone()
+    };
+    assert!(weakens(&keyed, &unbound).unwrap().contains("dpop"));
+}
+
+#[test]
 fn host_rules() {
     let rules =
         HostRules::new(vec![], vec!["evil.example".into(), "*.bad.example".into()]).unwrap();
