@@ -13,7 +13,7 @@ mod common;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use common::browser::{browser, hidden, param, pkce, query, PASSWORD, REDIRECT};
+use common::browser::{browser, decide, log_in_as_alice, param, pkce, query, PASSWORD, REDIRECT};
 use common::*;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -180,36 +180,13 @@ async fn cimd_a_document_client_through_the_code_flow(db: Database) {
         "{login}"
     );
     assert!(login.contains("Example MCP client"));
-    let consent = b
-        .post(format!("{}/authorize", server.url))
-        .form(&[
-            ("step", "login"),
-            ("pending", &hidden(&login, "pending")),
-            ("csrf", &hidden(&login, "csrf")),
-            ("username", "alice"),
-            ("password", PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let authorize = format!("{}/authorize", server.url);
+    let consent = log_in_as_alice(&b, &authorize, &login).await;
     assert!(
         consent.contains(r#"<strong class="host">127.0.0.1</strong>"#),
         "{consent}"
     );
-    let redirect = b
-        .post(format!("{}/authorize", server.url))
-        .form(&[
-            ("step", "consent"),
-            ("pending", &hidden(&consent, "pending")),
-            ("csrf", &hidden(&consent, "csrf")),
-            ("decision", "allow"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let redirect = decide(&b, &authorize, &consent, "allow").await;
     assert_eq!(redirect.status(), 303);
     let location = redirect.headers()["location"].to_str().unwrap().to_owned();
     let code = param(&query(&location), "code").unwrap();

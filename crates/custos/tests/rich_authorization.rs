@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::browser::{browser, hidden, param, pkce, query, REDIRECT};
+use common::browser::{browser, decide, log_in_as_alice, param, pkce, query, REDIRECT};
 use common::flow::{setup, Flow};
 use common::*;
 use reqwest::Method;
@@ -169,38 +169,14 @@ async fn rfc9396_person_authorizes_details_shown_in_words(db: Database) {
     // §3: the consent page says what is asked, in words.
     let b = browser();
     let page = b.get(&url).send().await.unwrap().text().await.unwrap();
-    let consent = b
-        .post(&flow.authorize)
-        .form(&[
-            ("step", "login"),
-            ("pending", &hidden(&page, "pending")),
-            ("csrf", &hidden(&page, "csrf")),
-            ("username", "alice"),
-            ("password", common::browser::PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let consent = log_in_as_alice(&b, &flow.authorize, &page).await;
     assert!(
         consent.contains(PAYMENT)
             && consent.contains("actions initiate, status")
             && consent.contains("Merchant A"),
         "{consent}"
     );
-    let response = b
-        .post(&flow.authorize)
-        .form(&[
-            ("step", "consent"),
-            ("pending", &hidden(&consent, "pending")),
-            ("csrf", &hidden(&consent, "csrf")),
-            ("decision", "allow"),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let response = decide(&b, &flow.authorize, &consent, "allow").await;
     assert_eq!(response.status(), 303);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let code = param(&query(&location), "code").unwrap();
@@ -489,21 +465,7 @@ async fn rfc9126_pushed_requests_carry_checked_details(db: Database) {
         .text()
         .await
         .unwrap();
-    let consent = b
-        .post(&flow.authorize)
-        .form(&[
-            ("step", "login"),
-            ("pending", &hidden(&page, "pending")),
-            ("csrf", &hidden(&page, "csrf")),
-            ("username", "alice"),
-            ("password", common::browser::PASSWORD),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let consent = log_in_as_alice(&b, &flow.authorize, &page).await;
     assert!(consent.contains("actions initiate"), "{consent}");
 }
 

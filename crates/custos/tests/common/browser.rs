@@ -62,3 +62,44 @@ pub fn location_param(response: &reqwest::Response, name: &str) -> Option<String
     let location = response.headers().get("location")?.to_str().ok()?;
     param(&query(location), name)
 }
+
+/// Posts the login form of the login page `page` to `authorize` as alice;
+/// returns the next page's HTML (the consent page, usually).
+pub async fn log_in_as_alice(browser: &reqwest::Client, authorize: &str, page: &str) -> String {
+    browser
+        .post(authorize)
+        .form(&[
+            ("step", "login"),
+            ("pending", &hidden(page, "pending")),
+            ("csrf", &hidden(page, "csrf")),
+            ("username", "alice"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Posts `decision` (`allow` or `deny`) on the consent page `consent`;
+/// returns the answer (a 303 to the client).
+pub async fn decide(
+    browser: &reqwest::Client,
+    authorize: &str,
+    consent: &str,
+    decision: &str,
+) -> reqwest::Response {
+    browser
+        .post(authorize)
+        .form(&[
+            ("step", "consent"),
+            ("pending", &hidden(consent, "pending")),
+            ("csrf", &hidden(consent, "csrf")),
+            ("decision", decision),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
