@@ -480,6 +480,75 @@ async fn cimd_6_2_private_key_jwt_with_the_documents_keys(db: Database) {
     assert_eq!(status, 401, "{body}");
 }
 
+/// MCP enterprise-managed authorization with a client that arrived by its
+/// document: an ID-JAG naming the document URL as `client_id`, redeemed by
+/// that client with `private_key_jwt` (its host not on any allow-list).
+async fn cimd_client_redeems_an_id_jag(db: Database) {
+    const MCP: &str = "https://mcp.example.com/mcp";
+    const IDP: &str = "https://idp.example.com";
+    let documents = Documents::start().await;
+    let key = ClientKey::generate("k1");
+    documents.serve(
+        "/jwks.json",
+        Answer::json(json!({"keys": [key.public_jwk.clone()]})),
+    );
+    let id = documents.url("/agent.json");
+    documents.serve(
+        "/agent.json",
+        Answer::json(json!({"client_id": id, "client_name": "enterprise agent",
+                            "grant_types": ["urn:ietf:params:oauth:grant-type:jwt-bearer"],
+                            "scope": "mcp:tools", "token_endpoint_auth_method": "private_key_jwt",
+                            "jwks_uri": documents.url("/jwks.json")})),
+    );
+    let server = server(&db, &[]).await;
+    let (status, body) = server
+        .admin(
+            Method::POST,
+            "/admin/resources",
+            Some(json!({"uri": MCP, "scopes": ["mcp:tools"]})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let idp_key = ClientKey::generate("idp");
+    common::workload::trust_oidc(&server, IDP, &idp_key, json!({"id_jag": true})).await;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.typ = Some("oauth-id-jag+jwt".into());
+    header.kid = Some("idp".into());
+    let id_jag = jsonwebtoken::encode(
+        &header,
+        &json!({"iss": IDP, "sub": "employee-42", "aud": server.url, "resource": MCP,
+                "client_id": id, "jti": "jag-1", "iat": now(), "exp": now() + 300,
+                "scope": "mcp:tools"}),
+        &jsonwebtoken::EncodingKey::from_ec_der(&idp_key.pkcs8),
+    )
+    .unwrap();
+    let endpoint = server.endpoint("token_endpoint").await;
+    let assertion = key.assertion(&json!({"iss": id, "sub": id, "aud": endpoint,
+        "iat": now(), "exp": now() + 60, "jti": format!("j-{}", now_nanos())}));
+    let (status, _, body) = server
+        .post_form(
+            &endpoint,
+            None,
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
+                ("assertion", &id_jag),
+                ("client_assertion_type", JWT_BEARER),
+                ("client_assertion", &assertion),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, claims) = jwt_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], "employee-42");
+    assert_eq!(claims["client_id"], id);
+    let (_, inventory) = server.admin(Method::GET, "/admin/clients", None).await;
+    assert!(inventory
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["client_id"] == id));
+}
+
 fn now_nanos() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -488,6 +557,7 @@ fn now_nanos() -> u128 {
 }
 
 on_both_engines!(
+    cimd_client_redeems_an_id_jag,
     cimd_a_document_client_through_the_code_flow,
     cimd_4_documents_that_must_be_refused,
     cimd_hosts_denied_and_fetches_braked,
