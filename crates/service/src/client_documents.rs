@@ -13,7 +13,8 @@
 //! - The operator's host lists (`CUSTOS_CIMD_ALLOWED_HOSTS`,
 //!   `CUSTOS_CIMD_DENIED_HOSTS`) are checked before any fetch; at most
 //!   [`FETCHES_PER_HOST_PER_MINUTE`] fetches per host and
-//!   [`CONCURRENT_FETCHES`] at once.
+//!   [`CONCURRENT_FETCHES`] at once, [`CONCURRENT_FETCHES_PER_HOST`] of
+//!   one host.
 //! - What a document may ask for: the authorization code flow (with
 //!   refresh tokens) and the JWT bearer grant (an enterprise's identity
 //!   assertion, MCP's enterprise-managed authorization); a host on the
@@ -42,6 +43,9 @@ pub const FETCHES_PER_HOST_PER_MINUTE: u32 = 20;
 pub const FETCHES_PER_MINUTE: u32 = 600;
 /// Document fetches under way at once, at most.
 pub const CONCURRENT_FETCHES: usize = 16;
+/// Fetches of one host's documents under way at once, at most: a few slow
+/// hosts cannot hold every fetch slot.
+pub const CONCURRENT_FETCHES_PER_HOST: u32 = 2;
 /// Bytes of documents held, at most (roughly: each at most 5 KiB of JSON).
 const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 /// Hosts whose fetch counts are held, at most.
@@ -95,6 +99,17 @@ pub struct ClientDocuments {
     /// Fetches of every host in the current minute.
     all_hosts: std::sync::Mutex<(Instant, u32)>,
     fetching: tokio::sync::Semaphore,
+    /// Fetches under way per host.
+    in_flight: moka::sync::Cache<String, Arc<std::sync::atomic::AtomicU32>>,
+}
+
+/// One host's fetch slot, given back when dropped.
+struct HostSlot(Arc<std::sync::atomic::AtomicU32>);
+
+impl Drop for HostSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 struct HeldDocument {
@@ -160,6 +175,10 @@ impl ClientDocuments {
                 .build(),
             all_hosts: std::sync::Mutex::new((Instant::now(), 0)),
             fetching: tokio::sync::Semaphore::new(CONCURRENT_FETCHES),
+            in_flight: moka::sync::Cache::builder()
+                .max_capacity(HOSTS_TRACKED)
+                .time_to_idle(Duration::from_secs(120))
+                .build(),
         }
     }
 
@@ -211,6 +230,7 @@ impl ClientDocuments {
         listed: bool,
         now: i64,
     ) -> Result<Arc<HeldDocument>, ServiceError> {
+        let _host_slot = self.host_slot(host)?;
         self.brake(host)?;
         let _permit = tokio::time::timeout(Duration::from_secs(2), self.fetching.acquire())
             .await
@@ -244,6 +264,21 @@ impl ClientDocuments {
             keep_for: cache_lifetime(fetched.cache_control.as_deref(), fetched.age.as_deref()),
             weight,
         }))
+    }
+
+    /// One of `host`'s [`CONCURRENT_FETCHES_PER_HOST`] fetch slots, or
+    /// `temporarily_unavailable`.
+    fn host_slot(&self, host: &str) -> Result<HostSlot, ServiceError> {
+        use std::sync::atomic::Ordering;
+        let count = self
+            .in_flight
+            .get_with_by_ref(host, || Arc::new(std::sync::atomic::AtomicU32::new(0)));
+        let taken = count.fetch_add(1, Ordering::SeqCst);
+        let slot = HostSlot(count);
+        if taken >= CONCURRENT_FETCHES_PER_HOST {
+            return Err(busy());
+        }
+        Ok(slot)
     }
 
     /// Counts a fetch of `host`; refuses past the per-host or the overall
@@ -298,5 +333,84 @@ pub struct NoDocumentFetching;
 impl DocumentFetcher for NoDocumentFetching {
     async fn fetch(&self, _url: &str) -> Result<FetchedDocument, String> {
         Err("this server does not fetch client ID metadata documents".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use custos_protocol::cimd::HostRules;
+
+    /// Answers only when told to: a slow host.
+    struct Slow(Arc<tokio::sync::Notify>);
+
+    #[async_trait]
+    impl DocumentFetcher for Slow {
+        async fn fetch(&self, url: &str) -> Result<FetchedDocument, String> {
+            self.0.notified().await;
+            Ok(FetchedDocument {
+                body: serde_json::to_vec(&serde_json::json!({
+                    "client_id": url, "redirect_uris": ["https://app.example/cb"]}))
+                .unwrap(),
+                cache_control: None,
+                age: None,
+            })
+        }
+    }
+
+    /// A slow host holds at most two fetch slots; its third document waits
+    /// for nothing and is refused, another host's is fetched.
+    #[tokio::test]
+    async fn a_slow_host_holds_at_most_two_fetches() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let documents = Arc::new(ClientDocuments::new(
+            Arc::new(Slow(release.clone())),
+            DocumentSettings {
+                hosts: HostRules::default(),
+                development: false,
+            },
+            &RegistrationRules::default(),
+        ));
+        let pending: Vec<_> = (0..2)
+            .map(|i| {
+                let documents = documents.clone();
+                tokio::spawn(async move {
+                    documents
+                        .resolve(&format!("https://slow.example/c{i}.json"), 0)
+                        .await
+                })
+            })
+            .collect();
+        // Let both start fetching.
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        let third = documents.resolve("https://slow.example/c2.json", 0).await;
+        assert!(
+            matches!(&third, Err(ServiceError::OAuth(e)) if e.code == custos_protocol::ErrorCode::TemporarilyUnavailable),
+            "{third:?}"
+        );
+        let other = {
+            let documents = documents.clone();
+            tokio::spawn(async move { documents.resolve("https://fast.example/c.json", 0).await })
+        };
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_waiters();
+        for task in pending {
+            assert!(task.await.unwrap().is_ok());
+        }
+        // Slots are given back: the slow host may fetch again.
+        let again = {
+            let documents = documents.clone();
+            tokio::spawn(async move { documents.resolve("https://slow.example/c3.json", 0).await })
+        };
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        release.notify_waiters();
+        assert!(other.await.unwrap().is_ok());
+        assert!(again.await.unwrap().is_ok());
     }
 }
