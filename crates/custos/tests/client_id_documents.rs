@@ -207,6 +207,16 @@ async fn cimd_a_document_client_through_the_code_flow(db: Database) {
     assert_eq!(status, 200, "{body}");
     let (_, claims) = jwt_parts(body["access_token"].as_str().unwrap());
     assert_eq!(claims["client_id"], client_id);
+    // Consent to a client that describes itself is not remembered: the
+    // same person asks again, and is asked again.
+    let (_, challenge) = pkce();
+    let again = b
+        .get(authorization_url(&server, &client_id, &challenge))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 200, "the consent page again");
+    assert!(again.text().await.unwrap().contains(r#"value="allow""#));
     // One fetch for the whole flow, however many requests named it.
     assert_eq!(documents.fetches("/mcp/client.json"), 1);
 

@@ -626,9 +626,10 @@ impl AuthorizationEndpoint {
         // Consent is remembered for scopes only: a request naming resources
         // (RFC 8707) or authorization details (RFC 9396) is always shown, so
         // a consent for one API or transaction never silently covers
-        // another.
-        let remembered = pending.resources.is_empty()
-            && pending.authorization_details.is_none()
+        // another. Nor is it remembered for a client that describes itself
+        // (a Client ID Metadata Document can change what it says —
+        // redirect URIs, name — after the person consented).
+        let remembered = is_rememberable(pending)
             && match self
                 .store
                 .consents_of(&session.sub, &pending.client_id)
@@ -704,9 +705,10 @@ impl AuthorizationEndpoint {
         }
     }
 
-    /// Remembers the consent (scopes only, and only for requests without
-    /// resources): one row per person and client, the union of what they
-    /// allowed, so what a person can add is bounded by the client's scopes.
+    /// Remembers the consent (scopes only, and only as
+    /// [`is_rememberable`] says): one row per person and client, the union
+    /// of what they allowed, so what a person can add is bounded by the
+    /// client's scopes.
     async fn remember_consent(
         &self,
         pending: &Pending,
@@ -714,7 +716,7 @@ impl AuthorizationEndpoint {
         ctx: &RequestContext,
     ) -> Result<ConsentRecord, custos_store::StoreError> {
         let mut scopes = pending.scopes.clone();
-        let consent = if pending.resources.is_empty() && pending.authorization_details.is_none() {
+        let consent = if is_rememberable(pending) {
             for earlier in self
                 .store
                 .consents_of(&session.sub, &pending.client_id)
@@ -743,6 +745,14 @@ impl AuthorizationEndpoint {
         };
         Ok(consent)
     }
+}
+
+/// Whether consent to `pending` may be remembered (and then stand for a
+/// later request): scopes only, of a registered client.
+fn is_rememberable(pending: &Pending) -> bool {
+    pending.resources.is_empty()
+        && pending.authorization_details.is_none()
+        && !custos_protocol::cimd::is_document_client_id_or_http(&pending.client_id)
 }
 
 /// Makes the dummy hash now (at start), so the first unknown username is
