@@ -84,7 +84,12 @@ pub enum ConsentVerb {
         username: Option<String>,
     },
     /// Forget a person's consents to a client (they are asked again).
-    Revoke { username: String, client_id: String },
+    Revoke {
+        username: String,
+        /// (Client ids are base64url: one may start with `-`.)
+        #[arg(allow_hyphen_values = true)]
+        client_id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,9 +162,11 @@ pub enum ClientVerb {
     List,
     /// Disable the client and revoke its tokens.
     Delete {
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
     RotateSecret {
+        #[arg(allow_hyphen_values = true)]
         client_id: String,
     },
 }

@@ -154,3 +154,31 @@ async fn serve_command(config: Option<PathBuf>, flags: config::RawSettings) -> R
     init_logging(&settings);
     serve::run(settings).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Client ids are base64url: one may start with `-`, and the CLI takes
+    /// it as the id, not as an option.
+    #[test]
+    fn client_ids_starting_with_a_hyphen() {
+        for args in [
+            vec!["custos", "admin", "clients", "delete", "-abc_D"],
+            vec![
+                "custos",
+                "admin",
+                "clients",
+                "rotate-secret",
+                "-x",
+                "--url",
+                "http://127.0.0.1:1",
+            ],
+            vec![
+                "custos", "admin", "consents", "revoke", "alice", "-c1", "--url", "http://x",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(&args).is_ok(), "{args:?}");
+        }
+    }
+}
