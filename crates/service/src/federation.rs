@@ -96,13 +96,7 @@ impl FederatedVerifier {
             leeway: self.leeway,
             max_lifetime: i64::from(*max_token_lifetime),
         };
-        let mut keys = self.trusted.oidc_keys(&config, false).await?;
-        // A key not seen yet: the issuer may have rotated (the fetcher
-        // re-fetches at most once per its floor).
-        let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
-        if kid.is_some_and(|kid| keys.find(&kid).is_none()) {
-            keys = self.trusted.oidc_keys(&config, true).await?;
-        }
+        let keys = self.trusted.oidc_keys_for(&config, token).await?;
         let verified = verify_workload_jwt(token, &keys.keys, &rules)?;
         let aud = audience_values(&verified.claims);
         let matched = credentials.iter().any(|credential| {
@@ -183,11 +177,7 @@ impl FederatedVerifier {
             leeway: self.leeway,
             max_lifetime: i64::from(*max_token_lifetime),
         };
-        let mut keys = self.trusted.oidc_keys(&config, false).await?;
-        let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
-        if kid.is_some_and(|kid| keys.find(&kid).is_none()) {
-            keys = self.trusted.oidc_keys(&config, true).await?;
-        }
+        let keys = self.trusted.oidc_keys_for(&config, token).await?;
         verify_id_jag(token, &keys.keys, &rules)
     }
 

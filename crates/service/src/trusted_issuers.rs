@@ -111,6 +111,23 @@ impl TrustedIssuers {
         self.bundles.invalidate_all();
     }
 
+    /// The keys to verify `token` of an OIDC issuer with: fetched again once
+    /// when the token names a `kid` not among them (the issuer may have
+    /// rotated; the fetcher re-fetches at most once per its floor). The
+    /// error is the reason to give the caller.
+    pub async fn oidc_keys_for(
+        &self,
+        config: &TrustedIssuerConfig,
+        token: &str,
+    ) -> Result<Arc<JwkSet>, String> {
+        let keys = self.oidc_keys(config, false).await?;
+        let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
+        if kid.is_some_and(|kid| keys.find(&kid).is_none()) {
+            return self.oidc_keys(config, true).await;
+        }
+        Ok(keys)
+    }
+
     /// The keys of an OIDC issuer; `refresh` after an unknown `kid`. The
     /// error is the reason to give the caller (the details are logged).
     pub async fn oidc_keys(

@@ -110,22 +110,12 @@ impl TokenExchange {
             leeway: self.parts.leeway,
             max_lifetime: i64::from(*max_token_lifetime),
         };
-        let mut jwks = self
+        let jwks = self
             .parts
             .trusted
-            .oidc_keys(&config, false)
+            .oidc_keys_for(&config, token)
             .await
             .map_err(|reason| refuse(&reason))?;
-        // A key not seen yet: the issuer may have rotated.
-        let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
-        if kid.is_some_and(|kid| jwks.find(&kid).is_none()) {
-            jwks = self
-                .parts
-                .trusted
-                .oidc_keys(&config, true)
-                .await
-                .map_err(|reason| refuse(&reason))?;
-        }
         let verified =
             verify_workload_jwt(token, &jwks.keys, &rules).map_err(|reason| refuse(&reason))?;
         if *single_use {
