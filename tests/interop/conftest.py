@@ -99,10 +99,14 @@ def no_server_errors():
 
 @pytest.fixture(scope="session")
 def http():
+    # custos closes a keep-alive connection idle for 30 s
+    # (CUSTOS_IDLE_TIMEOUT); a request sent on it as it closes gets no
+    # answer. The client lets idle connections go well before that.
     with httpx.Client(
         timeout=15.0,
         follow_redirects=False,
         event_hooks={"response": [_note_httpx]},
+        limits=httpx.Limits(keepalive_expiry=10.0),
     ) as client:
         yield client
 
