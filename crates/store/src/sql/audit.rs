@@ -290,8 +290,16 @@ impl SqlStore {
                 query = query.bind(None::<String>);
             }
         }
-        let _write = self.write_turn().await;
-        query.execute(&self.pool).await.map_err(db_err)?;
+        let Some(mut writer) = self.write_turn().await else {
+            query.execute(&self.pool).await.map_err(db_err)?;
+            return Ok(());
+        };
+        let written = query.execute(writer.get().await?).await;
+        match written {
+            Ok(_) => writer.finished(),
+            Err(_) => writer.abandon().await,
+        }
+        written.map_err(db_err)?;
         Ok(())
     }
 }

@@ -13,7 +13,7 @@
 use async_trait::async_trait;
 use std::collections::HashSet;
 
-use super::write_queue::{Batch, WriterConnection};
+use super::write_queue::{Batch, KeptConnection};
 use super::{col, db_err, SqlStore};
 use crate::StoreResult;
 
@@ -36,13 +36,14 @@ impl Batch for LineageBatch {
     type Job = LineageJob;
     type Output = bool;
     const NAME: &'static str = "token lineage";
+    const WRITES: bool = false;
     /// Lineages are at most `MAX_LINEAGE` jtis and clients each, so a full
     /// batch stays within SQLite's 32,766 variables.
     const MAX: usize = 96;
 
     async fn commit(
         _store: &SqlStore,
-        reader: &mut WriterConnection,
+        reader: &mut KeptConnection,
         jobs: &[LineageJob],
     ) -> StoreResult<Vec<StoreResult<bool>>> {
         let jtis = distinct(jobs.iter().flat_map(|j| j.jtis.iter()));

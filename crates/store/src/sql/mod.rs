@@ -61,8 +61,11 @@ pub(crate) struct SqlStore {
     /// SQLite has one writer at a time; write transactions of this process
     /// queue here, in order, instead of in SQLite's busy handler, which
     /// sleeps (up to 100 ms a turn) and makes the tail latency of every
-    /// write under load hundreds of milliseconds. PostgreSQL: unused.
-    write_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// write under load hundreds of milliseconds. It holds the connection
+    /// the grouped writes (`write_queue`) and small audit batches write on,
+    /// so that its page cache is not dropped by another connection's
+    /// commit at every turn. PostgreSQL: unused.
+    write_lock: std::sync::Arc<tokio::sync::Mutex<write_queue::KeptConnection>>,
     /// SQLite: the writes committed in groups (`write_queue`).
     /// PostgreSQL: `None`, a statement or transaction each.
     queues: Option<std::sync::Arc<Queues>>,
@@ -148,13 +151,19 @@ impl SqlStore {
             "store opened"
         );
         let mut store = SqlStore {
-            pool,
             engine,
-            write_lock: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            write_lock: std::sync::Arc::new(tokio::sync::Mutex::new(
+                write_queue::KeptConnection::new(&pool),
+            )),
+            pool,
             queues: None,
         };
         if engine == Engine::Sqlite {
             tokio::spawn(checkpoint_wal(store.pool.clone()));
+            tokio::spawn(release_writer_on_close(
+                store.pool.clone(),
+                store.write_lock.clone(),
+            ));
             store.queues = Some(std::sync::Arc::new(Queues {
                 rotations: write_queue::WriteQueue::start(store.clone()),
                 jti: write_queue::WriteQueue::start(store.clone()),
@@ -177,7 +186,11 @@ impl SqlStore {
     /// `BEGIN IMMEDIATE`, holding SQLite's write lock for good.
     /// This process's turn to write on SQLite (see `write_lock`), for
     /// writes outside `begin_write`; `None` on PostgreSQL.
-    pub(crate) async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    /// The guard holds the writing connection, taken from the pool when
+    /// needed (see `write_queue::KeptConnection`).
+    pub(crate) async fn write_turn(
+        &self,
+    ) -> Option<tokio::sync::OwnedMutexGuard<write_queue::KeptConnection>> {
         match self.engine {
             Engine::Sqlite => Some(self.write_lock.clone().lock_owned().await),
             Engine::Postgres => None,
@@ -188,7 +201,7 @@ impl SqlStore {
         &self,
     ) -> StoreResult<(
         Transaction<'static, Any>,
-        Option<tokio::sync::OwnedMutexGuard<()>>,
+        Option<tokio::sync::OwnedMutexGuard<write_queue::KeptConnection>>,
     )> {
         let guard = match self.engine {
             Engine::Sqlite => Some(self.write_lock.clone().lock_owned().await),
@@ -221,6 +234,16 @@ where
     tokio::spawn(work)
         .await
         .map_err(|e| StoreError::Database(format!("a store transaction did not finish: {e}")))?
+}
+
+/// SQLite: hands the writing connection back once the pool closes (`close`
+/// waits for every connection to come back).
+async fn release_writer_on_close(
+    pool: AnyPool,
+    writer: std::sync::Arc<tokio::sync::Mutex<write_queue::KeptConnection>>,
+) {
+    pool.close_event().await;
+    writer.lock().await.release();
 }
 
 /// SQLite: copies the WAL back into the database file in the background

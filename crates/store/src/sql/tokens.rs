@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::write_queue::{Batch, WriterConnection};
+use super::write_queue::{Batch, KeptConnection};
 use super::{col, db_err, SqlStore};
 use crate::{
     InitialAccessTokenRecord, InitialAccessTokenRepo, ReplayRepo, RevocationRepo, RevokedToken,
@@ -115,15 +115,15 @@ impl Batch for JtiBatch {
     type Job = JtiJob;
     type Output = bool;
     const NAME: &'static str = "single-use jti";
+    const WRITES: bool = true;
     /// 3 values each: well within SQLite's 32,766.
     const MAX: usize = 256;
 
     async fn commit(
-        store: &SqlStore,
-        writer: &mut WriterConnection,
+        _store: &SqlStore,
+        writer: &mut KeptConnection,
         jobs: &[JtiJob],
     ) -> StoreResult<Vec<StoreResult<bool>>> {
-        let _write = store.write_turn().await;
         let conn = writer.get().await?;
         let mut first = vec![false; jobs.len()];
         let mut seen = std::collections::HashSet::new();

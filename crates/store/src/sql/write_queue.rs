@@ -14,6 +14,12 @@
 //! A caller that stops waiting leaves its job queued; it is decided and
 //! committed all the same (as with [`super::detached`]). PostgreSQL has no
 //! single writer and does not use this.
+//!
+//! Every batch that writes does so on the store's one writing connection
+//! (held with the write lock, [`SqlStore::write_turn`]): SQLite drops a
+//! connection's whole page cache when another connection has committed
+//! since it last looked, so writers on separate connections make each
+//! other read the database's pages again on every commit.
 
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
@@ -34,6 +40,10 @@ pub(crate) trait Batch: Send + Sync + 'static {
     type Output: Send + 'static;
     /// What the writer is called in logs.
     const NAME: &'static str;
+    /// Whether the batch writes: it then runs on the store's writing
+    /// connection, in the write lock; a batch that only reads keeps a
+    /// connection of its own.
+    const WRITES: bool;
     /// The most jobs one commit holds.
     const MAX: usize;
     /// Writes `jobs` (never empty) on `writer` and returns one answer per
@@ -41,30 +51,31 @@ pub(crate) trait Batch: Send + Sync + 'static {
     /// have been committed (the writer rolls back whatever it left open).
     async fn commit(
         store: &SqlStore,
-        writer: &mut WriterConnection,
+        conn: &mut KeptConnection,
         jobs: &[Self::Job],
     ) -> StoreResult<Vec<StoreResult<Self::Output>>>;
 }
 
-/// Pools smaller than this lend a writer a connection per batch instead of
-/// for good, so two writers cannot starve the requests.
+/// Pools smaller than this lend the writer (and a reading batch) a
+/// connection per batch instead of for good, so they cannot starve the
+/// requests.
 const KEEP_CONNECTION_FROM_POOL_SIZE: u32 = 4;
 
-/// The connection a writer writes on. Kept from batch to batch (unless the
-/// pool is tiny): its statements stay prepared, and a batch can open and
-/// close its transaction in the same round trips as its first and last
-/// statements, which `sqlx::Transaction` cannot.
-pub(crate) struct WriterConnection {
+/// A connection kept from batch to batch (unless the pool is tiny): its
+/// statements stay prepared, its page cache stays warm, and a batch can
+/// open and close its transaction in the same round trips as its first and
+/// last statements, which `sqlx::Transaction` cannot.
+pub(crate) struct KeptConnection {
     pool: sqlx::AnyPool,
     keep: bool,
     conn: Option<PoolConnection<Any>>,
 }
 
-impl WriterConnection {
-    fn new(store: &SqlStore) -> Self {
-        WriterConnection {
-            pool: store.pool.clone(),
-            keep: store.pool.options().get_max_connections() >= KEEP_CONNECTION_FROM_POOL_SIZE,
+impl KeptConnection {
+    pub(crate) fn new(pool: &sqlx::AnyPool) -> Self {
+        KeptConnection {
+            pool: pool.clone(),
+            keep: pool.options().get_max_connections() >= KEEP_CONNECTION_FROM_POOL_SIZE,
             conn: None,
         }
     }
@@ -80,7 +91,7 @@ impl WriterConnection {
 
     /// After a batch that committed: gives the connection back unless the
     /// writer keeps it.
-    fn finished(&mut self) {
+    pub(crate) fn finished(&mut self) {
         if !self.keep {
             self.conn = None;
         }
@@ -89,12 +100,22 @@ impl WriterConnection {
     /// After a batch that failed: rolls back whatever transaction it left
     /// open and closes the connection (the next batch takes a fresh one),
     /// whatever state the failure left it in.
-    async fn abandon(&mut self) {
+    pub(crate) async fn abandon(&mut self) {
         if let Some(mut conn) = self.conn.take() {
             // "No transaction is active" is the common answer, and fine.
             let _ = conn.execute("ROLLBACK").await;
             conn.close_on_drop();
         }
+    }
+
+    /// Gives the connection back to the pool (which is closing: `close`
+    /// waits for every connection).
+    pub(crate) fn release(&mut self) {
+        self.conn = None;
+    }
+
+    pub(crate) fn is_held(&self) -> bool {
+        self.conn.is_some()
     }
 }
 
@@ -136,15 +157,16 @@ fn stopped(name: &str) -> StoreError {
 async fn write_batches<B: Batch>(store: SqlStore, mut queued: mpsc::Receiver<Queued<B>>) {
     let mut batch: Vec<Queued<B>> = Vec::with_capacity(B::MAX);
     let mut jobs = Vec::with_capacity(B::MAX);
-    let mut writer = WriterConnection::new(&store);
+    // A reading batch's own connection; a writing one uses the store's.
+    let mut own = KeptConnection::new(&store.pool);
     let mut closing = std::pin::pin!(store.pool.close_event());
     loop {
-        // `close` waits for every connection to come back: a writer that
+        // `close` waits for every connection to come back: a batch that
         // keeps one hands it back as soon as the pool closes.
         let received = tokio::select! {
             received = queued.recv_many(&mut batch, B::MAX) => received,
-            () = &mut closing, if writer.conn.is_some() => {
-                writer.conn = None;
+            () = &mut closing, if own.is_held() => {
+                own.release();
                 continue;
             }
         };
@@ -154,11 +176,21 @@ async fn write_batches<B: Batch>(store: SqlStore, mut queued: mpsc::Receiver<Que
         let (batch_jobs, replies): (Vec<_>, Vec<_>) = batch.drain(..).unzip();
         jobs.clear();
         jobs.extend(batch_jobs);
-        let committed = B::commit(&store, &mut writer, &jobs).await;
+        let mut turn = if B::WRITES {
+            store.write_turn().await
+        } else {
+            None
+        };
+        let conn = match turn.as_deref_mut() {
+            Some(writer) => writer,
+            None => &mut own,
+        };
+        let committed = B::commit(&store, conn, &jobs).await;
         match &committed {
-            Ok(_) => writer.finished(),
-            Err(_) => writer.abandon().await,
+            Ok(_) => conn.finished(),
+            Err(_) => conn.abandon().await,
         }
+        drop(turn);
         match committed {
             Ok(answers) if answers.len() == replies.len() => {
                 for (reply, answer) in replies.into_iter().zip(answers) {

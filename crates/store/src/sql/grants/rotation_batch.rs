@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::AnyConnection;
 use sqlx::Executor as _;
 
-use super::super::write_queue::{Batch, WriterConnection};
+use super::super::write_queue::{Batch, KeptConnection};
 use super::super::{db_err, SqlStore};
 use super::rotation::{rotate_decided, successor, undo, Mark, RotationJob};
 use super::{bind_token, joined_grant, token_from_row};
@@ -34,16 +34,16 @@ impl Batch for RotationBatch {
     type Job = RotationJob;
     type Output = Rotation;
     const NAME: &'static str = "refresh-token rotation";
+    const WRITES: bool = true;
     /// 3 values each in the `UPDATE` and 7 in the `INSERT`: well within
     /// SQLite's 32,766.
     const MAX: usize = 128;
 
     async fn commit(
         store: &SqlStore,
-        writer: &mut WriterConnection,
+        writer: &mut KeptConnection,
         jobs: &[RotationJob],
     ) -> StoreResult<Vec<StoreResult<Rotation>>> {
-        let _write = store.write_turn().await;
         let mut tx = BatchTransaction {
             conn: writer.get().await?,
             state: State::NotBegun,
