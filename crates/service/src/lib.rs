@@ -33,6 +33,7 @@ mod grant;
 mod guard;
 pub mod keyring;
 pub mod policy;
+pub mod refresh_token_value;
 pub mod refusals;
 pub mod registration;
 pub mod request;

@@ -127,7 +127,7 @@ impl TokenState {
         }
         let found = self
             .store
-            .get_refresh_token(&crate::crypto::sha256(token))
+            .get_refresh_token(&crate::refresh_token_value::refresh_token_key(token))
             .await
             .map_err(internal)?;
         let Some(found) = found.filter(|t| t.client_id == client.client_id()) else {

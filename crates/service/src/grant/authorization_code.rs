@@ -12,6 +12,7 @@ use crate::audit::Auditor;
 use crate::crypto::{random_token, sha256};
 use crate::detail_types::{stored_details, DetailTypes};
 use crate::error::{internal, ServiceError};
+use crate::refresh_token_value::new_refresh_token;
 use async_trait::async_trait;
 use custos_governance::{event_type, Outcome};
 use custos_protocol::grant::authorization_code::{decide, parse, CodeFacts};
@@ -146,9 +147,9 @@ impl GrantHandler for AuthorizationCode {
         issuance.grant_id = Some(grant_id.clone());
         issuance.authorization_details = claim_of(&issued);
         if metadata.allows_grant(GRANT_REFRESH_TOKEN) {
-            let token = random_token(32);
+            let (token, key) = new_refresh_token();
             let record = RefreshTokenRecord {
-                token_hash: sha256(&token),
+                token_hash: key,
                 grant_id,
                 client_id: code.client_id,
                 scope: family.scope,

@@ -7,9 +7,9 @@
 
 use super::{claim_of, requested_details, GrantHandler, GrantRequest, Issuance};
 use crate::audit::Auditor;
-use crate::crypto::{random_token, sha256};
 use crate::detail_types::DetailTypes;
 use crate::error::{internal, ServiceError};
+use crate::refresh_token_value::{new_refresh_token, refresh_token_key};
 use async_trait::async_trait;
 use custos_governance::{event_type, Outcome};
 use custos_protocol::grant::refresh_token::{decide, parse, FamilyFacts};
@@ -68,7 +68,7 @@ impl GrantHandler for RefreshToken {
         let parsed = parse(request.form)?;
         let now = request.ctx.now();
         let client_id = request.client.client_id().to_owned();
-        let hash = sha256(&parsed.refresh_token);
+        let hash = refresh_token_key(&parsed.refresh_token);
         let metadata = request.client.metadata();
         let asked_details = requested_details(request.form).map(str::to_owned);
         if let Some(raw) = &asked_details {
@@ -137,11 +137,11 @@ impl GrantHandler for RefreshToken {
                 accepted
             })
         };
-        let next = random_token(32);
+        let (next, next_key) = new_refresh_token();
         // The store puts it in the family, with the family's scope, living
         // no longer than the family.
         let record = RefreshTokenRecord {
-            token_hash: sha256(&next),
+            token_hash: next_key,
             grant_id: String::new(),
             client_id: client_id.clone(),
             scope: String::new(),
