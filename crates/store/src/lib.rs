@@ -261,7 +261,8 @@ pub trait GrantRepo: Send + Sync {
     /// inventory, ordered by created_at then grant_id.
     async fn list_live_grants(&self, client_id: &str, now: i64) -> StoreResult<Vec<GrantRecord>>;
     /// `Conflict` if a token with the same hash exists; a `grant_id` that
-    /// names no grant is an error (`Database`).
+    /// names no grant is an error (`Database`). The token is stored
+    /// expiring no later than its grant: it never outlives its family.
     async fn insert_refresh_token(&self, token: &RefreshTokenRecord) -> StoreResult<()>;
     /// The token with this hash, used or expired or not; `None` if unknown
     /// or pruned. A read for decisions taken before rotating (e.g. checking

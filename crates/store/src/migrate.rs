@@ -64,6 +64,11 @@ const SQLITE: &[Migration] = &[
         name: "authorization_details",
         sql: include_str!("../migrations/sqlite/0007_authorization_details.sql"),
     },
+    Migration {
+        version: 8,
+        name: "refresh_tokens_by_time",
+        sql: include_str!("../migrations/sqlite/0008_refresh_tokens_by_time.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -101,6 +106,11 @@ const POSTGRES: &[Migration] = &[
         version: 7,
         name: "authorization_details",
         sql: include_str!("../migrations/postgres/0007_authorization_details.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "refresh_tokens_by_time",
+        sql: include_str!("../migrations/postgres/0008_refresh_tokens_by_time.sql"),
     },
 ];
 

@@ -231,8 +231,10 @@ impl std::fmt::Debug for AuthorizationCodeRecord {
     }
 }
 
-/// A refresh token, stored as SHA-256 of the token, in the family
-/// (`grant_id`) it belongs to.
+/// A refresh token, stored under a key derived from it (`token_hash`: its
+/// issue time and SHA-256, or for earlier tokens the SHA-256 alone; see the
+/// service's `refresh_token_value`), in the family (`grant_id`) it belongs
+/// to.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RefreshTokenRecord {
     pub token_hash: Vec<u8>,

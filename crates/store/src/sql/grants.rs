@@ -150,20 +150,30 @@ fn grant_is_live(grant: &GrantRecord, now: i64) -> bool {
     grant.revoked_at.is_none() && grant.expires_at > now
 }
 
+/// Inserts a token of an existing grant, expiring no later than the grant
+/// (so that pruning by expiry takes it with its grant).
 const INSERT_TOKEN: &str = concat!(
     "INSERT INTO custos_refresh_tokens (",
     token_columns!(),
-    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ") SELECT $1, $2, $3, $4, $5, \
+     CASE WHEN $6 < g.expires_at THEN $6 ELSE g.expires_at END, $7 \
+     FROM custos_grants g WHERE g.grant_id = $2"
 );
 
 async fn insert_token<'c, E>(token: &RefreshTokenRecord, executor: E) -> StoreResult<()>
 where
     E: sqlx::Executor<'c, Database = Any>,
 {
-    bind_token(sqlx::query(INSERT_TOKEN), token)
+    let inserted = bind_token(sqlx::query(INSERT_TOKEN), token)
         .execute(executor)
         .await
-        .map_err(db_err)?;
+        .map_err(db_err)?
+        .rows_affected();
+    if inserted == 0 {
+        return Err(StoreError::Database(
+            "a refresh token's grant_id names no grant".into(),
+        ));
+    }
     Ok(())
 }
 

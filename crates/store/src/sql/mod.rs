@@ -405,10 +405,8 @@ pub(crate) fn unix_now() -> i64 {
 impl Maintenance for SqlStore {
     /// Deletes, in one transaction, replay records, revocations, initial
     /// access tokens, authorization codes, refresh tokens and grants with
-    /// `expires_at <= now`, and the refresh tokens of those grants (before
-    /// the grants, so that every deleted row is counted; the foreign key's
-    /// cascade catches a token a rotation inserts in between); returns how
-    /// many rows went.
+    /// `expires_at <= now` — the refresh tokens of those grants among them,
+    /// as none expires later than its grant; returns how many rows went.
     async fn prune_expired(&self, now: i64) -> StoreResult<u64> {
         let store = self.clone();
         detached(async move { store.prune_expired_now(now).await }).await
@@ -441,8 +439,10 @@ impl SqlStore {
             "DELETE FROM custos_revoked_tokens WHERE expires_at <= $1",
             "DELETE FROM custos_initial_access_tokens WHERE expires_at <= $1",
             "DELETE FROM custos_authorization_codes WHERE expires_at <= $1",
-            "DELETE FROM custos_refresh_tokens WHERE expires_at <= $1 \
-             OR grant_id IN (SELECT grant_id FROM custos_grants WHERE expires_at <= $1)",
+            // A token expires no later than its grant (`insert_refresh_token`
+            // and rotations cap it), so this takes the tokens of the grants
+            // deleted next.
+            "DELETE FROM custos_refresh_tokens WHERE expires_at <= $1",
             "DELETE FROM custos_grants WHERE expires_at <= $1",
         ] {
             removed += sqlx::query(sql)

@@ -148,7 +148,7 @@ async fn upgrade_from_version_1(db: EmptyDb) {
             .collect();
     raw.close().await.unwrap();
     db.remove().await;
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -160,6 +160,130 @@ async fn upgrade_from_version_1_sqlite() {
 async fn upgrade_from_version_1_postgres() {
     if let Some(db) = EmptyDb::postgres(module_path!()).await {
         upgrade_from_version_1(db).await;
+    }
+}
+
+/// Migration 8 on a database with refresh tokens: their index by grant
+/// and foreign key go, every token is kept, and one that outlived its
+/// grant now expires with it, so that pruning by expiry takes it.
+async fn upgrade_from_version_7_keeps_refresh_tokens(db: EmptyDb) {
+    use sqlx::{Connection, Executor};
+    let sqlite = db.url.starts_with("sqlite");
+    let earlier: [&str; 7] = if sqlite {
+        [
+            include_str!("../../migrations/sqlite/0001_initial.sql"),
+            include_str!("../../migrations/sqlite/0002_client_version.sql"),
+            include_str!("../../migrations/sqlite/0003_grants.sql"),
+            include_str!("../../migrations/sqlite/0004_refresh_grace_once.sql"),
+            include_str!("../../migrations/sqlite/0005_trusted_issuers.sql"),
+            include_str!("../../migrations/sqlite/0006_policies.sql"),
+            include_str!("../../migrations/sqlite/0007_authorization_details.sql"),
+        ]
+    } else {
+        [
+            include_str!("../../migrations/postgres/0001_initial.sql"),
+            include_str!("../../migrations/postgres/0002_client_version.sql"),
+            include_str!("../../migrations/postgres/0003_grants.sql"),
+            include_str!("../../migrations/postgres/0004_refresh_grace_once.sql"),
+            include_str!("../../migrations/postgres/0005_trusted_issuers.sql"),
+            include_str!("../../migrations/postgres/0006_policies.sql"),
+            include_str!("../../migrations/postgres/0007_authorization_details.sql"),
+        ]
+    };
+    sqlx::any::install_default_drivers();
+    let raw_url = if sqlite {
+        format!("{}?mode=rwc", db.url)
+    } else {
+        db.url.clone()
+    };
+    let mut raw = sqlx::AnyConnection::connect(&raw_url).await.unwrap();
+    raw.execute(
+        "CREATE TABLE custos_schema_migrations (\
+         version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .unwrap();
+    for (version, sql) in (1..).zip(earlier) {
+        raw.execute(sql).await.unwrap();
+        raw.execute(
+            format!(
+                "INSERT INTO custos_schema_migrations (version, applied_at) \
+                 VALUES ({version}, 1700000000)"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    }
+    // A grant ending at 90; one token within it, one outliving it (as a
+    // client's idle lifetime longer than its absolute one made them).
+    raw.execute(
+        "INSERT INTO custos_grants (grant_id, client_id, subject, scope, resources_json, \
+         created_at, expires_at) VALUES ('g', 'c1', 'alice', 'read', '[]', 10, 90)",
+    )
+    .await
+    .unwrap();
+    for (hash, expires_at, used_at) in [(1u8, 50i64, None), (2, 500, Some(20i64))] {
+        sqlx::query(
+            "INSERT INTO custos_refresh_tokens (token_hash, grant_id, client_id, scope, \
+             created_at, expires_at, used_at) VALUES ($1, 'g', 'c1', 'read', 10, $2, $3)",
+        )
+        .bind(vec![hash])
+        .bind(expires_at)
+        .bind(used_at)
+        .execute(&mut raw)
+        .await
+        .unwrap();
+    }
+    raw.close().await.unwrap();
+
+    let store = connect(&options(&db.url)).await.expect("upgrade");
+    let within = store.get_refresh_token(&[1]).await.unwrap().expect("kept");
+    assert_eq!((within.expires_at, within.used_at), (50, None));
+    let outliving = store.get_refresh_token(&[2]).await.unwrap().expect("kept");
+    assert_eq!((outliving.expires_at, outliving.used_at), (90, Some(20)));
+    // New tokens: still only of an existing grant, and capped the same way.
+    let mut new = outliving.clone();
+    new.token_hash = vec![3];
+    new.used_at = None;
+    new.expires_at = 1_000;
+    store.insert_refresh_token(&new).await.unwrap();
+    assert_eq!(
+        store
+            .get_refresh_token(&[3])
+            .await
+            .unwrap()
+            .unwrap()
+            .expires_at,
+        90
+    );
+    let orphan = custos_store::RefreshTokenRecord {
+        token_hash: vec![4],
+        grant_id: "no-such-grant".into(),
+        ..new.clone()
+    };
+    assert!(matches!(
+        store.insert_refresh_token(&orphan).await,
+        Err(StoreError::Database(_))
+    ));
+    // The grant's end takes every token of it.
+    assert_eq!(store.prune_expired(90).await.unwrap(), 4);
+    for hash in [1u8, 2, 3] {
+        assert_eq!(store.get_refresh_token(&[hash]).await.unwrap(), None);
+    }
+    store.close().await;
+    db.remove().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrade_from_version_7_keeps_refresh_tokens_sqlite() {
+    upgrade_from_version_7_keeps_refresh_tokens(EmptyDb::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrade_from_version_7_keeps_refresh_tokens_postgres() {
+    if let Some(db) = EmptyDb::postgres(module_path!()).await {
+        upgrade_from_version_7_keeps_refresh_tokens(db).await;
     }
 }
 

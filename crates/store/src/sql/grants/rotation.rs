@@ -230,8 +230,8 @@ pub(super) async fn rotate_decided(
 
         let family = match grant {
             Some(grant) if grant_is_live(&grant, now) && old.expires_at > now => grant,
-            // The foreign key's cascade leaves no token without its grant;
-            // one would be unusable all the same.
+            // A token without its grant (pruned: the token expires no
+            // later) is unusable all the same.
             _ => return Ok(Rotation::Expired),
         };
         if !(job.accept)(&old, &family) {
