@@ -317,9 +317,87 @@ async fn refresh_reuse_grace_window_per_client(db: Database) {
     }
 }
 
+/// Refresh tokens issued before their keys led with the issue time (43
+/// characters, stored under their SHA-256 alone) still work after the
+/// upgrade: one rotates into a token of the new form, presenting it again
+/// is a reuse that revokes its family, and revocation (RFC 7009) finds
+/// one.
+async fn refresh_tokens_of_the_earlier_format_still_work(db: Database) {
+    use custos_service::crypto::{random_token, sha256};
+    use custos_service::refresh_token_value::refresh_token_key;
+    let flow = public_flow(&db).await;
+    let store = custos_store::connect(&custos_store::ConnectOptions {
+        url: db.url.clone(),
+        max_connections: 2,
+    })
+    .await
+    .unwrap();
+    // Two authorizations, each given a token of the earlier form.
+    let mut families = Vec::new();
+    for _ in 0..2 {
+        let (verifier, challenge) = pkce();
+        let location = flow
+            .authorize(&browser(), &flow.authorization_url(&challenge, &[]))
+            .await;
+        let (status, tokens) = flow
+            .redeem(&param(&query(&location), "code").unwrap(), &verifier)
+            .await;
+        assert_eq!(status, 200, "{tokens}");
+        let current = tokens["refresh_token"].as_str().unwrap().to_owned();
+        assert_eq!(current.len(), 54, "{current}");
+        let stored = store
+            .get_refresh_token(&refresh_token_key(&current))
+            .await
+            .unwrap()
+            .expect("stored under its key");
+        let earlier = random_token(32);
+        assert_eq!(earlier.len(), 43);
+        store
+            .insert_refresh_token(&custos_store::RefreshTokenRecord {
+                token_hash: sha256(&earlier),
+                used_at: None,
+                ..stored
+            })
+            .await
+            .unwrap();
+        families.push((current, earlier));
+    }
+
+    let (current, earlier) = &families[0];
+    let (status, rotated) = flow.refresh(earlier).await;
+    assert_eq!(status, 200, "{rotated}");
+    let next = rotated["refresh_token"].as_str().unwrap();
+    assert_eq!(next.len(), 54, "rotated into the new form");
+    let (status, body) = flow.refresh(earlier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    for token in [next, current.as_str()] {
+        let (status, _) = flow.refresh(token).await;
+        assert_eq!(status, 400, "the reuse revoked the family");
+    }
+
+    let (current, earlier) = &families[1];
+    let revocation = flow.server.endpoint("revocation_endpoint").await;
+    let (status, _, _) = flow
+        .server
+        .post_form(
+            &revocation,
+            None,
+            &[("token", earlier), ("client_id", &flow.client_id)],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = flow.refresh(current).await;
+    assert_eq!(status, 400, "revoking the earlier token revoked its family");
+    store.close().await;
+}
+
 on_both_engines!(
     rfc9126_pushed_authorization_requests,
     consents_and_inventory_through_the_admin_api_and_cli,
     rfc9700_concurrent_refreshes_across_replicas_have_one_winner,
     refresh_reuse_grace_window_per_client,
+    refresh_tokens_of_the_earlier_format_still_work,
 );
