@@ -268,6 +268,27 @@ async fn upgrade_from_version_7_keeps_refresh_tokens(db: EmptyDb) {
     ));
     // The grant's end takes every token of it.
     assert_eq!(store.prune_expired(90).await.unwrap(), 4);
+    // And it is pruning by expiry that did: no foreign key, no index by
+    // grant is left.
+    let mut raw = sqlx::AnyConnection::connect(&raw_url).await.unwrap();
+    let (foreign_keys, by_grant) = if sqlite {
+        (
+            "SELECT COUNT(*) FROM pragma_foreign_key_list('custos_refresh_tokens')",
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'custos_refresh_tokens_by_grant'",
+        )
+    } else {
+        (
+            "SELECT COUNT(*) FROM pg_constraint \
+             WHERE conrelid = 'custos_refresh_tokens'::regclass AND contype = 'f'",
+            "SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() \
+             AND indexname = 'custos_refresh_tokens_by_grant'",
+        )
+    };
+    for sql in [foreign_keys, by_grant] {
+        let count: i64 = sqlx::query_scalar(sql).fetch_one(&mut raw).await.unwrap();
+        assert_eq!(count, 0, "{sql}");
+    }
+    raw.close().await.unwrap();
     for hash in [1u8, 2, 3] {
         assert_eq!(store.get_refresh_token(&[hash]).await.unwrap(), None);
     }

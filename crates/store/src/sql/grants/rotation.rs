@@ -53,8 +53,7 @@ fn select_token_for_rotation(engine: Engine) -> &'static str {
 }
 
 /// Reads a grant in a rotation, locking its row on PostgreSQL. `NO KEY
-/// UPDATE` is enough for changing `revoked_at`, and does not block other
-/// transactions' foreign-key checks of tokens inserted into the family.
+/// UPDATE` is the lock for changing `revoked_at` (no key column changes).
 fn select_grant_for_rotation(engine: Engine) -> &'static str {
     match engine {
         Engine::Sqlite => concat!(
