@@ -144,15 +144,7 @@ async fn rfc9700_4_14_2_refresh_reuse_revokes_the_family_only(db: Database) {
     let flow = public_flow(&db).await;
     let mut families = Vec::new();
     for _ in 0..2 {
-        let (verifier, challenge) = pkce();
-        let location = flow
-            .authorize(&browser(), &flow.authorization_url(&challenge, &[]))
-            .await;
-        let (status, tokens) = flow
-            .redeem(&param(&query(&location), "code").unwrap(), &verifier)
-            .await;
-        assert_eq!(status, 200);
-        families.push(tokens);
+        families.push(flow.authorize_and_redeem().await);
     }
     let first = families[0]["refresh_token"].as_str().unwrap();
     let (_, rotated) = flow.refresh(first).await;

@@ -224,14 +224,7 @@ async fn rfc9700_concurrent_refreshes_across_replicas_have_one_winner(db: Databa
         token: format!("{}/token", first.url),
         server: first,
     };
-    let (verifier, challenge) = pkce();
-    let location = flow
-        .authorize(&browser(), &flow.authorization_url(&challenge, &[]))
-        .await;
-    let (status, tokens) = flow
-        .redeem(&param(&query(&location), "code").unwrap(), &verifier)
-        .await;
-    assert_eq!(status, 200, "{tokens}");
+    let tokens = flow.authorize_and_redeem().await;
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
 
     let endpoints = [flow.token.clone(), format!("{}/token", second.url)];
@@ -299,13 +292,7 @@ async fn refresh_reuse_grace_window_per_client(db: Database) {
     )
     .await;
     assert_eq!(flow.registration["refresh_token_reuse_grace"], 30);
-    let (verifier, challenge) = pkce();
-    let location = flow
-        .authorize(&browser(), &flow.authorization_url(&challenge, &[]))
-        .await;
-    let (_, tokens) = flow
-        .redeem(&param(&query(&location), "code").unwrap(), &verifier)
-        .await;
+    let tokens = flow.authorize_and_redeem().await;
     let refresh = tokens["refresh_token"].as_str().unwrap();
     let (status, a) = flow.refresh(refresh).await;
     assert_eq!(status, 200);
@@ -335,14 +322,7 @@ async fn refresh_tokens_of_the_earlier_format_still_work(db: Database) {
     // Two authorizations, each given a token of the earlier form.
     let mut families = Vec::new();
     for _ in 0..2 {
-        let (verifier, challenge) = pkce();
-        let location = flow
-            .authorize(&browser(), &flow.authorization_url(&challenge, &[]))
-            .await;
-        let (status, tokens) = flow
-            .redeem(&param(&query(&location), "code").unwrap(), &verifier)
-            .await;
-        assert_eq!(status, 200, "{tokens}");
+        let tokens = flow.authorize_and_redeem().await;
         let current = tokens["refresh_token"].as_str().unwrap().to_owned();
         assert_eq!(current.len(), 54, "{current}");
         let stored = store

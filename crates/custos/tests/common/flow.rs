@@ -1,7 +1,7 @@
 //! An authorization code flow driven over HTTP, as the person's browser and
 //! the client would: the set-up (a person, a client) and each step.
 
-use super::browser::{hidden, PASSWORD, REDIRECT};
+use super::browser::{browser, hidden, param, pkce, query, PASSWORD, REDIRECT};
 use super::{Database, Server};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -163,6 +163,21 @@ impl Flow {
             )
             .await;
         (status, body)
+    }
+
+    /// One whole authorization in a fresh browser — PKCE, login and
+    /// consent (or consent remembered), the code redeemed — and the token
+    /// response, which must be a success.
+    pub async fn authorize_and_redeem(&self) -> Value {
+        let (verifier, challenge) = pkce();
+        let location = self
+            .authorize(&browser(), &self.authorization_url(&challenge, &[]))
+            .await;
+        let (status, tokens) = self
+            .redeem(&param(&query(&location), "code").unwrap(), &verifier)
+            .await;
+        assert_eq!(status, 200, "{tokens}");
+        tokens
     }
 
     pub async fn refresh(&self, token: &str) -> (u16, Value) {
