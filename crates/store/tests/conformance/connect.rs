@@ -69,17 +69,36 @@ async fn concurrent_first_start_postgres() {
     }
 }
 
-/// A database created by an earlier build (schema version 1 recorded in
-/// `custos_schema_migrations`, clients without a version) is upgraded in
-/// place: its clients get version 1 and take conditional updates, and the
-/// tables of later versions (grants, version 3) are there.
-async fn upgrade_from_version_1(db: EmptyDb) {
-    use sqlx::{Connection, Executor, Row};
+/// The schema files of each version, in order, per engine.
+const SQLITE_VERSIONS: [&str; 7] = [
+    include_str!("../../migrations/sqlite/0001_initial.sql"),
+    include_str!("../../migrations/sqlite/0002_client_version.sql"),
+    include_str!("../../migrations/sqlite/0003_grants.sql"),
+    include_str!("../../migrations/sqlite/0004_refresh_grace_once.sql"),
+    include_str!("../../migrations/sqlite/0005_trusted_issuers.sql"),
+    include_str!("../../migrations/sqlite/0006_policies.sql"),
+    include_str!("../../migrations/sqlite/0007_authorization_details.sql"),
+];
+const POSTGRES_VERSIONS: [&str; 7] = [
+    include_str!("../../migrations/postgres/0001_initial.sql"),
+    include_str!("../../migrations/postgres/0002_client_version.sql"),
+    include_str!("../../migrations/postgres/0003_grants.sql"),
+    include_str!("../../migrations/postgres/0004_refresh_grace_once.sql"),
+    include_str!("../../migrations/postgres/0005_trusted_issuers.sql"),
+    include_str!("../../migrations/postgres/0006_policies.sql"),
+    include_str!("../../migrations/postgres/0007_authorization_details.sql"),
+];
+
+/// `db` as an earlier build at schema `version` left it (each version's
+/// file applied and recorded in `custos_schema_migrations`, as migrate.rs
+/// does), and a raw connection to it with its URL.
+async fn at_version(db: &EmptyDb, version: usize) -> (sqlx::AnyConnection, String) {
+    use sqlx::{Connection, Executor};
     let sqlite = db.url.starts_with("sqlite");
-    let initial = if sqlite {
-        include_str!("../../migrations/sqlite/0001_initial.sql")
+    let files = if sqlite {
+        &SQLITE_VERSIONS[..version]
     } else {
-        include_str!("../../migrations/postgres/0001_initial.sql")
+        &POSTGRES_VERSIONS[..version]
     };
     sqlx::any::install_default_drivers();
     let raw_url = if sqlite {
@@ -88,17 +107,36 @@ async fn upgrade_from_version_1(db: EmptyDb) {
         db.url.clone()
     };
     let mut raw = sqlx::AnyConnection::connect(&raw_url).await.unwrap();
-    // What migrate.rs left behind at version 1.
     raw.execute(
         "CREATE TABLE custos_schema_migrations (\
          version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
     .await
     .unwrap();
-    raw.execute(initial).await.unwrap();
+    for (version, sql) in (1..).zip(files) {
+        raw.execute(*sql).await.unwrap();
+        raw.execute(
+            format!(
+                "INSERT INTO custos_schema_migrations (version, applied_at) \
+                 VALUES ({version}, 1700000000)"
+            )
+            .as_str(),
+        )
+        .await
+        .unwrap();
+    }
+    (raw, raw_url)
+}
+
+/// A database created by an earlier build (schema version 1 recorded in
+/// `custos_schema_migrations`, clients without a version) is upgraded in
+/// place: its clients get version 1 and take conditional updates, and the
+/// tables of later versions (grants, version 3) are there.
+async fn upgrade_from_version_1(db: EmptyDb) {
+    use sqlx::{Connection, Executor, Row};
+    let (mut raw, raw_url) = at_version(&db, 1).await;
     raw.execute(
-        "INSERT INTO custos_schema_migrations (version, applied_at) VALUES (1, 1700000000); \
-         INSERT INTO custos_clients (client_id, metadata_json, created_at, updated_at) \
+        "INSERT INTO custos_clients (client_id, metadata_json, created_at, updated_at) \
          VALUES ('old', '{}', 10, 10)",
     )
     .await
@@ -169,52 +207,7 @@ async fn upgrade_from_version_1_postgres() {
 async fn upgrade_from_version_7_keeps_refresh_tokens(db: EmptyDb) {
     use sqlx::{Connection, Executor};
     let sqlite = db.url.starts_with("sqlite");
-    let earlier: [&str; 7] = if sqlite {
-        [
-            include_str!("../../migrations/sqlite/0001_initial.sql"),
-            include_str!("../../migrations/sqlite/0002_client_version.sql"),
-            include_str!("../../migrations/sqlite/0003_grants.sql"),
-            include_str!("../../migrations/sqlite/0004_refresh_grace_once.sql"),
-            include_str!("../../migrations/sqlite/0005_trusted_issuers.sql"),
-            include_str!("../../migrations/sqlite/0006_policies.sql"),
-            include_str!("../../migrations/sqlite/0007_authorization_details.sql"),
-        ]
-    } else {
-        [
-            include_str!("../../migrations/postgres/0001_initial.sql"),
-            include_str!("../../migrations/postgres/0002_client_version.sql"),
-            include_str!("../../migrations/postgres/0003_grants.sql"),
-            include_str!("../../migrations/postgres/0004_refresh_grace_once.sql"),
-            include_str!("../../migrations/postgres/0005_trusted_issuers.sql"),
-            include_str!("../../migrations/postgres/0006_policies.sql"),
-            include_str!("../../migrations/postgres/0007_authorization_details.sql"),
-        ]
-    };
-    sqlx::any::install_default_drivers();
-    let raw_url = if sqlite {
-        format!("{}?mode=rwc", db.url)
-    } else {
-        db.url.clone()
-    };
-    let mut raw = sqlx::AnyConnection::connect(&raw_url).await.unwrap();
-    raw.execute(
-        "CREATE TABLE custos_schema_migrations (\
-         version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )
-    .await
-    .unwrap();
-    for (version, sql) in (1..).zip(earlier) {
-        raw.execute(sql).await.unwrap();
-        raw.execute(
-            format!(
-                "INSERT INTO custos_schema_migrations (version, applied_at) \
-                 VALUES ({version}, 1700000000)"
-            )
-            .as_str(),
-        )
-        .await
-        .unwrap();
-    }
+    let (mut raw, raw_url) = at_version(&db, 7).await;
     // A grant ending at 90; one token within it, one outliving it (as a
     // client's idle lifetime longer than its absolute one made them).
     raw.execute(
