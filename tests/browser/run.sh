@@ -27,32 +27,17 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
 say() { echo "browser: $*" >&2; }
+# shellcheck source=../lib/server.sh
+. "$root/tests/lib/server.sh"
 
 venv="$root/target/browser-venv"
 artifacts="$root/target/browser-artifacts"
 work="$(mktemp -d "${TMPDIR:-/tmp}/custos-browser.XXXXXX")"
-server_pid=""
-server_log=""
-pg_database=""
-pg_admin_url=""
 started=$SECONDS
 
 cleanup() {
   local rc=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [ -n "$pg_database" ]; then
-    psql "$pg_admin_url" -qAt -v ON_ERROR_STOP=1 \
-      -c "DROP DATABASE IF EXISTS \"$pg_database\"" >/dev/null 2>&1 ||
-      say "could not drop database $pg_database"
-  fi
+  servers_cleanup
   rm -rf "$work"
   exit "$rc"
 }
@@ -129,111 +114,28 @@ binary="${CARGO_TARGET_DIR:-$root/target}/debug/custos"
 mkdir -p "$artifacts"
 rm -f "$artifacts"/*.png
 
-# The server binds port 0; its address is read back from its log line
-# "custos listening on http://127.0.0.1:PORT" (no free-port probe to race).
-bound_url() {
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      return 1
-    fi
-    local found
-    found="$(grep -oE 'custos listening on http://127\.0\.0\.1:[0-9]+' "$server_log" | head -n 1 | sed 's/.* on //')" || true
-    if [ -n "$found" ]; then
-      echo "$found"
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
-}
-
-wait_healthy() {
-  local url="$1"
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      return 1
-    fi
-    if "$venv/bin/python" - "$url" <<'EOF' 2>/dev/null; then
-import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=2) as r:
-    sys.exit(0 if r.status == 200 else 1)
-EOF
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
-}
-
-show_log() {
-  if [ -n "$server_log" ] && [ -f "$server_log" ]; then
-    echo "----- custos log ($1) -----" >&2
-    cat "$server_log" >&2
-    echo "----- end of custos log -----" >&2
-  fi
-}
-
 # run_backend NAME DATABASE_URL [KEY_ENCRYPTION_KEY]
 run_backend() {
   local name="$1" database_url="$2" kek="${3:-}"
-  local admin_token url rc
-  admin_token="browser-$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))')"
-  server_log="$work/custos-$name.log"
-  say "[$name] starting custos on 127.0.0.1, port chosen by the system"
-  env -u CUSTOS_CONFIG -u CUSTOS_ISSUER -u CUSTOS_TLS_CERT -u CUSTOS_TLS_KEY -u CUSTOS_LOG_FORMAT \
-    CUSTOS_LISTEN="127.0.0.1:0" \
-    CUSTOS_DATABASE_URL="$database_url" \
-    CUSTOS_ADMIN_TOKEN="$admin_token" \
-    ${kek:+CUSTOS_KEY_ENCRYPTION_KEY="$kek"} \
-    CUSTOS_LOG="${CUSTOS_LOG:-info}" \
-    "$binary" serve >"$server_log" 2>&1 &
-  server_pid=$!
-  if ! url="$(bound_url)"; then
-    say "[$name] custos did not say where it listens"
-    show_log "$name"
-    return 1
-  fi
-  say "[$name] custos listens on $url"
-  if ! wait_healthy "$url"; then
-    say "[$name] custos did not become healthy"
-    show_log "$name"
-    return 1
-  fi
+  local admin_token log rc
+  admin_token="browser-$(secret)"
+  log="$work/custos-$name.log"
+  start_server "$name" "$log" "$database_url" "$admin_token" "$kek" || return 1
 
   rc=0
   say "[$name] pytest"
   (
     cd "$here"
-    CUSTOS_TEST_URL="$url" CUSTOS_TEST_ADMIN_TOKEN="$admin_token" \
+    CUSTOS_TEST_URL="$server_url" CUSTOS_TEST_ADMIN_TOKEN="$admin_token" \
       BROWSER_BACKEND="$name" BROWSER_ARTIFACTS="$artifacts" \
       BROWSER_CHROMIUM="$chromium" BROWSER_CHROMEDRIVER="$chromedriver" \
       SE_OFFLINE=true PYTHONDONTWRITEBYTECODE=1 \
       "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfExX "${pytest_args[@]}"
   ) || rc=$?
 
-  say "[$name] stopping custos (SIGTERM)"
-  kill -TERM "$server_pid"
-  local status=0 stopped=0
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$server_pid" 2>/dev/null; then
-      stopped=1
-      break
-    fi
-    sleep 0.1
-  done
-  if [ "$stopped" = 0 ]; then
-    say "[$name] custos did not stop within 30 s of SIGTERM"
-    kill -KILL "$server_pid" 2>/dev/null || true
-    status=137
-  fi
-  wait "$server_pid" || status=$?
-  server_pid=""
-  if [ "$status" != 0 ]; then
-    say "[$name] custos exited with status $status after SIGTERM (want 0)"
-    rc=1
-  fi
+  stop_server "$name" "$server_pid" || rc=1
   if [ "$rc" != 0 ]; then
-    show_log "$name"
+    show_log "$name" "$log"
     return 1
   fi
   say "[$name] passed; custos shut down cleanly"
@@ -246,20 +148,8 @@ mkdir -p "$work/sqlite"
 run_backend sqlite "sqlite://$work/sqlite/custos.db" || failed=1
 
 if [ -n "${CUSTOS_TEST_POSTGRES_URL:-}" ]; then
-  command -v psql >/dev/null || { say "CUSTOS_TEST_POSTGRES_URL is set but psql is missing"; exit 1; }
-  pg_admin_url="$CUSTOS_TEST_POSTGRES_URL"
-  pg_database="custos_browser_$(date +%s)_$$"
-  say "[postgres] CREATE DATABASE $pg_database"
-  psql "$pg_admin_url" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$pg_database\"" >/dev/null
-  # Same URL with the path replaced by the new database (query kept).
-  pg_url="$("$venv/bin/python" - "$pg_admin_url" "$pg_database" <<'EOF'
-import sys, urllib.parse
-url = urllib.parse.urlsplit(sys.argv[1])
-print(urllib.parse.urlunsplit(url._replace(path="/" + sys.argv[2])))
-EOF
-)"
-  kek="$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"
-  run_backend postgres "$pg_url" "$kek" || failed=1
+  create_pg_database custos_browser || exit 1
+  run_backend postgres "$pg_url" "$(secret)" || failed=1
 else
   say "CUSTOS_TEST_POSTGRES_URL is not set; skipping PostgreSQL"
 fi

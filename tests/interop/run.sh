@@ -29,36 +29,16 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
 say() { echo "interop: $*" >&2; }
+# shellcheck source=../lib/server.sh
+. "$root/tests/lib/server.sh"
 
 venv="$root/target/interop-venv"
 node_dir="$root/target/interop-node"
 work="$(mktemp -d "${TMPDIR:-/tmp}/custos-interop.XXXXXX")"
-server_pid=""
-server_log=""
-nonce_pid=""
-nonce_log=""
-pg_database=""
-pg_admin_url=""
 
 cleanup() {
   local rc=$?
-  local pid
-  for pid in "$server_pid" "$nonce_pid"; do
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-      kill -KILL "$pid" 2>/dev/null || true
-      wait "$pid" 2>/dev/null || true
-    fi
-  done
-  if [ -n "$pg_database" ]; then
-    psql "$pg_admin_url" -qAt -v ON_ERROR_STOP=1 \
-      -c "DROP DATABASE IF EXISTS \"$pg_database\"" >/dev/null 2>&1 ||
-      say "could not drop database $pg_database"
-  fi
+  servers_cleanup
   rm -rf "$work"
   exit "$rc"
 }
@@ -117,121 +97,26 @@ say "cargo build -p custos"
 cargo build -q -p custos
 binary="${CARGO_TARGET_DIR:-$root/target}/debug/custos"
 
-# The server binds port 0; its address is read back from its log line
-# "custos listening on http://127.0.0.1:PORT" (no free-port probe to race).
-# bound_url PID LOG
-bound_url() {
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$1" 2>/dev/null; then
-      return 1
-    fi
-    local found
-    found="$(grep -oE 'custos listening on http://127\.0\.0\.1:[0-9]+' "$2" | head -n 1 | sed 's/.* on //')" || true
-    if [ -n "$found" ]; then
-      echo "$found"
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
-}
-
-# wait_healthy PID URL
-wait_healthy() {
-  local url="$2"
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$1" 2>/dev/null; then
-      return 1
-    fi
-    if "$venv/bin/python" - "$url" <<'EOF' 2>/dev/null; then
-import sys, urllib.request
-with urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=2) as r:
-    sys.exit(0 if r.status == 200 else 1)
-EOF
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
-}
-
-# show_log NAME LOG
-show_log() {
-  if [ -n "$2" ] && [ -f "$2" ]; then
-    echo "----- custos log ($1) -----" >&2
-    cat "$2" >&2
-    echo "----- end of custos log -----" >&2
-  fi
-}
-
-# launch LOG DATABASE_URL ADMIN_TOKEN KEK [NAME=VALUE...]: starts custos in
-# the background on a port the system chooses; the pid is in $!.
-launch() {
-  local log="$1" database_url="$2" admin_token="$3" kek="$4"
-  shift 4
-  env -u CUSTOS_CONFIG -u CUSTOS_ISSUER -u CUSTOS_TLS_CERT -u CUSTOS_TLS_KEY -u CUSTOS_LOG_FORMAT \
-    -u CUSTOS_DPOP_NONCE \
-    CUSTOS_LISTEN="127.0.0.1:0" \
-    CUSTOS_DATABASE_URL="$database_url" \
-    CUSTOS_ADMIN_TOKEN="$admin_token" \
-    CUSTOS_KEY_ACTIVATION_DELAY=3 \
-    CUSTOS_ALLOW_PRIVATE_URLS=true \
-    ${kek:+CUSTOS_KEY_ENCRYPTION_KEY="$kek"} \
-    CUSTOS_LOG="${CUSTOS_LOG:-info}" \
-    "$@" \
-    "$binary" serve >"$log" 2>&1 &
-}
-
-# stop NAME PID: SIGTERM, then requires exit status 0 within 30 s.
-stop() {
-  local name="$1" pid="$2" status=0 stopped=0
-  say "[$name] stopping custos (SIGTERM)"
-  kill -TERM "$pid"
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      stopped=1
-      break
-    fi
-    sleep 0.1
-  done
-  if [ "$stopped" = 0 ]; then
-    say "[$name] custos did not stop within 30 s of SIGTERM"
-    kill -KILL "$pid" 2>/dev/null || true
-    status=137
-  fi
-  wait "$pid" || status=$?
-  if [ "$status" != 0 ]; then
-    say "[$name] custos exited with status $status after SIGTERM (want 0)"
-    return 1
-  fi
-}
-
 # run_backend NAME DATABASE_URL [KEY_ENCRYPTION_KEY]
 run_backend() {
   local name="$1" database_url="$2" kek="${3:-}"
-  local admin_token url nonce_url rc
-  admin_token="interop-$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(24))')"
-  server_log="$work/custos-$name.log"
-  say "[$name] starting custos on 127.0.0.1, port chosen by the system"
-  launch "$server_log" "$database_url" "$admin_token" "$kek"
-  server_pid=$!
-  if ! url="$(bound_url "$server_pid" "$server_log")" || ! wait_healthy "$server_pid" "$url"; then
-    say "[$name] custos did not start"
-    show_log "$name" "$server_log"
-    return 1
-  fi
-  say "[$name] custos listens on $url"
+  local admin_token log url nonce_log nonce_pid nonce_url rc
+  admin_token="interop-$(secret)"
+  log="$work/custos-$name.log"
+  # CUSTOS_KEY_ACTIVATION_DELAY=3: the key rotation test sees a new key
+  # take over.
+  start_server "$name" "$log" "$database_url" "$admin_token" "$kek" \
+    CUSTOS_KEY_ACTIVATION_DELAY=3 CUSTOS_ALLOW_PRIVATE_URLS=true || return 1
+  local pid="$server_pid"
+  url="$server_url"
   # A replica on the same database that demands DPoP nonces (RFC 9449 §8),
   # started once the first has migrated the database.
   nonce_log="$work/custos-$name-nonce.log"
-  launch "$nonce_log" "$database_url" "$admin_token" "$kek" CUSTOS_DPOP_NONCE=true
-  nonce_pid=$!
-  if ! nonce_url="$(bound_url "$nonce_pid" "$nonce_log")" || ! wait_healthy "$nonce_pid" "$nonce_url"; then
-    say "[$name] custos with CUSTOS_DPOP_NONCE=true did not start"
-    show_log "$name, nonces" "$nonce_log"
+  start_server "$name, nonces" "$nonce_log" "$database_url" "$admin_token" "$kek" \
+    CUSTOS_KEY_ACTIVATION_DELAY=3 CUSTOS_ALLOW_PRIVATE_URLS=true CUSTOS_DPOP_NONCE=true ||
     return 1
-  fi
-  say "[$name] custos with DPoP nonces listens on $nonce_url"
+  nonce_pid="$server_pid"
+  nonce_url="$server_url"
 
   rc=0
   say "[$name] pytest"
@@ -248,12 +133,10 @@ run_backend() {
       node "$node_dir/interop.mjs" || rc=$?
   fi
 
-  stop "$name, nonces" "$nonce_pid" || rc=1
-  nonce_pid=""
-  stop "$name" "$server_pid" || rc=1
-  server_pid=""
+  stop_server "$name, nonces" "$nonce_pid" || rc=1
+  stop_server "$name" "$pid" || rc=1
   if [ "$rc" != 0 ]; then
-    show_log "$name" "$server_log"
+    show_log "$name" "$log"
     show_log "$name, nonces" "$nonce_log"
     return 1
   fi
@@ -267,20 +150,8 @@ mkdir -p "$work/sqlite"
 run_backend sqlite "sqlite://$work/sqlite/custos.db" || failed=1
 
 if [ -n "${CUSTOS_TEST_POSTGRES_URL:-}" ]; then
-  command -v psql >/dev/null || { say "CUSTOS_TEST_POSTGRES_URL is set but psql is missing"; exit 1; }
-  pg_admin_url="$CUSTOS_TEST_POSTGRES_URL"
-  pg_database="custos_interop_$(date +%s)_$$"
-  say "[postgres] CREATE DATABASE $pg_database"
-  psql "$pg_admin_url" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$pg_database\"" >/dev/null
-  # Same URL with the path replaced by the new database (query kept).
-  pg_url="$("$venv/bin/python" - "$pg_admin_url" "$pg_database" <<'EOF'
-import sys, urllib.parse
-url = urllib.parse.urlsplit(sys.argv[1])
-print(urllib.parse.urlunsplit(url._replace(path="/" + sys.argv[2])))
-EOF
-)"
-  kek="$("$venv/bin/python" -c 'import secrets; print(secrets.token_urlsafe(32))')"
-  run_backend postgres "$pg_url" "$kek" || failed=1
+  create_pg_database custos_interop || exit 1
+  run_backend postgres "$pg_url" "$(secret)" || failed=1
 else
   say "CUSTOS_TEST_POSTGRES_URL is not set; skipping PostgreSQL"
 fi

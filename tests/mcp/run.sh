@@ -28,30 +28,15 @@ root="$(cd "$here/../.." && pwd)"
 cd "$root"
 
 say() { echo "mcp: $*" >&2; }
+# shellcheck source=../lib/server.sh
+. "$root/tests/lib/server.sh"
 
 node_dir="$root/target/mcp-node"
 work=""
-server_pid=""
-server_log=""
-pg_database=""
-pg_admin_url=""
 
 cleanup() {
   local rc=$?
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  if [ -n "$pg_database" ]; then
-    psql "$pg_admin_url" -qAt -v ON_ERROR_STOP=1 \
-      -c "DROP DATABASE IF EXISTS \"$pg_database\"" >/dev/null 2>&1 ||
-      say "could not drop database $pg_database"
-  fi
+  servers_cleanup
   if [ -n "$work" ]; then
     rm -rf "$work"
   fi
@@ -96,113 +81,24 @@ say "cargo build -p custos"
 cargo build -q -p custos
 binary="${CARGO_TARGET_DIR:-$root/target}/debug/custos"
 
-# A random URL-safe secret (node is there: the test needs it).
-secret() { node -e 'console.log(require("node:crypto").randomBytes(32).toString("base64url"))'; }
-
-# The server binds port 0; its address is read back from its log line
-# "custos listening on http://127.0.0.1:PORT" (no free-port probe to race).
-# bound_url PID LOG
-bound_url() {
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$1" 2>/dev/null; then
-      return 1
-    fi
-    local found
-    found="$(grep -oE 'custos listening on http://127\.0\.0\.1:[0-9]+' "$2" | head -n 1 | sed 's/.* on //')" || true
-    if [ -n "$found" ]; then
-      echo "$found"
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
-}
-
-# wait_healthy PID URL
-wait_healthy() {
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$1" 2>/dev/null; then
-      return 1
-    fi
-    if node -e '
-      fetch(process.argv[1] + "/healthz", { signal: AbortSignal.timeout(2000) })
-        .then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1))
-    ' "$2" 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  return 1
-}
-
-# show_log NAME LOG
-show_log() {
-  if [ -n "$2" ] && [ -f "$2" ]; then
-    echo "----- custos log ($1) -----" >&2
-    cat "$2" >&2
-    echo "----- end of custos log -----" >&2
-  fi
-}
-
-# stop NAME PID: SIGTERM, then requires exit status 0 within 30 s.
-stop() {
-  local name="$1" pid="$2" status=0 stopped=0
-  say "[$name] stopping custos (SIGTERM)"
-  kill -TERM "$pid"
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      stopped=1
-      break
-    fi
-    sleep 0.1
-  done
-  if [ "$stopped" = 0 ]; then
-    say "[$name] custos did not stop within 30 s of SIGTERM"
-    kill -KILL "$pid" 2>/dev/null || true
-    status=137
-  fi
-  wait "$pid" || status=$?
-  if [ "$status" != 0 ]; then
-    say "[$name] custos exited with status $status after SIGTERM (want 0)"
-    return 1
-  fi
-}
-
 # run_backend NAME DATABASE_URL [KEY_ENCRYPTION_KEY]
 run_backend() {
   local name="$1" database_url="$2" kek="${3:-}"
-  local admin_token url rc
+  local admin_token log rc
   admin_token="mcp-e2e-$(secret)"
-  server_log="$work/custos-$name.log"
-  say "[$name] starting custos on 127.0.0.1, port chosen by the system"
+  log="$work/custos-$name.log"
   # CUSTOS_CIMD_ALLOWED_HOSTS / _DENIED_HOSTS unset: any document host.
-  env -u CUSTOS_CONFIG -u CUSTOS_ISSUER -u CUSTOS_TLS_CERT -u CUSTOS_TLS_KEY -u CUSTOS_LOG_FORMAT \
-    -u CUSTOS_DPOP_NONCE -u CUSTOS_CIMD_ALLOWED_HOSTS -u CUSTOS_CIMD_DENIED_HOSTS \
-    -u CUSTOS_CLIENT_ID_METADATA_DOCUMENTS \
-    CUSTOS_LISTEN="127.0.0.1:0" \
-    CUSTOS_DATABASE_URL="$database_url" \
-    CUSTOS_ADMIN_TOKEN="$admin_token" \
-    CUSTOS_ALLOW_PRIVATE_URLS=true \
-    ${kek:+CUSTOS_KEY_ENCRYPTION_KEY="$kek"} \
-    CUSTOS_LOG="${CUSTOS_LOG:-info}" \
-    "$binary" serve >"$server_log" 2>&1 &
-  server_pid=$!
-  if ! url="$(bound_url "$server_pid" "$server_log")" || ! wait_healthy "$server_pid" "$url"; then
-    say "[$name] custos did not start"
-    show_log "$name" "$server_log"
-    return 1
-  fi
-  say "[$name] custos listens on $url"
+  start_server "$name" "$log" "$database_url" "$admin_token" "$kek" \
+    CUSTOS_ALLOW_PRIVATE_URLS=true || return 1
 
   rc=0
   say "[$name] e2e.mjs (@modelcontextprotocol/sdk)"
-  CUSTOS_TEST_URL="$url" CUSTOS_TEST_ADMIN_TOKEN="$admin_token" \
+  CUSTOS_TEST_URL="$server_url" CUSTOS_TEST_ADMIN_TOKEN="$admin_token" \
     node "$node_dir/e2e.mjs" || rc=$?
 
-  stop "$name" "$server_pid" || rc=1
-  server_pid=""
+  stop_server "$name" "$server_pid" || rc=1
   if [ "$rc" != 0 ]; then
-    show_log "$name" "$server_log"
+    show_log "$name" "$log"
     return 1
   fi
   say "[$name] passed; custos shut down cleanly"
@@ -214,17 +110,7 @@ mkdir -p "$work/sqlite"
 run_backend sqlite "sqlite://$work/sqlite/custos.db" || failed=1
 
 if [ -n "${CUSTOS_TEST_POSTGRES_URL:-}" ]; then
-  command -v psql >/dev/null || { say "CUSTOS_TEST_POSTGRES_URL is set but psql is missing"; exit 1; }
-  pg_admin_url="$CUSTOS_TEST_POSTGRES_URL"
-  pg_database="custos_mcp_$(date +%s)_$$"
-  say "[postgres] CREATE DATABASE $pg_database"
-  psql "$pg_admin_url" -qAt -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$pg_database\"" >/dev/null
-  # Same URL with the path replaced by the new database (query kept).
-  pg_url="$(node -e '
-    const url = new URL(process.argv[1])
-    url.pathname = "/" + process.argv[2]
-    console.log(url.href)
-  ' "$pg_admin_url" "$pg_database")"
+  create_pg_database custos_mcp || exit 1
   run_backend postgres "$pg_url" "$(secret)" || failed=1
 else
   say "CUSTOS_TEST_POSTGRES_URL is not set; skipping PostgreSQL"
