@@ -66,18 +66,8 @@ async fn oauth21_4_1_code_flow_with_pkce_end_to_end(db: Database) {
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
 
     // A refresh rotates and never widens.
-    let (status, _, widened) = flow
-        .server
-        .post_form(
-            &flow.token,
-            None,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh),
-                ("client_id", &flow.client_id),
-                ("scope", "read write"),
-            ],
-        )
+    let (status, widened) = flow
+        .refresh_with(&refresh, &[("scope", "read write")])
         .await;
     assert_eq!(
         (status, widened["error"].as_str()),

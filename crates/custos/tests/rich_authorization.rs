@@ -286,18 +286,8 @@ async fn rfc9396_6_1_token_request_and_refresh_narrow_never_widen(db: Database) 
     let refresh = body["refresh_token"].as_str().unwrap().to_owned();
 
     // A refresh that widens: refused, and the token is not used up.
-    let (status, _, body) = flow
-        .server
-        .post_form(
-            &flow.token,
-            None,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh),
-                ("client_id", &flow.client_id),
-                ("authorization_details", &wider),
-            ],
-        )
+    let (status, body) = flow
+        .refresh_with(&refresh, &[("authorization_details", &wider)])
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "invalid_authorization_details");
@@ -312,18 +302,8 @@ async fn rfc9396_6_1_token_request_and_refresh_narrow_never_widen(db: Database) 
     let refresh = body["refresh_token"].as_str().unwrap().to_owned();
 
     // A refresh that narrows.
-    let (status, _, body) = flow
-        .server
-        .post_form(
-            &flow.token,
-            None,
-            &[
-                ("grant_type", "refresh_token"),
-                ("refresh_token", &refresh),
-                ("client_id", &flow.client_id),
-                ("authorization_details", &narrower),
-            ],
-        )
+    let (status, body) = flow
+        .refresh_with(&refresh, &[("authorization_details", &narrower)])
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(

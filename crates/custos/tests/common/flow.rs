@@ -181,18 +181,18 @@ impl Flow {
     }
 
     pub async fn refresh(&self, token: &str) -> (u16, Value) {
-        let (status, _, body) = self
-            .server
-            .post_form(
-                &self.token,
-                None,
-                &[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", token),
-                    ("client_id", &self.client_id),
-                ],
-            )
-            .await;
+        self.refresh_with(token, &[]).await
+    }
+
+    /// A refresh with more parameters (`scope`, `authorization_details`…).
+    pub async fn refresh_with(&self, token: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("refresh_token", token),
+            ("client_id", self.client_id.as_str()),
+        ];
+        form.extend_from_slice(extra);
+        let (status, _, body) = self.server.post_form(&self.token, None, &form).await;
         (status, body)
     }
 
