@@ -254,14 +254,7 @@ impl ClientDirectory {
             let (record, metadata) = self.load_document(documents, client_id).await?;
             return Ok(record.disabled_at.is_none().then_some((record, metadata)));
         }
-        let Some(record) = self.store.get_client(client_id).await.map_err(internal)? else {
-            return Ok(None);
-        };
-        if record.disabled_at.is_some() {
-            return Ok(None);
-        }
-        let metadata = decode_metadata(&record)?;
-        Ok(Some((record, metadata)))
+        self.active_stored(client_id).await
     }
 
     pub async fn insert(&self, record: &ClientRecord) -> Result<(), ServiceError> {
